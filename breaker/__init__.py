@@ -1,0 +1,41 @@
+"""fusebox's distributed circuit breaker: one breaker per model, shared by every worker
+through Redis, with a local fail-safe. It imports neither Celery nor Paddle.
+
+Start at :class:`Breakers`::
+
+    from breaker import Breakers, BreakerPolicy
+
+    breakers = Breakers.from_env(policies={"ocr": BreakerPolicy.for_tier("core")})
+    with breakers.guard("ocr"):
+        run_the_model()
+"""
+
+from breaker.circuit import CircuitBreaker
+from breaker.errors import CallNotPermitted, CallTimeout, ExceptionClassifier, InputError
+from breaker.events import BreakerEvent, Listener
+from breaker.policy import TIERS, BreakerPolicy
+from breaker.registry import Breakers, StoreHealth, StoreUnavailable
+from breaker.settings import BreakerSettings
+from breaker.state import BreakerSnapshot, Control, Outcome, State, Ticket, WindowStats
+
+__all__ = [
+    "TIERS",
+    "BreakerEvent",
+    "BreakerPolicy",
+    "BreakerSettings",
+    "BreakerSnapshot",
+    "Breakers",
+    "CallNotPermitted",
+    "CallTimeout",
+    "CircuitBreaker",
+    "Control",
+    "ExceptionClassifier",
+    "InputError",
+    "Listener",
+    "Outcome",
+    "State",
+    "StoreHealth",
+    "StoreUnavailable",
+    "Ticket",
+    "WindowStats",
+]

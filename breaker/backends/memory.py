@@ -1,0 +1,184 @@
+"""A breaker store in this process's memory: for unit tests, and the local fail-safe that a
+worker decides with while Redis is unreachable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from breaker.backend import BreakerBackend, RecordRequest
+from breaker.events import BreakerEvent
+from breaker.machine import BreakerRecord, Machine, view_of
+from breaker.policy import BreakerPolicy
+from breaker.state import (
+    Admission,
+    BreakerSnapshot,
+    Control,
+    RecordResult,
+    State,
+    StateView,
+    check_name,
+)
+
+
+def wall_anchored_monotonic() -> Callable[[], float]:
+    """A clock that never jumps (monotonic) but reads like wall time, so that local events
+    carry believable timestamps."""
+    anchor = time.time() - time.monotonic()
+    return lambda: time.monotonic() + anchor
+
+
+class InMemoryBackend(BreakerBackend):
+    """Breakers in a dict, behind one lock; the same rules as the Redis scripts.
+
+    Parameters:
+      clock: seconds, as a float; defaults to a monotonic clock anchored to wall time.
+      on_event: called with every transition and policy event, under no lock.
+      history_size: how many events :meth:`history` keeps.
+    """
+
+    local = True
+
+    def __init__(
+        self,
+        clock: Callable[[], float] | None = None,
+        on_event: Callable[[BreakerEvent], None] | None = None,
+        history_size: int = 1000,
+    ) -> None:
+        self._clock = clock or wall_anchored_monotonic()
+        self._on_event = on_event
+        self._lock = threading.RLock()
+        self._records: dict[str, BreakerRecord] = {}
+        self._policies: dict[str, BreakerPolicy] = {}
+        self._history: deque[BreakerEvent] = deque(maxlen=history_size)
+
+    def set_event_sink(self, on_event: Callable[[BreakerEvent], None] | None) -> None:
+        self._on_event = on_event
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _machine(self, name: str, policy: BreakerPolicy, now_ms: int, pending: list[BreakerEvent]) -> Machine:
+        record = self._records.get(name)
+        if record is None:
+            record = self._records[name] = BreakerRecord(
+                name=check_name(name), incarnation=now_ms, changed_at_ms=now_ms
+            )
+        return Machine(record, self._policies.get(name, policy), pending.append, local=True)
+
+    def _publish(self, pending: list[BreakerEvent]) -> None:
+        # Listeners run outside the lock: one that calls back into the backend must not
+        # deadlock, and a slow one must not hold up other callers.
+        for event in pending:
+            self._history.append(event)
+            if self._on_event is not None:
+                self._on_event(event)
+
+    def admit(self, name: str, policy: BreakerPolicy, who: str) -> Admission:
+        pending: list[BreakerEvent] = []
+        with self._lock:
+            now = self._now_ms()
+            result = self._machine(name, policy, now, pending).admit(now, who)
+        self._publish(pending)
+        return result
+
+    def advance(self, name: str, policy: BreakerPolicy, who: str) -> StateView:
+        pending: list[BreakerEvent] = []
+        with self._lock:
+            now = self._now_ms()
+            result = self._machine(name, policy, now, pending).advance(now, who)
+        self._publish(pending)
+        return result
+
+    def record(self, request: RecordRequest) -> RecordResult:
+        pending: list[BreakerEvent] = []
+        with self._lock:
+            now = self._now_ms()
+            m = self._machine(request.name, request.policy, now, pending)
+            result = m.record_outcome(now, request.ticket, request.outcome, request.duration, request.who)
+        self._publish(pending)
+        return result
+
+    def control(
+        self, name: str, policy: BreakerPolicy, action: Control, who: str, reason: str = ""
+    ) -> BreakerEvent:
+        pending: list[BreakerEvent] = []
+        with self._lock:
+            now = self._now_ms()
+            event = self._machine(name, policy, now, pending).transition(
+                action.target, reason or f"operator: {action.value}", now, who
+            )
+        self._publish(pending)
+        return event
+
+    def seed(self, name: str, policy: BreakerPolicy, state: State, open_for: float, who: str) -> None:
+        """Starts a local breaker where the shared one was last seen, so that losing Redis
+        while a model is sick does not reopen the floodgates: OPEN stays OPEN for what was
+        left of its wait, the operator states stay as they were."""
+        pending: list[BreakerEvent] = []
+        with self._lock:
+            now = self._now_ms()
+            m = self._machine(name, policy, now, pending)
+            if state in (State.OPEN, State.HALF_OPEN):
+                m.transition(State.OPEN, "seeded from the shared breaker", now, who)
+                m.record.open_until_ms = now + int(max(open_for, 0.0) * 1000)
+            elif state != State.CLOSED:
+                m.transition(state, "seeded from the shared breaker", now, who)
+        self._publish(pending)
+
+    def snapshot(self, name: str, policy: BreakerPolicy) -> BreakerSnapshot:
+        with self._lock:
+            now = self._now_ms()
+            m = self._machine(name, policy, now, [])
+            r = m.record
+            return BreakerSnapshot(
+                name=name,
+                changed_at_ms=r.changed_at_ms,
+                consecutive_trips=r.consecutive_trips,
+                window=r.window.stats(now, m.policy.window),
+                probes_outstanding=len(r.permits),
+                probe_calls=r.probe_calls,
+                probe_failures=r.probe_failures,
+                totals=dict(r.totals),
+                policy=m.policy,
+                local=True,
+                **m.view(now).model_dump(),
+            )
+
+    def views(self, names: Sequence[str]) -> dict[str, StateView]:
+        with self._lock:
+            now = self._now_ms()
+            return {name: view_of(self._records[name], now) for name in names if name in self._records}
+
+    def get_policy(self, name: str) -> BreakerPolicy | None:
+        with self._lock:
+            return self._policies.get(name)
+
+    def set_policy(self, name: str, policy: BreakerPolicy, who: str) -> None:
+        with self._lock:
+            self._policies[name] = policy
+            event = BreakerEvent(kind="policy", breaker=name, who=who, at_ms=self._now_ms(), local=True)
+        self._publish([event])
+
+    def clear_policy(self, name: str, who: str) -> None:
+        with self._lock:
+            self._policies.pop(name, None)
+            event = BreakerEvent(kind="policy", breaker=name, who=who, at_ms=self._now_ms(), local=True)
+        self._publish([event])
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._records)
+
+    def history(self, name: str | None = None, count: int = 100) -> list[BreakerEvent]:
+        with self._lock:
+            events = [e for e in self._history if name is None or e.breaker == name]
+        return events[-count:]
+
+    def forget(self) -> None:
+        """Drops every breaker (a process rejoining the shared store starts clean next time)."""
+        with self._lock:
+            self._records.clear()
+            self._policies.clear()

@@ -1,0 +1,106 @@
+"""What this process knows of the shared breakers' states, kept current by pushes.
+
+Admission in CLOSED is decided here, without a round trip to Redis: the subscriber keeps
+each breaker's state up to date from pub/sub events and periodic re-reads. Times the store
+hands out (``open_until``) are compared with an estimate of the store's clock made from this
+process's monotonic clock plus a measured offset, so a host whose wall clock is hours off
+still decides like every other.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from breaker.events import BreakerEvent
+from breaker.state import StateView
+
+
+class StateCache:
+    """The last known :class:`StateView` of each breaker.
+
+    Parameters:
+      clock: local monotonic seconds (tests pass the manual clock they give the backend).
+      max_age: seconds after the last full re-read past which the cache is not trusted to
+        admit on its own (the subscriber may be stuck or disconnected).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_age: float = 3.0) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._views: dict[str, StateView] = {}
+        self._offset_ms: float | None = None  # store clock minus local clock
+        self.max_age = max_age
+        self.subscribed = False
+        self._refreshed_at: float | None = None
+
+    # -- the store's clock ------------------------------------------------------------------
+
+    def observe_store_time(self, store_now_ms: int) -> None:
+        """Measures the offset between the store's clock and ours from a fresh reply."""
+        self._offset_ms = store_now_ms - self._clock() * 1000
+
+    def store_now_ms(self) -> float | None:
+        """Our estimate of the store's clock, or None before the first reply."""
+        if self._offset_ms is None:
+            return None
+        return self._clock() * 1000 + self._offset_ms
+
+    # -- views --------------------------------------------------------------------------------
+
+    def get(self, name: str) -> StateView | None:
+        return self._views.get(name)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._views)
+
+    def update(self, name: str, view: StateView, *, authoritative: bool = True) -> bool:
+        """Takes a newer view; returns whether it replaced the known one.
+
+        Epochs only move forward within one incarnation of a breaker. A reply read from the
+        store (``authoritative``) also wins across incarnations: the store was emptied (a
+        Redis restart without persistence) and the breaker began again at epoch 0.
+        """
+        with self._lock:
+            known = self._views.get(name)
+            if known is not None:
+                same = known.incarnation == view.incarnation
+                if same and view.epoch < known.epoch:
+                    return False
+                if not same and not authoritative and view.incarnation < known.incarnation:
+                    return False
+            self._views[name] = view
+            return True
+
+    def apply_event(self, event: BreakerEvent) -> bool:
+        if event.kind != "transition" or event.to_state is None:
+            return False
+        view = StateView(
+            state=event.to_state,
+            epoch=event.epoch,
+            incarnation=event.incarnation,
+            open_until_ms=event.open_until_ms,
+            now_ms=event.at_ms,
+        )
+        return self.update(event.breaker, view, authoritative=False)
+
+    # -- trust ----------------------------------------------------------------------------------
+
+    def mark_refreshed(self) -> None:
+        self._refreshed_at = self._clock()
+
+    @property
+    def fresh(self) -> bool:
+        """Whether pushes are flowing and a full re-read happened recently: only then may a
+        CLOSED breaker admit without asking the store."""
+        if not self.subscribed or self._refreshed_at is None:
+            return False
+        return self._clock() - self._refreshed_at < self.max_age
+
+    def forget(self) -> None:
+        with self._lock:
+            self._views.clear()
+            self.subscribed = False
+            self._refreshed_at = None

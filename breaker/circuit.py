@@ -1,0 +1,171 @@
+"""One named breaker as a caller uses it: admit, record, guard, decorate, operate."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from breaker.errors import CallNotPermitted, ExceptionClassifier
+from breaker.events import BreakerEvent
+from breaker.policy import BreakerPolicy
+from breaker.state import BreakerSnapshot, Control, Outcome, RecordResult, State, Ticket
+
+if TYPE_CHECKING:
+    from breaker.registry import Breakers
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CircuitBreaker:
+    """A handle on one shared breaker. Cheap; get it from :meth:`Breakers.get`.
+
+    Parameters:
+      name: the breaker's name (for fusebox's workers, the model's queue name).
+      owner: the registry that holds the store, the cache and the listeners.
+      policy: the policy this process was configured with; a policy stored in Redis wins.
+      classifier: how exceptions from guarded calls count.
+    """
+
+    def __init__(
+        self, name: str, owner: Breakers, policy: BreakerPolicy, classifier: ExceptionClassifier
+    ) -> None:
+        self.name = name
+        self._owner = owner
+        self.configured_policy = policy
+        self.classifier = classifier
+        #: In-process counts: admitted, rejected (with where they were decided), and
+        #: outcomes reported. Metrics read them; the shared totals are in snapshot().
+        self.counts: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.name!r} {self.state.value}>"
+
+    # -- what callers read -------------------------------------------------------------------
+
+    @property
+    def policy(self) -> BreakerPolicy:
+        """The effective policy: the one stored in Redis if any, else the configured one."""
+        return self._owner.effective_policy(self.name)
+
+    @property
+    def state(self) -> State:
+        """The state as this process last heard it (no round trip)."""
+        return self._owner.known_state(self.name)
+
+    def snapshot(self) -> BreakerSnapshot:
+        """Reads state, window, probes and totals from the store (the local breaker's when
+        the store is unreachable)."""
+        return self._owner.snapshot(self.name)
+
+    # -- admission and outcomes ------------------------------------------------------------------
+
+    def admit(self) -> Ticket:
+        """Asks to run one call; returns the ticket to record its outcome with.
+
+        Raises:
+          CallNotPermitted: the breaker is OPEN or FORCED_OPEN, or HALF_OPEN with every
+            probe permit taken.
+        """
+        ticket = self._owner.admit(self)
+        self.counts["admitted"] += 1
+        return ticket
+
+    def try_admit(self) -> Ticket | None:
+        """Like :meth:`admit`, but returns None instead of raising."""
+        try:
+            return self.admit()
+        except CallNotPermitted:
+            return None
+
+    def record(
+        self, ticket: Ticket, outcome: Outcome, duration: float, *, wait: bool = False
+    ) -> RecordResult | None:
+        """Reports how an admitted call ended.
+
+        Parameters:
+          ticket: from :meth:`admit`.
+          outcome: SUCCESS, FAILURE, TIMEOUT, SLOW or IGNORED; a SUCCESS that took
+            ``slow_call_duration`` or longer counts as slow by itself.
+          duration: seconds the call ran.
+          wait: False (the default) queues the outcome and returns None at once; True
+            sends it now and returns the store's answer.
+        """
+        if ticket.breaker != self.name:
+            raise ValueError(f"ticket of breaker {ticket.breaker!r} recorded on {self.name!r}")
+        self.counts[outcome.value] += 1
+        return self._owner.record(self, ticket, outcome, duration, wait=wait)
+
+    def record_exception(self, ticket: Ticket, exc: BaseException, duration: float) -> Outcome:
+        """Records a call that raised ``exc``, classified; returns the outcome used."""
+        outcome = self.classifier.classify(exc)
+        self.record(ticket, outcome, duration)
+        return outcome
+
+    @contextmanager
+    def guard(self) -> Iterator[Ticket]:
+        """Runs the ``with`` body as one guarded call.
+
+        Raises CallNotPermitted before the body runs when the breaker refuses. An exception
+        from the body is classified and re-raised; a body that returns after
+        ``call_timeout`` counts as a TIMEOUT (the breaker cannot interrupt it: enforce the
+        limit where the call runs, as the Celery workers do).
+        """
+        ticket = self.admit()
+        started = time.perf_counter()
+        try:
+            yield ticket
+        except BaseException as exc:
+            self.record_exception(ticket, exc, time.perf_counter() - started)
+            raise
+        duration = time.perf_counter() - started
+        self.record(ticket, Outcome.TIMEOUT if duration > self.policy.call_timeout else Outcome.SUCCESS, duration)
+
+    def call(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Runs ``func(*args, **kwargs)`` as one guarded call."""
+        with self.guard():
+            return func(*args, **kwargs)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Use as a decorator: every call of ``func`` is guarded."""
+
+        @functools.wraps(func)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self.guard():
+                return func(*args, **kwargs)
+
+        return guarded
+
+    # -- operator actions (they need the shared store) -------------------------------------------
+
+    def trip(self, reason: str = "", who: str | None = None) -> BreakerEvent:
+        """To OPEN; it recovers by itself after ``wait_in_open``."""
+        return self._owner.control(self.name, Control.TRIP, reason, who)
+
+    def force_open(self, reason: str = "", who: str | None = None) -> BreakerEvent:
+        """To FORCED_OPEN: every call rejected until :meth:`reset`."""
+        return self._owner.control(self.name, Control.FORCE_OPEN, reason, who)
+
+    def reset(self, reason: str = "", who: str | None = None) -> BreakerEvent:
+        """To CLOSED with an empty window."""
+        return self._owner.control(self.name, Control.RESET, reason, who)
+
+    def disable(self, reason: str = "", who: str | None = None) -> BreakerEvent:
+        """To DISABLED: every call admitted, nothing recorded."""
+        return self._owner.control(self.name, Control.DISABLE, reason, who)
+
+    def metrics_only(self, reason: str = "", who: str | None = None) -> BreakerEvent:
+        """To METRICS_ONLY: every call admitted and recorded, never tripped."""
+        return self._owner.control(self.name, Control.METRICS_ONLY, reason, who)
+
+    def set_policy(self, policy: BreakerPolicy, who: str | None = None) -> None:
+        """Stores ``policy`` for this breaker; every process uses it from its next call."""
+        self._owner.set_policy(self.name, policy, who)
+
+    def clear_policy(self, who: str | None = None) -> None:
+        """Drops the stored policy; each process's configured one applies again."""
+        self._owner.clear_policy(self.name, who)

@@ -1,0 +1,72 @@
+"""Configuration of the breaker client, from the environment, and the Redis client it uses."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+ENV_PREFIX = "FUSEBOX_"
+
+
+class BreakerSettings(BaseModel):
+    """How a process reaches the shared breakers.
+
+    Parameters (each read from the environment variable in brackets):
+      redis_url [FUSEBOX_REDIS_URL]: ``redis://``, ``rediss://`` (TLS) or
+        ``redis://:password@host:port/db``; also ``unix://`` sockets.
+      key_prefix [FUSEBOX_KEY_PREFIX]: first part of every key and of the events channel.
+      redis_timeout [FUSEBOX_BREAKER_REDIS_TIMEOUT]: seconds any one breaker call to Redis
+        may take before the process decides with its local breaker instead.
+      refresh_interval [FUSEBOX_BREAKER_REFRESH_INTERVAL]: seconds between re-reads of the
+        breakers' states, the safety net under pub/sub.
+      reconnect_interval [FUSEBOX_BREAKER_RECONNECT_INTERVAL]: seconds between attempts to
+        reach Redis again while running on the local breaker.
+      stream_maxlen [FUSEBOX_BREAKER_STREAM_MAXLEN]: roughly how many events the history
+        stream keeps.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = Field("fusebox", pattern=r"^[A-Za-z0-9_.\-:]{1,64}$")
+    redis_timeout: float = Field(0.05, gt=0, le=10)
+    refresh_interval: float = Field(1.0, gt=0, le=300)
+    reconnect_interval: float = Field(0.5, gt=0, le=300)
+    stream_maxlen: int = Field(10_000, ge=100)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> BreakerSettings:
+        env = os.environ if environ is None else environ
+        names = {
+            "redis_url": "REDIS_URL",
+            "key_prefix": "KEY_PREFIX",
+            "redis_timeout": "BREAKER_REDIS_TIMEOUT",
+            "refresh_interval": "BREAKER_REFRESH_INTERVAL",
+            "reconnect_interval": "BREAKER_RECONNECT_INTERVAL",
+            "stream_maxlen": "BREAKER_STREAM_MAXLEN",
+        }
+        values: dict[str, Any] = {
+            field: env[ENV_PREFIX + var] for field, var in names.items() if env.get(ENV_PREFIX + var)
+        }
+        values.update(overrides)
+        return cls.model_validate(values)
+
+
+def redis_client(url: str, timeout: float, **kwargs: Any) -> redis.Redis:
+    """A client that fails fast: ``timeout`` seconds to connect and to answer, no retries.
+
+    redis-py retries failed commands by default, which would multiply the time a worker
+    waits on a dead Redis; the breaker falls back to its local state instead.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        **kwargs,
+    )
