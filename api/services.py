@@ -13,9 +13,14 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class ServiceError(RuntimeError):
@@ -165,3 +170,15 @@ class RedisServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@contextmanager
+def ensure_redis(url: str | None = None) -> Iterator[str]:
+    """The URL of a Redis that answers: ``url`` (default ``FUSEBOX_REDIS_URL``, else the
+    local default) when it does, else a server started here for the duration."""
+    url = url or os.environ.get("FUSEBOX_REDIS_URL") or DEFAULT_REDIS_URL
+    if redis_answers(url):
+        yield url
+        return
+    with RedisServer() as server:
+        yield server.url

@@ -71,9 +71,9 @@ class BreakerBackend(ABC):
         """State, window figures, probes and totals of one breaker, read atomically."""
 
     @abstractmethod
-    def views(self, names: Sequence[str]) -> dict[str, StateView]:
-        """The current state of several breakers in one step (for cache refreshes). Breakers
-        the store has never seen are missing from the answer."""
+    def views(self, names: Sequence[str]) -> tuple[int, dict[str, StateView]]:
+        """The store's clock (ms) and the current state of several breakers, in one step
+        (for cache refreshes). Breakers the store has never seen are missing."""
 
     @abstractmethod
     def get_policy(self, name: str) -> BreakerPolicy | None:

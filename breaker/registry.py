@@ -255,10 +255,12 @@ class Breakers:
                 view = self.cache.get(name)
                 if view is None:
                     continue
-                open_for = 0.0
-                if store_now is not None and view.state == State.OPEN:
+                policy = self.effective_policy(name)
+                # Unknown store clock: keep the whole wait rather than none of it.
+                open_for = policy.wait_in_open
+                if store_now is not None:
                     open_for = (view.open_until_ms - store_now) / 1000
-                self.local.seed(name, self.effective_policy(name), view.state, open_for, who)
+                self.local.seed(name, policy, view.state, open_for, who)
             self._degraded_since = time.time()
             self._last_error = f"{type(exc).__name__}: {exc}"
             self._degraded = True
@@ -310,6 +312,9 @@ class Breakers:
         """An event from the store (pub/sub or stream replay): update, then tell listeners."""
         if event.kind == "transition":
             self.cache.apply_event(event)
+            if not event.replayed:
+                # A live event is a reading of the store's clock, a pub/sub hop late.
+                self.cache.observe_store_time(event.at_ms)
         elif event.kind == "policy" and event.breaker in self._breakers:
             self._load_policy(event.breaker)
         self.listeners.dispatch(event)
@@ -332,11 +337,10 @@ class Breakers:
             return
         self._next_refresh = time.monotonic() + self.settings.refresh_interval
         names = sorted(set(self.cache.names()) | set(self._breakers))
-        views = self.shared.views(names)
+        store_now, views = self.shared.views(names)
         for name, view in views.items():
             self.cache.update(name, view)
-        if views:
-            self.cache.observe_store_time(next(iter(views.values())).now_ms)
+        self.cache.observe_store_time(store_now)
         self._refreshes += 1
         if self._refreshes % 5 == 1:
             for name in list(self._breakers):
@@ -431,7 +435,7 @@ class Breakers:
         if not ticket.local:
             # Admitted by the shared breaker, ending after Redis went away: it still tells
             # the local breaker about the model, if the local one is judging calls.
-            view = self.local.views([request.name]).get(request.name)
+            view = self.local.views([request.name])[1].get(request.name)
             if view is None or not view.state.admits_everything:
                 return None
             ticket = ticket.model_copy(update={"epoch": view.epoch, "incarnation": view.incarnation, "local": True})
@@ -457,6 +461,7 @@ class Breakers:
             lambda shared: shared.control(name, breaker.configured_policy, action, who or process_identity(), reason)
         )
         self.cache.apply_event(event)
+        self.cache.observe_store_time(event.at_ms)
         return event
 
     def set_policy(self, name: str, policy: BreakerPolicy, who: str | None = None) -> None:

@@ -3,28 +3,21 @@ else one these tests start), a key prefix of each test's own, and manual clocks.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from api.services import RedisServer, redis_answers
+from api.services import RedisServer, ensure_redis
 from tests.support.clock import ManualClock
-
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis that answers: FUSEBOX_REDIS_URL's when it does, else one of our own."""
-    url = os.environ.get("FUSEBOX_REDIS_URL") or DEFAULT_URL
-    if redis_answers(url):
+    with ensure_redis() as url:
         yield url
-        return
-    with RedisServer() as server:
-        yield server.url
 
 
 @pytest.fixture

@@ -147,10 +147,10 @@ class InMemoryBackend(BreakerBackend):
                 **m.view(now).model_dump(),
             )
 
-    def views(self, names: Sequence[str]) -> dict[str, StateView]:
+    def views(self, names: Sequence[str]) -> tuple[int, dict[str, StateView]]:
         with self._lock:
             now = self._now_ms()
-            return {name: view_of(self._records[name], now) for name in names if name in self._records}
+            return now, {name: view_of(self._records[name], now) for name in names if name in self._records}
 
     def get_policy(self, name: str) -> BreakerPolicy | None:
         with self._lock:

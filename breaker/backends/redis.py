@@ -175,6 +175,8 @@ class RedisBackend(BreakerBackend):
 
     def record_many(self, requests: Sequence[RecordRequest]) -> list[RecordResult]:
         """All outcomes in one pipelined round trip; each is still its own atomic script."""
+        if len(requests) == 1:
+            return [self.record(requests[0])]  # a pipeline costs more than it saves here
         replies = self._pipelined_records(requests)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
@@ -213,7 +215,7 @@ class RedisBackend(BreakerBackend):
 
     # -- plain reads and writes ---------------------------------------------------------
 
-    def views(self, names: Sequence[str]) -> dict[str, StateView]:
+    def views(self, names: Sequence[str]) -> tuple[int, dict[str, StateView]]:
         pipe = self.client.pipeline(transaction=False)
         pipe.time()
         for name in names:
@@ -231,7 +233,7 @@ class RedisBackend(BreakerBackend):
                 open_until_ms=int(open_until),
                 now_ms=now_ms,
             )
-        return views
+        return now_ms, views
 
     def get_policy(self, name: str) -> BreakerPolicy | None:
         fields = self.client.hgetall(self.keys.breaker(name)[3])

@@ -1,0 +1,114 @@
+"""Redis URLs (password, TLS), key prefixes, and processes forked from a parent that
+already used its breakers (Celery's prefork pool does exactly that)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from api.services import RedisServer, find_redis_server, free_port
+from breaker import BreakerPolicy, Breakers, BreakerSettings, Outcome, State
+from tests.support.processes import SPAWN, make_breakers
+
+pytestmark = pytest.mark.redis
+
+
+def test_password_url(tmp_path: Path) -> None:
+    with RedisServer(password="s3cret pass".replace(" ", "-")) as server:
+        assert ":s3cret-pass@" in server.url
+        with Breakers.from_url(server.url, settings=BreakerSettings(key_prefix="pw")) as b:
+            assert b.get("ocr").call(lambda: 1) == 1
+            assert not b.degraded
+        wrong = server.url.replace("s3cret-pass", "nope")
+        with Breakers.from_url(wrong, settings=BreakerSettings(key_prefix="pw")) as b:
+            assert b.get("ocr").call(lambda: 1) == 1  # still answers, on the local breaker
+            assert b.degraded and "AuthenticationError" in (b.health().last_error or "")
+
+
+def test_tls_url(tmp_path: Path) -> None:
+    server_bin = find_redis_server()
+    probe = subprocess.run([server_bin, "--tls-port", "1", "--port", "0"], capture_output=True, text=True, timeout=10)
+    if "Bad directive" in probe.stdout + probe.stderr:
+        pytest.skip(f"{server_bin} was built without TLS (.ci/run installs Debian's redis-server, which has it)")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    tls_port = free_port()
+    # The plain port stays open too: RedisServer checks readiness on it.
+    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+           "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+    with RedisServer(extra_args=tls):
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
+        with Breakers.from_url(url, settings=BreakerSettings(key_prefix="tls", redis_timeout=1.0)) as b:
+            assert b.get("ocr").call(lambda: "over tls") == "over tls"
+            assert not b.degraded, b.health()
+            b.flush()
+            assert b.get("ocr").snapshot().totals["success"] == 1
+        # A client that does not trust the certificate cannot use the store.
+        untrusted = f"rediss://127.0.0.1:{tls_port}/0"
+        with Breakers.from_url(untrusted, settings=BreakerSettings(key_prefix="tls", redis_timeout=1.0)) as b:
+            assert b.get("ocr").call(lambda: 1) == 1
+            assert b.degraded and "certificate" in (b.health().last_error or "").lower()
+
+
+def test_prefixes_isolate_deployments(redis_url: str, key_prefix: str) -> None:
+    policy = BreakerPolicy(minimum_calls=1)
+    with make_breakers(redis_url, key_prefix + "-a", policy) as a, make_breakers(redis_url, key_prefix + "-b", policy) as b:
+        a.get("ocr").record(a.get("ocr").admit(), Outcome.FAILURE, 0.1, wait=True)
+        assert a.get("ocr").snapshot().state == State.OPEN
+        assert b.get("ocr").snapshot().state == State.CLOSED
+
+
+def _forked_child(b: Breakers, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    b.get("ocr").call(lambda: None)
+    b.flush()
+    results.put((b.get("ocr").snapshot().totals.get("success", 0), b.degraded, b.wait_until_subscribed(5)))
+
+
+def test_forked_children_get_their_own_threads(redis_url: str, key_prefix: str) -> None:
+    b = make_breakers(redis_url, key_prefix)
+    assert b.wait_until_subscribed()
+    b.get("ocr").call(lambda: None)
+    b.flush()
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    children = [ctx.Process(target=_forked_child, args=(b, results)) for _ in range(3)]
+    for c in children:
+        c.start()
+    seen = [results.get(timeout=30) for _ in children]
+    for c in children:
+        c.join(10)
+        assert c.exitcode == 0
+    assert all(not degraded and subscribed for _, degraded, subscribed in seen)
+    b.flush()
+    assert b.get("ocr").snapshot().totals["success"] == 4
+    b.close()
+
+
+def _policy_watcher(url: str, prefix: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    b = make_breakers(url, prefix, BreakerPolicy(minimum_calls=50))
+    assert b.wait_until_subscribed(10)
+    results.put(b.get("ocr").policy.minimum_calls)
+    deadline = time.monotonic() + 10
+    while b.get("ocr").policy.minimum_calls == 50 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    # The very next call is judged by the operator's policy: one failure trips.
+    b.get("ocr").record(b.get("ocr").admit(), Outcome.FAILURE, 0.01, wait=True)
+    results.put((b.get("ocr").policy.minimum_calls, b.get("ocr").state.value))
+    b.close()
+
+
+def test_policy_change_reaches_another_process_without_restart(redis_url: str, key_prefix: str) -> None:
+    results = SPAWN.Queue()
+    child = SPAWN.Process(target=_policy_watcher, args=(redis_url, key_prefix, results))
+    child.start()
+    assert results.get(timeout=60) == 50
+    with make_breakers(redis_url, key_prefix) as operator:
+        operator.set_policy("ocr", BreakerPolicy(minimum_calls=1))
+    assert results.get(timeout=30) == (1, "open")
+    child.join(10)
