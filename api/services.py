@@ -11,11 +11,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -71,6 +73,8 @@ class RedisServer:
       password: ``requirepass``, when the server should demand one.
       executable: the binary; :func:`find_redis_server` when None.
       extra_args: more ``redis-server`` arguments.
+      persistent: keep an append-only file, fsynced on every write, so that a restart
+        loses nothing (what a Redis used as a broker must do).
     """
 
     def __init__(
@@ -79,8 +83,10 @@ class RedisServer:
         password: str | None = None,
         executable: str | None = None,
         extra_args: list[str] | None = None,
+        persistent: bool = False,
     ) -> None:
         self.port = port or free_port()
+        self.persistent = persistent
         self.password = password
         self.executable = executable or find_redis_server()
         self.extra_args = extra_args or []
@@ -100,7 +106,8 @@ class RedisServer:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "always",
             "--dir", self._dir,
             "--daemonize", "no",
             "--logfile", os.path.join(self._dir, "redis.log"),
@@ -182,3 +189,108 @@ def ensure_redis(url: str | None = None) -> Iterator[str]:
         return
     with RedisServer() as server:
         yield server.url
+
+
+class WorkerProcess:
+    """A ``celery -A workers worker`` of our own, as a child process.
+
+    Parameters:
+      queues: the queues it consumes (``ocr``, ``echo``, ``fallback``...).
+      name: its node name's first part (``name@host``); unique per worker.
+      concurrency: pool processes.
+      env: environment on top of this process's (FUSEBOX_REDIS_URL, FUSEBOX_KEY_PREFIX...).
+      log_path: where its output goes (a temporary file by default).
+    """
+
+    def __init__(
+        self,
+        queues: list[str],
+        name: str,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+        log_path: str | None = None,
+        pool: str = "prefork",
+    ) -> None:
+        self.queues, self.name, self.concurrency, self.pool = queues, name, concurrency, pool
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = log_path or os.path.join(tempfile.mkdtemp(prefix="fusebox-worker-"), f"{name}.log")
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    @property
+    def nodename(self) -> str:
+        return f"{self.name}@{socket.gethostname()}"
+
+    def start(self, app: Any, timeout: float = 180.0) -> WorkerProcess:
+        """Starts it and waits until it answers a ping and every pool process has loaded
+        its models."""
+        from workers.app import RUNNERS_READY
+
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_offset = self._log.tell()
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "workers", "worker",
+                "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
+                "-n", f"{self.name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            ],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceError(f"worker {self.name} exited with {self.process.returncode}; see {self.log_path}")
+            if self.log().count(RUNNERS_READY) >= self.concurrency and app.control.ping(
+                destination=[self.nodename], timeout=0.5
+            ):
+                return self
+        self.kill()
+        raise ServiceError(f"worker {self.name} did not answer within {timeout}s; see {self.log_path}")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def children(self) -> list[int]:
+        """Pids of its pool processes."""
+        if self.process is None:
+            return []
+        try:
+            out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, timeout=5)
+        except FileNotFoundError:
+            return []
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Warm shutdown (SIGTERM: finish running jobs), SIGKILL if it lingers."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """SIGKILL to the whole worker, pool included: a crash."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        """What it printed since its last start."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                f.seek(getattr(self, "_log_offset", 0))
+                return f.read()
+        except FileNotFoundError:
+            return ""

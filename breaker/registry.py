@@ -37,7 +37,17 @@ from breaker.events import BreakerEvent, Listener, Listeners
 from breaker.policy import BreakerPolicy
 from breaker.recorder import Recorder
 from breaker.settings import BreakerSettings, redis_client
-from breaker.state import Admission, BreakerSnapshot, Control, Outcome, RecordResult, State, Ticket, check_name
+from breaker.state import (
+    Admission,
+    BreakerSnapshot,
+    Control,
+    Outcome,
+    RecordResult,
+    State,
+    StateView,
+    Ticket,
+    check_name,
+)
 from breaker.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
@@ -149,6 +159,9 @@ class Breakers:
         self._recorder = Recorder(self._send_outcomes)
         self._subscriber = Subscriber(self)
         self.cache.forget()
+        # What a parent knew of stored policies may be stale by the time a child runs.
+        self._stored_policies.clear()
+        self._refreshes = 0
         if self._closed:
             return
         self._recorder.start()
@@ -248,6 +261,11 @@ class Breakers:
         with self._lock:
             if self._degraded:
                 return
+            # First of all: nothing below may reach for the store again.
+            self._degraded = True
+            self._degraded_since = time.time()
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self.cache.subscribed = False
             log.warning("breaker store unreachable (%s); deciding with the local breaker", exc)
             who = process_identity()
             store_now = self.cache.store_now_ms()
@@ -255,16 +273,12 @@ class Breakers:
                 view = self.cache.get(name)
                 if view is None:
                     continue
-                policy = self.effective_policy(name)
+                policy = self._known_policy(name)
                 # Unknown store clock: keep the whole wait rather than none of it.
                 open_for = policy.wait_in_open
                 if store_now is not None:
                     open_for = (view.open_until_ms - store_now) / 1000
                 self.local.seed(name, policy, view.state, open_for, who)
-            self._degraded_since = time.time()
-            self._last_error = f"{type(exc).__name__}: {exc}"
-            self._degraded = True
-            self.cache.subscribed = False
         self.listeners.dispatch(BreakerEvent(kind="store", reason=f"lost: {self._last_error}", who=who, local=True))
 
     def connection_lost(self, exc: BaseException) -> None:
@@ -296,17 +310,42 @@ class Breakers:
 
     # -- pushed state -----------------------------------------------------------------------------
 
+    def known_view(self, name: str) -> StateView | None:
+        """The shared breaker's state, epoch and wait as this process last heard them (no
+        round trip); None before it heard anything, and while degraded."""
+        return None if self._degraded else self.cache.get(name)
+
     def known_state(self, name: str) -> State:
         if self._degraded:
             return self.local.snapshot(name, self.effective_policy(name)).state
         view = self.cache.get(name)
         return view.state if view is not None else State.CLOSED
 
+    def open_remaining(self, name: str) -> float | None:
+        """Seconds until an OPEN breaker's wait ends, on the store's clock (0 when due);
+        None when it is not OPEN as far as this process knows, or the clock is unknown."""
+        if self._degraded:
+            snap = self.local.snapshot(name, self.effective_policy(name))
+            return snap.retry_after
+        view = self.cache.get(name)
+        store_now = self.cache.store_now_ms()
+        if view is None or view.state != State.OPEN or store_now is None:
+            return None
+        return max(0.0, (view.open_until_ms - store_now) / 1000)
+
     def effective_policy(self, name: str) -> BreakerPolicy:
+        """The stored policy if the store holds one, else the configured one. A process
+        reads the stored policy on first use, then keeps it current from policy events and
+        periodic re-reads."""
+        self._ensure_threads()  # a forked child first forgets what its parent knew
+        if name not in self._stored_policies and not self._degraded and self.shared is not None:
+            self._load_policy(name)
+        return self._known_policy(name)
+
+    def _known_policy(self, name: str) -> BreakerPolicy:
+        """The stored policy as last read, else the configured one; never asks the store."""
         stored = self._stored_policies.get(name)
-        if stored is not None:
-            return stored
-        return self.get(name).configured_policy
+        return stored if stored is not None else self.get(name).configured_policy
 
     def deliver(self, event: BreakerEvent) -> None:
         """An event from the store (pub/sub or stream replay): update, then tell listeners."""
@@ -326,6 +365,8 @@ class Breakers:
         except ValueError:
             log.exception("stored policy of %s is invalid; keeping the configured one", name)
             self._stored_policies[name] = None
+        except STORE_ERRORS as exc:
+            self.connection_lost(exc)  # unknown for now: asked again on next use
 
     def refresh_if_due(self) -> None:
         if time.monotonic() >= self._next_refresh:

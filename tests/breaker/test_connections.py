@@ -112,3 +112,25 @@ def test_policy_change_reaches_another_process_without_restart(redis_url: str, k
         operator.set_policy("ocr", BreakerPolicy(minimum_calls=1))
     assert results.get(timeout=30) == (1, "open")
     child.join(10)
+
+
+def _child_after_change(b: Breakers, go: multiprocessing.Event, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    go.wait(30)
+    results.put(b.get("ocr").policy.minimum_calls)
+
+
+def test_a_child_forked_before_a_policy_change_uses_the_new_policy(redis_url: str, key_prefix: str) -> None:
+    """Celery forks its pool at start; an operator changes a policy later; the pool
+    process's first call must already follow it (it once used the configured one)."""
+    b = make_breakers(redis_url, key_prefix, BreakerPolicy(minimum_calls=50))
+    b.get("ocr").call(lambda: None)
+    ctx = multiprocessing.get_context("fork")
+    go, results = ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_child_after_change, args=(b, go, results))
+    child.start()
+    with make_breakers(redis_url, key_prefix) as operator:
+        operator.set_policy("ocr", BreakerPolicy(minimum_calls=7))
+    go.set()
+    assert results.get(timeout=30) == 7
+    child.join(10)
+    b.close()

@@ -1,0 +1,204 @@
+"""The Python client: submit jobs, get job handles, wait for typed results.
+
+    from api.client import FuseboxClient
+
+    client = FuseboxClient()                       # FUSEBOX_* environment
+    job = client.submit_ocr("invoice.png", deadline=30)
+    result = job.get(timeout=60)                   # JobResult: degraded? served_by? output
+    print(result.output["key_fields"])
+
+Input is validated here, before anything is enqueued: a bad file raises InvalidInput at
+once and costs the fleet nothing. Routing happens at submit time: when the model's breaker
+is OPEN or FORCED_OPEN the job goes straight to the fallback queue (its answer is
+``degraded``), unless it asks to ``wait`` for the model.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from breaker import Breakers, State
+from workers.app import make_app
+from workers.errors import InvalidInput, InvalidJob
+from workers.images import decode_image
+from workers.inputs import check_text, parse_job
+from workers.jobs import Job, JobResult
+from workers.models import FALLBACK_QUEUE, MODELS, spec_for
+from workers.payloads import PayloadStore
+from workers.deadlines import DeadlineIndex
+from workers.settings import WorkerSettings
+
+Route = Literal["auto", "model", "fallback"]
+
+
+@dataclass
+class JobHandle:
+    """A submitted job.
+
+    Parameters:
+      id: the task id; the answer arrives under it whoever serves it.
+      model: the model it was submitted for.
+      routed_to: ``model`` or ``fallback``, as decided at submission.
+    """
+
+    id: str
+    model: str
+    routed_to: Literal["model", "fallback"]
+    _result: AsyncResult
+
+    @property
+    def status(self) -> str:
+        """PENDING (queued), STARTED, PARKED (waiting for its model to recover), SUCCESS,
+        FAILURE."""
+        return str(self._result.state)
+
+    def ready(self) -> bool:
+        return bool(self._result.ready())
+
+    def get(self, timeout: float | None = None) -> JobResult:
+        """Waits for the answer. Raises the job's error (InvalidInput, InvalidJob,
+        JobFailed...) when it has one, and celery's TimeoutError after ``timeout``."""
+        return JobResult.model_validate(self._result.get(timeout=timeout, interval=0.05))
+
+
+class FuseboxClient:
+    """Parameters:
+      settings: where the broker, results and breakers are (``FUSEBOX_*`` by default).
+      app: a Celery app to publish with (one made from ``settings`` by default).
+      breakers: for routing at submit time (made from ``settings`` by default).
+    """
+
+    def __init__(
+        self, settings: WorkerSettings | None = None, app: Celery | None = None, breakers: Breakers | None = None
+    ) -> None:
+        import redis
+
+        self.settings = settings or WorkerSettings.from_env()
+        self._owns_app = app is None
+        self.app = app or make_app(self.settings)
+        self.breakers = breakers or Breakers.from_url(
+            self.settings.redis_url,
+            settings=self.settings.breaker_settings(),
+            policies={name: spec.policy for name, spec in MODELS.items()},
+        )
+        self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self.payloads = PayloadStore(self._redis, self.settings.key_prefix, self.settings.payload_ttl)
+        self.deadlines = DeadlineIndex(self._redis, self.settings.key_prefix)
+
+    def close(self) -> None:
+        self.breakers.close()
+        self._redis.close()
+        if self._owns_app:
+            self.app.close()
+
+    def __enter__(self) -> FuseboxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- submitting ------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        model: str,
+        *,
+        image: bytes | str | Path | None = None,
+        text: str | bytes | None = None,
+        options: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        wait: bool = False,
+        route: Route = "auto",
+        task_id: str | None = None,
+    ) -> JobHandle:
+        """Validates and enqueues one job.
+
+        Parameters:
+          model: ``ocr``, ``echo``, ...
+          image: bytes or a file path (image models).
+          text: a str, or UTF-8 bytes (text models).
+          options: model options (``ocr``: ``text_hint``).
+          deadline: seconds from now after which a degraded answer is preferred to waiting.
+          wait: if the model's breaker refuses the job, wait for the model instead of
+            answering from the fallback (until ``deadline``, if any).
+          route: ``auto`` (by breaker state), or force ``model`` / ``fallback``.
+          task_id: reuse an id (re-submitting the same job), else a new one.
+        Raises:
+          InvalidInput, InvalidJob: before anything is enqueued.
+        """
+        try:
+            spec = spec_for(model)
+        except KeyError as exc:
+            raise InvalidJob(str(exc.args[0])) from None
+        job_kwargs: dict[str, Any] = {"model": model, "options": options or {}, "wait": wait}
+        if deadline is not None:
+            if deadline <= 0:
+                raise InvalidJob(f"deadline must be a positive number of seconds, got {deadline}")
+            job_kwargs["deadline"] = time.time() + deadline
+        if spec.input == "image":
+            if image is None or text is not None:
+                raise InvalidJob(f"{model} takes an image (bytes or a path)")
+            data = self._read(image)
+            decode_image(data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
+            job_kwargs["payload"] = self.payloads.put(data)
+        else:
+            if text is None or image is not None:
+                raise InvalidJob(f"{model} takes text")
+            if isinstance(text, bytes):
+                try:
+                    text = text.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InvalidInput(f"text is not UTF-8: {exc.reason} at byte {exc.start}") from None
+            job_kwargs["text"] = check_text(text, spec.max_text_chars)
+        job = parse_job(job_kwargs, spec)  # the workers' own checks, before anything is sent
+        return self._send(spec.name, job, route, task_id or str(uuid.uuid4()))
+
+    def submit_ocr(self, image: bytes | str | Path, **kwargs: Any) -> JobHandle:
+        return self.submit("ocr", image=image, **kwargs)
+
+    def submit_echo(self, text: str, **kwargs: Any) -> JobHandle:
+        return self.submit("echo", text=text, **kwargs)
+
+    def _send(self, model: str, job: Job, route: Route, task_id: str) -> JobHandle:
+        spec = spec_for(model)
+        to_fallback = route == "fallback"
+        reason = "fallback requested by the caller"
+        if route == "auto" and not job.wait:
+            state = self.breakers.get(model).state
+            if state in (State.OPEN, State.FORCED_OPEN):
+                to_fallback, reason = True, f"breaker {state.value} at submission"
+        body = job.model_dump(mode="json")
+        if to_fallback:
+            result = self.app.send_task(spec.fallback_task, args=[body], kwargs={"reason": reason},
+                                        task_id=task_id, queue=FALLBACK_QUEUE)
+        else:
+            if job.deadline is not None:
+                # Indexed before publishing: a worker removes the entry when the job starts.
+                self.deadlines.add(model, task_id, job.deadline)
+            result = self.app.send_task(spec.task, args=[body], task_id=task_id, queue=spec.queue)
+        return JobHandle(id=task_id, model=model, routed_to="fallback" if to_fallback else "model", _result=result)
+
+    @staticmethod
+    def _read(image: bytes | str | Path) -> bytes:
+        if isinstance(image, bytes):
+            return image
+        path = Path(image)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise InvalidInput(f"no such file: {path}") from None
+        except IsADirectoryError:
+            raise InvalidInput(f"is a directory, not an image: {path}") from None
+        except PermissionError:
+            raise InvalidInput(f"cannot read {path}: permission denied") from None
+
+    def handle(self, task_id: str, model: str) -> JobHandle:
+        """A handle on a job submitted earlier (by id)."""
+        return JobHandle(id=task_id, model=model, routed_to="model", _result=AsyncResult(task_id, app=self.app))

@@ -1,0 +1,107 @@
+"""A fleet of real Celery workers on a Redis of its own, for the worker tests.
+
+Queue names (``ocr``, ``echo``, ``fallback``) are global in a broker, so worker tests never
+share one: each fleet starts its own redis-server.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from api.client import FuseboxClient
+from api.services import RedisServer, WorkerProcess
+from breaker import BreakerPolicy, CircuitBreaker, State
+from workers.faults import Faults, FaultSpec
+from workers.models import MODELS
+from workers.settings import WorkerSettings
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+class Fleet:
+    def __init__(self, persistent: bool = False, **env: str) -> None:
+        self.redis = RedisServer(persistent=persistent).start()
+        self.prefix = f"fleet-{uuid.uuid4().hex[:8]}"
+        self.env = {
+            "FUSEBOX_REDIS_URL": self.redis.url,
+            "FUSEBOX_KEY_PREFIX": self.prefix,
+            "FUSEBOX_TRACE_MODEL_CALLS": "1",
+            "FUSEBOX_PRELOAD": "none",
+            **env,
+        }
+        self.settings = WorkerSettings.from_env(self.env)
+        self.client = FuseboxClient(self.settings)
+        self.client.breakers.wait_until_subscribed(10)
+        self.db = redis.Redis.from_url(self.redis.url)
+        self.faults = Faults(self.db, self.prefix)
+        self.workers: list[WorkerProcess] = []
+
+    def start(self, queues: list[str], name: str, concurrency: int = 1, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(queues, f"{name}-{self.prefix}", concurrency, {**self.env, **env})
+        worker.start(self.client.app)
+        self.workers.append(worker)
+        return worker
+
+    def breaker(self, model: str) -> CircuitBreaker:
+        return self.client.breakers.get(model)
+
+    def use_policy(self, model: str, **changes: Any) -> BreakerPolicy:
+        policy = BreakerPolicy.model_validate({**MODELS[model].policy.model_dump(), **changes})
+        self.breaker(model).set_policy(policy)
+        return policy
+
+    def fault(self, model: str, **spec: Any) -> None:
+        self.faults.set(model, FaultSpec(**spec))
+
+    def state(self, model: str) -> State:
+        return self.breaker(model).snapshot().state
+
+    def wait_state(self, model: str, state: State, timeout: float = 20.0) -> bool:
+        return bool(wait_for(lambda: self.state(model) == state, timeout))
+
+    def active_queues(self, worker: WorkerProcess) -> list[str]:
+        replies = self.client.app.control.inspect([worker.nodename], timeout=2).active_queues() or {}
+        return sorted(q["name"] for q in replies.get(worker.nodename, []))
+
+    def model_calls(self, model: str) -> list[dict[str, str]]:
+        return [{k.decode(): v.decode() for k, v in f.items()} for _, f in self.db.xrange(f"{self.prefix}:model-calls:{model}")]
+
+    def control_log(self) -> list[dict[str, str]]:
+        return [{k.decode(): v.decode() for k, v in f.items()} for _, f in self.db.xrange(f"{self.prefix}:control")]
+
+    def queued(self, queue: str) -> int:
+        return int(self.db.llen(queue))
+
+    def unacked(self) -> int:
+        return int(self.db.hlen("unacked"))
+
+    def reset(self) -> None:
+        """Between tests: no faults, no stored policies, breakers CLOSED, nothing parked."""
+        for model in MODELS:
+            self.faults.clear(model)
+            self.faults.clear(f"fallback.{model}")
+            self.breaker(model).clear_policy()
+            self.breaker(model).reset(reason="test reset")
+            self.db.delete(f"{self.prefix}:parked:{model}", f"{self.prefix}:model-calls:{model}")
+        self.db.delete(f"{self.prefix}:control")
+        for model in MODELS:
+            self.db.delete(model)
+        self.db.delete("fallback")
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.client.close()
+        self.redis.stop()

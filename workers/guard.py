@@ -1,0 +1,143 @@
+"""One job through its model's breaker: what every model task runs.
+
+validate (a caller's bad input is a clear error, never a model failure) -> deadline ->
+admission -> the model call under ``call_timeout`` -> outcome recorded -> result cached.
+When the model cannot take the job now (breaker OPEN or FORCED_OPEN, no HALF_OPEN permit,
+deadline gone) or fails, the task replaces itself with the model's fallback task: the
+caller's ``AsyncResult`` gets the degraded answer under the same task id. A job that asked
+to wait is parked instead, until the model recovers or its deadline passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, NoReturn
+
+from celery import Task
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
+
+from breaker import CallNotPermitted, InputError, Outcome, State
+from breaker.errors import CallTimeout
+from workers import runtime as rt
+from workers.inputs import load_input, parse_job
+from workers.jobs import Job, JobResult, Timings
+from workers.models import FALLBACK_QUEUE, ModelSpec
+from workers.parking import ParkedJob
+from workers.store import StoreDown, best_effort, essential
+from workers.timeouts import call_timeout
+
+log = logging.getLogger(__name__)
+
+
+def result(
+    task: Task, spec: ModelSpec, job: Job, output: dict[str, Any], *, served_by: str, started: float,
+    reason: str | None = None, state: State | None = None,
+) -> dict[str, Any]:
+    now = time.time()
+    return JobResult(
+        job_id=task.request.id,
+        model=spec.name,
+        degraded=served_by != "model",
+        served_by=served_by,
+        reason=reason,
+        output=output,
+        worker=rt.worker_id(),
+        breaker_state=state,
+        timings=Timings(
+            queued_ms=round((started - job.submitted_at) * 1000, 1),
+            run_ms=round((now - started) * 1000, 1),
+            total_ms=round((now - job.submitted_at) * 1000, 1),
+        ),
+    ).model_dump(mode="json")
+
+
+def degrade(task: Task, spec: ModelSpec, job: Job, reason: str) -> NoReturn:
+    """Hands the job to the model's fallback task, under the same task id."""
+    sig = task.app.signature(spec.fallback_task, args=(job.model_dump(mode="json"),), kwargs={"reason": reason},
+                             queue=FALLBACK_QUEUE)
+    task.replace(sig)
+    raise Ignore()  # replace() raises this itself; kept for the type checker
+
+
+PARKED = "PARKED"
+
+
+def park(task: Task, spec: ModelSpec, job: Job, reason: str, *, fallback_failed: bool = False) -> NoReturn:
+    """Keeps the job until its model recovers. The caller sees the task in state PARKED,
+    with the reason, until the answer arrives under the same id."""
+    entry = ParkedJob(task_id=task.request.id, model=spec.name, job=job.model_dump(mode="json"),
+                      reason=reason, fallback_failed=fallback_failed)
+    essential("parking a job", lambda: rt.parking().park(entry))
+    best_effort("marking a job PARKED",
+                lambda: task.update_state(state=PARKED, meta={"reason": reason, "parked_at": entry.parked_at}), None)
+    log.info("parked %s[%s]: %s", spec.name, task.request.id, reason)
+    raise Ignore()
+
+
+def inject_faults(name: str) -> None:
+    """Applies a drill's fault switch; an unreadable switch means no drill."""
+    spec = best_effort("reading the fault switch", lambda: rt.faults().get(name), None)
+    if spec is not None and spec.active:
+        rt.faults().apply(name, spec)
+
+
+def requeue_when_store_down(run: Any) -> Any:
+    """Turns StoreDown into a requeue: the job goes back to the broker, not to the caller."""
+
+    def guarded(task: Task, spec: ModelSpec, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return run(task, spec, *args, **kwargs)
+        except StoreDown as exc:
+            log.error("%s[%s] given back to the broker: %s", spec.name, task.request.id, exc)
+            raise Reject(str(exc), requeue=True) from exc
+
+    return guarded
+
+
+@requeue_when_store_down
+def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
+    started = time.time()
+    job = parse_job(raw_job, spec)
+    if job.deadline is not None:
+        best_effort("clearing the deadline index", lambda: rt.deadlines().remove(spec.name, task.request.id), None)
+    model_input = essential("loading the job's input", lambda: load_input(spec, job))
+    breaker = rt.breakers().get(spec.name)
+
+    if job.deadline_passed(started):
+        degrade(task, spec, job, "deadline passed before the model could take the job")
+    try:
+        ticket = breaker.admit()
+    except CallNotPermitted as refused:
+        reason = f"breaker {refused.state.value}"
+        if job.wait and refused.state != State.FORCED_OPEN:
+            park(task, spec, job, f"{reason}; waiting for the model")
+        degrade(task, spec, job, reason)
+
+    trace = rt.call_trace()
+    if trace is not None:
+        best_effort("tracing a model call", lambda: trace.started(spec.name, ticket, task.request.id, rt.worker_id()), None)
+    began = time.perf_counter()
+    try:
+        with call_timeout(breaker.policy.call_timeout):
+            inject_faults(spec.name)
+            output = rt.runner(spec.name).run(model_input, job.options)
+    except InputError:
+        breaker.record(ticket, Outcome.IGNORED, time.perf_counter() - began)
+        raise
+    except (CallTimeout, SoftTimeLimitExceeded) as exc:
+        elapsed = time.perf_counter() - began
+        breaker.record(ticket, Outcome.TIMEOUT, elapsed)
+        log.warning("%s timed out after %.1fs on %s: %s", spec.name, elapsed, task.request.id, exc)
+        degrade(task, spec, job, f"model timed out after {elapsed:.1f}s")
+    except Exception as exc:  # noqa: BLE001 - any model error is a failure the breaker must count
+        breaker.record(ticket, Outcome.FAILURE, time.perf_counter() - began)
+        log.warning("%s failed on %s: %s: %s", spec.name, task.request.id, type(exc).__name__, exc)
+        degrade(task, spec, job, f"model failed: {type(exc).__name__}: {exc}")
+    except BaseException:
+        breaker.record(ticket, Outcome.IGNORED, time.perf_counter() - began)  # shutting down
+        raise
+    elapsed = time.perf_counter() - began
+    breaker.record(ticket, Outcome.TIMEOUT if elapsed > breaker.policy.call_timeout else Outcome.SUCCESS, elapsed)
+    best_effort("caching a result", lambda: rt.result_cache().put(spec.name, job.content_hash, output), None)
+    return result(task, spec, job, output, served_by="model", started=started, state=ticket.state)

@@ -1,0 +1,77 @@
+"""Validating a job and loading its input, before any breaker is asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from workers import runtime as rt
+from workers.errors import InvalidInput, InvalidJob
+from workers.images import decode_image
+from workers.jobs import Job
+from workers.models import ModelSpec
+from workers.settings import settings
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "job"
+    return f"{where}: {err['msg']}"
+
+
+def parse_job(raw: Any, spec: ModelSpec) -> Job:
+    """The job in a task message, checked against its model.
+
+    Raises:
+      InvalidJob: not a job, malformed, for another model, wrong input kind, unknown options.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidJob(f"a job is a JSON object, got {type(raw).__name__}")
+    try:
+        job = Job.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidJob(f"invalid job ({_first_error(exc)})") from None
+    except ValueError as exc:
+        raise InvalidJob(f"invalid job ({exc})") from None
+    if job.model != spec.name:
+        raise InvalidJob(f"job for model {job.model!r} sent to {spec.name!r}")
+    if spec.input == "image" and job.payload is None:
+        raise InvalidJob(f"{spec.name} takes an uploaded image (`payload`), not text")
+    if spec.input == "text" and job.text is None:
+        raise InvalidJob(f"{spec.name} takes `text`, not an uploaded payload")
+    unknown = set(job.options) - set(spec.options)
+    if unknown:
+        allowed = ", ".join(spec.options) or "none"
+        raise InvalidJob(f"unknown option(s) for {spec.name}: {', '.join(sorted(unknown))} (allowed: {allowed})")
+    return job
+
+
+def check_text(text: str, max_chars: int) -> str:
+    """A text input that can be processed.
+
+    Raises:
+      InvalidInput: blank, too long, or not encodable as UTF-8 (lone surrogates from a
+        broken decoder upstream).
+    """
+    if not text.strip():
+        raise InvalidInput("empty text")
+    if len(text) > max_chars:
+        raise InvalidInput(f"text too long: {len(text)} characters > limit of {max_chars}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"text is not valid Unicode (wrong encoding upstream?): {exc.reason} at {exc.start}") from None
+    if "\x00" in text:
+        raise InvalidInput("text contains NUL characters (binary data sent as text?)")
+    return text
+
+
+def load_input(spec: ModelSpec, job: Job) -> Any:
+    """The model's input: a decoded image or a checked text."""
+    if spec.input == "image":
+        assert job.payload is not None
+        s = settings()
+        return decode_image(rt.payloads().get(job.payload), max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+    assert job.text is not None
+    return check_text(job.text, spec.max_text_chars)

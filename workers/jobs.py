@@ -1,0 +1,106 @@
+"""What travels between producers and workers: jobs in task messages, results back.
+
+Messages are JSON only. Images do not travel in messages: the producer stores the bytes in
+Redis under their SHA-256 (:mod:`workers.payloads`) and the job names that digest, which
+keeps messages small (Flower shows them; deadline sweeps scan them) and doubles as the
+content hash of the result cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from breaker.state import State, check_name
+
+MAX_RERUNS = 3
+
+
+class Job(BaseModel):
+    """One unit of work for one model.
+
+    Parameters:
+      model: the model's name, which is also its queue's and its breaker's.
+      payload: SHA-256 (hex) of the uploaded bytes, for image models.
+      text: the input itself, for text models.
+      options: model-specific options (validated by the model).
+      deadline: Unix time after which the caller prefers a degraded answer to waiting:
+        a job still queued or parked then is answered by the fallback.
+      wait: when the model's breaker refuses the job, park it until the model recovers
+        (or its deadline passes) instead of answering from the fallback at once.
+      submitted_at: Unix time of submission (for queue-time figures).
+      reruns: how many times a parked job was sent back to its model. A rerun runs on the
+        model whatever its deadline says; after MAX_RERUNS the job fails with a clear
+        error rather than circling between a model and a fallback that both fail on it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    payload: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    text: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    deadline: float | None = None
+    wait: bool = False
+    submitted_at: float = Field(default_factory=time.time)
+    reruns: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _has_input(self) -> Job:
+        check_name(self.model)
+        if (self.payload is None) == (self.text is None):
+            raise ValueError("a job carries exactly one input: `payload` (uploaded bytes) or `text`")
+        return self
+
+    @property
+    def content_hash(self) -> str:
+        """The result cache's key: the same input and options give the same answer."""
+        h = hashlib.sha256()
+        h.update(self.model.encode())
+        h.update(b"\0")
+        h.update((self.payload or "").encode() if self.payload else (self.text or "").encode())
+        h.update(b"\0")
+        h.update(json.dumps(self.options, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    def deadline_passed(self, now: float | None = None) -> bool:
+        return self.deadline is not None and not self.reruns and (now or time.time()) >= self.deadline
+
+
+class Timings(BaseModel):
+    """Milliseconds: waiting in queues, running, and from submission to result."""
+
+    queued_ms: float | None = None
+    run_ms: float = 0.0
+    total_ms: float | None = None
+
+
+class JobResult(BaseModel):
+    """What every job returns, model or fallback.
+
+    Parameters:
+      job_id: the task id the caller holds.
+      model: the model the job was for.
+      degraded: False only when the model itself answered now.
+      served_by: ``model``, ``cache`` or ``fallback:<how>`` (``fallback:cpu-ocr``,
+        ``fallback:rules``, ``fallback:neutral``...).
+      reason: why the answer is degraded (``breaker open``, ``deadline passed``...).
+      output: the model-specific answer (see each model's output type).
+      worker: ``host:pid`` that produced the answer.
+      breaker_state: the model's breaker state when the job was decided.
+      timings: where the time went.
+    """
+
+    job_id: str
+    model: str
+    degraded: bool
+    served_by: str
+    reason: str | None = None
+    output: dict[str, Any]
+    worker: str
+    breaker_state: State | None = None
+    timings: Timings = Field(default_factory=Timings)

@@ -1,0 +1,107 @@
+"""The models fusebox serves: for each, its queue and breaker name, breaker policy, input
+kind, how to build its runner, and how its fallback answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from breaker.policy import BreakerPolicy
+from workers.runners.base import ModelRunner
+from workers.settings import WorkerSettings
+
+FALLBACK_QUEUE = "fallback"
+
+
+def _ocr_runner(s: WorkerSettings) -> ModelRunner:
+    from workers.runners.ocr import OcrRunner
+
+    det, rec = s.ocr_model_dirs()
+    return OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, device=s.device, cpu_threads=s.cpu_threads)
+
+
+def _ocr_cpu_runner(s: WorkerSettings) -> ModelRunner:
+    """The degraded path: the same mobile models on CPU, on a shrunken image."""
+    from workers.runners.ocr import OcrRunner
+
+    det, rec = s.ocr_model_dirs()
+    return OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, device="cpu", cpu_threads=s.cpu_threads,
+                     max_side=s.fallback_ocr_max_side)
+
+
+def _echo_runner(s: WorkerSettings) -> ModelRunner:
+    from workers.runners.echo import EchoRunner
+
+    return EchoRunner()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model.
+
+    Parameters:
+      name: model, queue and breaker name.
+      input: ``image`` (uploaded bytes) or ``text``.
+      policy: the breaker policy this code configures (a policy stored in Redis wins).
+      runner: builds the model's runner, once per worker process.
+      fallback_runner: builds the degraded path's runner, if the fallback has one.
+      max_text_chars: longest accepted text, for text models.
+      description: one line for docs and the CLI.
+    """
+
+    name: str
+    input: Literal["image", "text"]
+    policy: BreakerPolicy
+    runner: Callable[[WorkerSettings], ModelRunner]
+    fallback_runner: Callable[[WorkerSettings], ModelRunner] | None = None
+    max_text_chars: int = 10_000
+    description: str = ""
+    options: tuple[str, ...] = field(default=())
+
+    @property
+    def task(self) -> str:
+        return f"fusebox.{self.name}"
+
+    @property
+    def fallback_task(self) -> str:
+        return f"fusebox.fallback.{self.name}"
+
+    @property
+    def queue(self) -> str:
+        return self.name
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="ocr",
+            input="image",
+            # A core model: trips at 40 %. CPU OCR takes seconds per page, so the timeouts
+            # are generous; GPU hosts may tighten them live (`fusebox breaker set`).
+            policy=BreakerPolicy.for_tier("core", call_timeout=30.0, slow_call_duration=15.0,
+                                          max_wait_in_half_open=120.0),
+            runner=_ocr_runner,
+            fallback_runner=_ocr_cpu_runner,
+            description="PaddleOCR PP-OCRv5: text lines with boxes, plus key fields",
+            options=("text_hint",),
+        ),
+        ModelSpec(
+            name="echo",
+            input="text",
+            policy=BreakerPolicy(minimum_calls=10, failure_rate_threshold=0.5, window=30, wait_in_open=5.0,
+                                 permitted_calls_in_half_open=2, call_timeout=2.0, max_wait_in_half_open=10.0,
+                                 slow_call_duration=1.0),
+            runner=_echo_runner,
+            description="answers with its input at once: drills the breaker without Paddle",
+        ),
+    )
+}
+
+
+def spec_for(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None

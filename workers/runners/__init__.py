@@ -1,0 +1,1 @@
+"""Model runners: each loads its model once per worker process and runs one input."""

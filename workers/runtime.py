@@ -1,0 +1,98 @@
+"""Per-process singletons of a worker (or producer): Redis, breakers, runners, stores.
+
+Each is created on first use, so a process only pays for what it touches, and after a fork
+(Celery's prefork pool) the child builds its own where it must (runners) and reuses what
+is fork-safe (redis-py pools reconnect, Breakers restart their threads).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from functools import lru_cache
+
+import redis
+
+from breaker import Breakers
+from workers.cache import ResultCache
+from workers.deadlines import DeadlineIndex
+from workers.faults import Faults
+from workers.models import MODELS, spec_for
+from workers.parking import ParkingLot
+from workers.payloads import PayloadStore
+from workers.runners.base import ModelRunner
+from workers.settings import settings
+from workers.trace import CallTrace
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@lru_cache(maxsize=1)
+def redis_client() -> redis.Redis:
+    """For payloads, cache, parking and faults: ordinary timeouts (these are data, not the
+    breaker's fast path)."""
+    return redis.Redis.from_url(settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+@lru_cache(maxsize=1)
+def breakers() -> Breakers:
+    s = settings()
+    return Breakers.from_url(
+        s.redis_url, settings=s.breaker_settings(), policies={name: spec.policy for name, spec in MODELS.items()}
+    )
+
+
+@lru_cache(maxsize=1)
+def payloads() -> PayloadStore:
+    return PayloadStore(redis_client(), settings().key_prefix, settings().payload_ttl)
+
+
+@lru_cache(maxsize=1)
+def faults() -> Faults:
+    return Faults(redis_client(), settings().key_prefix)
+
+
+_runners: dict[str, ModelRunner] = {}
+_runners_lock = threading.Lock()
+
+
+def runner(name: str, *, fallback: bool = False) -> ModelRunner:
+    """The loaded runner of model ``name`` (its degraded path's with ``fallback``)."""
+    key = f"fallback.{name}" if fallback else name
+    found = _runners.get(key)
+    if found is not None:
+        return found
+    with _runners_lock:
+        found = _runners.get(key)
+        if found is None:
+            spec = spec_for(name)
+            make = spec.fallback_runner if fallback else spec.runner
+            if make is None:
+                raise LookupError(f"model {name!r} has no fallback runner")
+            found = make(settings())
+            found.load()
+            _runners[key] = found
+    return found
+
+
+@lru_cache(maxsize=1)
+def result_cache() -> ResultCache:
+    return ResultCache(redis_client(), settings().key_prefix, settings().cache_ttl)
+
+
+@lru_cache(maxsize=1)
+def parking() -> ParkingLot:
+    return ParkingLot(redis_client(), settings().key_prefix)
+
+
+@lru_cache(maxsize=1)
+def deadlines() -> DeadlineIndex:
+    return DeadlineIndex(redis_client(), settings().key_prefix)
+
+
+@lru_cache(maxsize=1)
+def call_trace() -> CallTrace | None:
+    return CallTrace(redis_client(), settings().key_prefix) if settings().trace_model_calls else None

