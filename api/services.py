@@ -200,6 +200,8 @@ class WorkerProcess:
       concurrency: pool processes.
       env: environment on top of this process's (FUSEBOX_REDIS_URL, FUSEBOX_KEY_PREFIX...).
       log_path: where its output goes (a temporary file by default).
+      pool: Celery's pool (``prefork``, ``threads``, ``solo``).
+      app_module: what ``celery -A`` loads (``workers``, or a module that adds tasks to it).
     """
 
     def __init__(
@@ -210,8 +212,10 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
         log_path: str | None = None,
         pool: str = "prefork",
+        app_module: str = "workers",
     ) -> None:
         self.queues, self.name, self.concurrency, self.pool = queues, name, concurrency, pool
+        self.app_module = app_module
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_path or os.path.join(tempfile.mkdtemp(prefix="fusebox-worker-"), f"{name}.log")
         self.process: subprocess.Popen[bytes] | None = None
@@ -230,7 +234,7 @@ class WorkerProcess:
         self._log_offset = self._log.tell()
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "workers", "worker",
+                sys.executable, "-m", "celery", "-A", self.app_module, "worker",
                 "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
                 "-n", f"{self.name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
             ],

@@ -1,9 +1,11 @@
 """Write-behind of call outcomes.
 
 A guarded call must not wait on Redis to report how it went: a thread takes outcomes off a
-queue and sends them in pipelined batches (one round trip for all that piled up while the
-last batch was in flight), each outcome still its own atomic script. Under light load a
-batch is one outcome and it reaches Redis within a round trip of the call's end.
+queue and sends them in batches; the Redis backend turns a batch into as few atomic script
+calls as the rules allow (one per breaker and epoch) in one round trip. Like Nagle's
+algorithm, the thread sends at once when it has been idle, and lingers up to ``linger``
+seconds to let a batch fill only while outcomes keep coming: an idle process reports within
+a round trip, a busy one pays one script call per several outcomes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Recorder:
       max_batch: most outcomes per round trip.
       max_queue: outcomes that may wait; past it new ones are dropped and counted, so a
         stalled store can never grow a worker's memory without bound.
+      linger: seconds a busy recorder waits for a batch to fill (0: never waits).
     """
 
     def __init__(
@@ -35,9 +38,12 @@ class Recorder:
         send: Callable[[Sequence[RecordRequest]], None],
         max_batch: int = 256,
         max_queue: int = 100_000,
+        linger: float = 0.02,
     ) -> None:
         self._send = send
         self._max_batch = max_batch
+        self._linger = linger
+        self._last_send = 0.0
         self._queue: queue.Queue[RecordRequest | None] = queue.Queue(max_queue)
         self._idle = threading.Condition()
         self._unfinished = 0
@@ -94,9 +100,12 @@ class Recorder:
                 return
             batch = [first]
             stop = False
+            busy = time.monotonic() - self._last_send < self._linger
+            until = time.monotonic() + (self._linger if busy else 0.0)
             while len(batch) < self._max_batch:
                 try:
-                    nxt = self._queue.get_nowait()
+                    wait = until - time.monotonic()
+                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
@@ -109,6 +118,7 @@ class Recorder:
                 self.dropped += len(batch)
                 log.exception("failed to record %d breaker outcomes", len(batch))
             finally:
+                self._last_send = time.monotonic()
                 self._done(len(batch))
             if stop:
                 return

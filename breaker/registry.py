@@ -84,8 +84,11 @@ class StoreHealth(BaseModel):
     dropped_outcomes: int
 
 
+_HOST = socket.gethostname()
+
+
 def process_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{_HOST}:{os.getpid()}"
 
 
 class Breakers:
@@ -156,7 +159,7 @@ class Breakers:
         """(Re)creates the threads; after a fork the child gets its own (Celery's prefork
         pool forks workers from a parent that may have used these breakers)."""
         self._pid = os.getpid()
-        self._recorder = Recorder(self._send_outcomes)
+        self._recorder = Recorder(self._send_outcomes, linger=self.settings.record_linger)
         self._subscriber = Subscriber(self)
         self.cache.forget()
         # What a parent knew of stored policies may be stale by the time a child runs.
@@ -402,7 +405,9 @@ class Breakers:
             if view is not None and self.cache.fresh:
                 if view.state.admits_everything:
                     breaker.counts["admitted_from_cache"] += 1
-                    return Ticket(breaker=name, epoch=view.epoch, incarnation=view.incarnation, state=view.state)
+                    # The hot path: fields straight from a validated view, no re-validation.
+                    return Ticket.model_construct(breaker=name, epoch=view.epoch, incarnation=view.incarnation,
+                                                  state=view.state, permit=None, local=False)
                 store_now = self.cache.store_now_ms()
                 if view.state == State.FORCED_OPEN or (
                     view.state == State.OPEN and store_now is not None and store_now < view.open_until_ms

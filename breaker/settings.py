@@ -28,6 +28,9 @@ class BreakerSettings(BaseModel):
         reach Redis again while running on the local breaker.
       stream_maxlen [FUSEBOX_BREAKER_STREAM_MAXLEN]: roughly how many events the history
         stream keeps.
+      record_linger [FUSEBOX_BREAKER_RECORD_LINGER]: seconds a busy process lets outcomes
+        gather before writing them in one call (an idle one writes at once); a trip is
+        decided at most this much later, in exchange for fewer script calls under load.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -38,6 +41,7 @@ class BreakerSettings(BaseModel):
     refresh_interval: float = Field(1.0, gt=0, le=300)
     reconnect_interval: float = Field(0.5, gt=0, le=300)
     stream_maxlen: int = Field(10_000, ge=100)
+    record_linger: float = Field(0.02, ge=0, le=1)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> BreakerSettings:
@@ -49,6 +53,7 @@ class BreakerSettings(BaseModel):
             "refresh_interval": "BREAKER_REFRESH_INTERVAL",
             "reconnect_interval": "BREAKER_RECONNECT_INTERVAL",
             "stream_maxlen": "BREAKER_STREAM_MAXLEN",
+            "record_linger": "BREAKER_RECORD_LINGER",
         }
         values: dict[str, Any] = {
             field: env[ENV_PREFIX + var] for field, var in names.items() if env.get(ENV_PREFIX + var)

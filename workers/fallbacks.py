@@ -12,8 +12,9 @@ Every model first tries the result cache (the same input answered before by the 
 When even that cannot answer, the job is parked and sent back to its model when the
 breaker closes: never lost. Every answer here says ``degraded: true`` and why.
 
-A fault switch named ``fallback.<model>`` makes a model's degraded path fail, so that
-drills can exercise parking.
+A fault switch named ``fallback.<model>`` makes a model's degraded path fail (for OCR, the
+CPU model; the rules after it still answer from a hint), so that drills can exercise
+parking.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def _ocr(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
     image = essential("loading the job's input", lambda: load_input(spec, job))
     try:
         with call_timeout(settings().fallback_ocr_budget):
+            inject_faults(f"fallback.{spec.name}")  # the CPU model's switch; the rules have none
             return rt.runner(spec.name, fallback=True).run(image, job.options), "cpu-ocr"
     except InputError:
         raise
@@ -62,6 +64,7 @@ def _ocr(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
 
 
 def _neutral_echo(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
+    inject_faults(f"fallback.{spec.name}")
     return {"text": "", "length": 0}, "neutral"
 
 
@@ -80,7 +83,6 @@ def run_fallback(task: Task, spec: ModelSpec, raw_job: Any, reason: str) -> dict
     if cached is not None:
         return result(task, spec, job, cached, served_by="cache", started=started, reason=reason, state=state)
     try:
-        inject_faults(f"fallback.{spec.name}")
         output, how = DEGRADED_PATHS[spec.name](spec, job)
     except InputError:
         raise

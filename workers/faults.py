@@ -42,11 +42,17 @@ class FaultSpec(BaseModel):
         return bool(self.error_rate or self.oom_rate or self.latency or self.hang or self.stall)
 
 
+#: Seconds a worker process trusts the switch it last read: a switch reaches the whole fleet
+#: within this, and a job does not pay a Redis round trip for a drill that is not running.
+SWITCH_TTL = 0.25
+
+
 class Faults:
     """Reads and writes fault switches (``<prefix>:faults:<model>``)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client, self.prefix = client, prefix
+        self._seen: dict[str, tuple[float, FaultSpec]] = {}
 
     def key(self, model: str) -> str:
         return f"{self.prefix}:faults:{model}"
@@ -64,10 +70,19 @@ class Faults:
         raw = self.client.get(self.key(model))
         return FaultSpec.model_validate_json(raw) if raw else FaultSpec()
 
+    def current(self, model: str) -> FaultSpec:
+        """The switch as read at most SWITCH_TTL seconds ago."""
+        now = time.monotonic()
+        seen = self._seen.get(model)
+        if seen is not None and now - seen[0] < SWITCH_TTL:
+            return seen[1]
+        spec = self.get(model)
+        self._seen[model] = (now, spec)
+        return spec
+
     def inject(self, model: str) -> None:
-        """Applies the model's switch to the call about to run (read fresh every call: a
-        switch turned off stops a drill on the very next job)."""
-        self.apply(model, self.get(model))
+        """Applies the model's switch to the call about to run."""
+        self.apply(model, self.current(model))
 
     @staticmethod
     def apply(model: str, spec: FaultSpec) -> None:

@@ -77,7 +77,7 @@ def park(task: Task, spec: ModelSpec, job: Job, reason: str, *, fallback_failed:
 
 def inject_faults(name: str) -> None:
     """Applies a drill's fault switch; an unreadable switch means no drill."""
-    spec = best_effort("reading the fault switch", lambda: rt.faults().get(name), None)
+    spec = best_effort("reading the fault switch", lambda: rt.faults().current(name), None)
     if spec is not None and spec.active:
         rt.faults().apply(name, spec)
 

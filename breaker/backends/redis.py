@@ -145,50 +145,77 @@ class RedisBackend(BreakerBackend):
     def advance(self, name: str, policy: BreakerPolicy, who: str) -> StateView:
         return StateView(**self._view_fields(self._run("admit", name, policy, who, "advance")))
 
-    def _record_args(self, r: RecordRequest) -> list[Any]:
-        t = r.ticket
-        return self._args(
-            r.name,
-            r.policy,
-            r.who,
-            t.epoch,
-            t.incarnation,
-            "" if t.permit is None else t.permit,
-            r.outcome.value,
-            repr(r.duration * 1000),
-        )
+    def _record_args(self, group: Sequence[RecordRequest]) -> list[Any]:
+        """One script call's arguments for outcomes that share a breaker and a ticket epoch
+        (and, for a probe, its permit: probes are never grouped)."""
+        first = group[0]
+        t = first.ticket
+        pairs: list[Any] = []
+        for r in group:
+            pairs += [r.outcome.value, repr(r.duration * 1000)]
+        return self._args(first.name, first.policy, first.who, t.epoch, t.incarnation,
+                          "" if t.permit is None else t.permit, *pairs)
 
-    def _record_result(self, reply: dict[str, Any]) -> RecordResult:
-        return RecordResult(applied=bool(reply["applied"]), slow=bool(reply["slow"]), **self._view_fields(reply))
+    def _results(self, reply: dict[str, Any]) -> list[RecordResult]:
+        view = self._view_fields(reply)
+        return [
+            RecordResult(applied=bool(applied), slow=bool(slow),
+                         **{**view, "state": State(state), "epoch": int(epoch), "open_until_ms": int(open_until)})
+            for applied, slow, state, epoch, open_until in zip(
+                reply["applied"], reply["slow"], reply["states"], reply["epochs"], reply["open_untils"])
+        ]
 
     def record(self, request: RecordRequest) -> RecordResult:
-        raw = self._scripts["record"](keys=self.keys.breaker(request.name), args=self._record_args(request))
-        return self._record_result(json.loads(raw))
+        raw = self._scripts["record"](keys=self.keys.breaker(request.name), args=self._record_args([request]))
+        return self._results(json.loads(raw))[0]
 
-    def _pipelined_records(self, requests: Sequence[RecordRequest]) -> list[Any]:
+    @staticmethod
+    def _groups(requests: Sequence[RecordRequest]) -> list[list[RecordRequest]]:
+        """Consecutive outcomes of one breaker, epoch and incarnation go in one call; a
+        probe (with its permit) always goes alone."""
+        groups: list[list[RecordRequest]] = []
+        for r in requests:
+            last = groups[-1][0] if groups else None
+            if (
+                last is not None
+                and r.ticket.permit is None
+                and last.ticket.permit is None
+                and (r.name, r.ticket.epoch, r.ticket.incarnation) == (last.name, last.ticket.epoch, last.ticket.incarnation)
+            ):
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        return groups
+
+    def _pipelined(self, groups: Sequence[Sequence[RecordRequest]]) -> list[Any]:
         sha = self._scripts["record"].sha
         pipe = self.client.pipeline(transaction=False)
-        for r in requests:
-            keys = self.keys.breaker(r.name)
-            pipe.evalsha(sha, len(keys), *keys, *self._record_args(r))
+        for group in groups:
+            keys = self.keys.breaker(group[0].name)
+            pipe.evalsha(sha, len(keys), *keys, *self._record_args(group))
         return pipe.execute(raise_on_error=False)
 
     def record_many(self, requests: Sequence[RecordRequest]) -> list[RecordResult]:
-        """All outcomes in one pipelined round trip; each is still its own atomic script."""
-        if len(requests) == 1:
-            return [self.record(requests[0])]  # a pipeline costs more than it saves here
-        replies = self._pipelined_records(requests)
+        """Every outcome in one pipelined round trip, grouped into as few script calls as
+        the rules allow; each call is atomic and judges its outcomes in order."""
+        groups = self._groups(requests)
+        if len(groups) == 1:
+            keys = self.keys.breaker(groups[0][0].name)
+            return self._results(json.loads(self._scripts["record"](keys=keys, args=self._record_args(groups[0]))))
+        replies = self._pipelined(groups)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             # The server lost its script cache (a restart). NOSCRIPT means that nothing
             # ran, so loading the script and sending those again counts nothing twice.
             self.client.script_load(self._scripts["record"].script)
-            for i, reply in zip(missing, self._pipelined_records([requests[i] for i in missing])):
+            for i, reply in zip(missing, self._pipelined([groups[i] for i in missing])):
                 replies[i] = reply
+        results: list[RecordResult] = []
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return [self._record_result(json.loads(reply)) for reply in replies]
+            results += self._results(json.loads(reply))
+        return results
 
     def control(
         self, name: str, policy: BreakerPolicy, action: Control, who: str, reason: str = ""

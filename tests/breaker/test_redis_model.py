@@ -177,6 +177,22 @@ class RedisAgainstReference(RuleBasedStateMachine):
     def record(self, pick: int, outcome: Outcome, duration: float) -> None:
         self._record(self.outstanding.pop(pick % len(self.outstanding)), outcome, duration)
 
+    @precondition(lambda self: len(self.outstanding) >= 2)
+    @rule(data=st.data())
+    def record_batch(self, data: st.DataObject) -> None:
+        """Several outstanding calls reported in one record_many (as the write-behind
+        recorder sends them): judged in order, exactly as if reported one by one."""
+        n = data.draw(st.integers(2, len(self.outstanding)))
+        held = [self.outstanding.pop(0) for _ in range(n)]
+        outcomes = data.draw(st.lists(st.sampled_from(list(Outcome)), min_size=n, max_size=n))
+        durations = data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.5]), min_size=n, max_size=n))
+        results = self.backend.record_many(
+            [RecordRequest("m", self.policy, t, o, d, "model") for (t, _, _), o, d in zip(held, outcomes, durations)]
+        )
+        for result, (_, epoch, permit), outcome, duration in zip(results, held, outcomes, durations):
+            applied = self.model.record(self.now(), epoch, permit, outcome, duration)
+            assert (result.applied, result.state) == (applied, State(self.model.state)), (outcome, duration)
+
     @rule(seconds=st.sampled_from([0.001, 0.3, 0.999, 1.0, 2.0, 5.0]))
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)

@@ -257,3 +257,34 @@ def test_events_carry_the_window_figures(driver: Driver) -> None:
     assert event.epoch == 1 and event.consecutive_trips == 1
     assert event.open_until_ms - event.at_ms == 10_000
     assert event.who == driver.who
+
+
+def test_a_batch_is_judged_outcome_by_outcome(driver: Driver) -> None:
+    """Outcomes sent together (the write-behind recorder groups them) are judged in order,
+    as if sent alone: the one that trips makes the rest of the batch stale."""
+    from breaker.backend import RecordRequest
+
+    tickets = [driver.ticket() for _ in range(14)]
+    outcomes = [S, S, S, S, S, F, F, F, F, F, F, F, S, F]  # the 10th call (5 of 10 failed) trips
+    results = driver.backend.record_many(
+        [RecordRequest(driver.name, driver.policy, t, o, 0.01, driver.who) for t, o in zip(tickets, outcomes)]
+    )
+    assert [r.applied for r in results] == [True] * 10 + [False] * 4
+    assert [r.state for r in results] == [State.CLOSED] * 9 + [State.OPEN] * 5  # after each outcome
+    snap = driver.snapshot()
+    assert snap.totals["stale"] == 4 and snap.totals["success"] == 6 and snap.totals["failure"] == 8
+    event = driver.backend.history(driver.name)[-1]
+    assert (event.window.calls, event.window.failures) == (10, 5)
+
+
+def test_a_batch_mixes_slow_and_ignored_outcomes(driver: Driver) -> None:
+    from breaker.backend import RecordRequest
+
+    tickets = [driver.ticket() for _ in range(4)]
+    outcomes = [(S, 0.1), (S, 1.5), (I, 5.0), (Outcome.SLOW, 0.1)]
+    results = driver.backend.record_many(
+        [RecordRequest(driver.name, driver.policy, t, o, d, driver.who) for t, (o, d) in zip(tickets, outcomes)]
+    )
+    assert [(r.applied, r.slow) for r in results] == [(True, False), (True, True), (False, False), (True, True)]
+    snap = driver.snapshot()
+    assert (snap.window.calls, snap.window.slow) == (3, 2)

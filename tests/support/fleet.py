@@ -16,7 +16,7 @@ import redis
 from api.client import FuseboxClient
 from api.services import RedisServer, WorkerProcess
 from breaker import BreakerPolicy, CircuitBreaker, State
-from workers.faults import Faults, FaultSpec
+from workers.faults import SWITCH_TTL, Faults, FaultSpec
 from workers.models import MODELS
 from workers.settings import WorkerSettings
 
@@ -63,7 +63,13 @@ class Fleet:
         return policy
 
     def fault(self, model: str, **spec: Any) -> None:
+        """Sets a fault switch and waits until every worker has seen it."""
         self.faults.set(model, FaultSpec(**spec))
+        time.sleep(SWITCH_TTL + 0.05)
+
+    def clear_fault(self, model: str) -> None:
+        self.faults.clear(model)
+        time.sleep(SWITCH_TTL + 0.05)
 
     def state(self, model: str) -> State:
         return self.breaker(model).snapshot().state
@@ -96,6 +102,7 @@ class Fleet:
             self.breaker(model).reset(reason="test reset")
             self.db.delete(f"{self.prefix}:parked:{model}", f"{self.prefix}:model-calls:{model}")
         self.db.delete(f"{self.prefix}:control")
+        time.sleep(SWITCH_TTL + 0.05)  # every worker sees the switches off
         for model in MODELS:
             self.db.delete(model)
         self.db.delete("fallback")

@@ -120,7 +120,7 @@ def test_model_stuck_in_c_code_is_killed_and_answered_by_the_fallback() -> None:
         assert 5 < time.monotonic() - started < 30
         fleet.client.breakers.flush()
         assert wait_for(lambda: fleet.breaker("echo").snapshot().totals.get("timeout", 0) > before.get("timeout", 0), 5)
-        fleet.faults.clear("echo")
+        fleet.clear_fault("echo")
         again = fleet.client.submit_echo("unstuck", route="model").get(timeout=30)
         assert again.served_by == "model"  # the pool replaced the killed process
         assert worker.running

@@ -75,7 +75,7 @@ def test_trip_pauses_every_worker_and_recovery_resumes_them(fleet: Fleet) -> Non
     assert fleet.queued("echo") == 3
 
     # The model heals; the paused fleet's timer moves the breaker to HALF_OPEN; probes close it.
-    fleet.faults.clear("echo")
+    fleet.clear_fault("echo")
     assert fleet.wait_state("echo", State.CLOSED, 15)
     results = [h.get(timeout=20) for h in waiting]
     assert sum(r.served_by == "model" for r in results) >= 2  # the probes, at least

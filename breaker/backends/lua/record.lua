@@ -1,59 +1,76 @@
--- One call ended. ARGV[7] epoch, ARGV[8] incarnation, ARGV[9] permit ('' for none),
--- ARGV[10] outcome (success|failure|timeout|slow|ignored), ARGV[11] duration in ms.
--- Counts the outcome, judges it if its epoch is current, and takes any transition.
+-- Calls ended. ARGV[7] epoch, ARGV[8] incarnation, ARGV[9] permit ('' for none), then one
+-- or more pairs from ARGV[10]: outcome (success|failure|timeout|slow|ignored), duration in ms.
+-- All the outcomes share the ticket's epoch (the client groups them so); each is judged as
+-- if recorded alone and in order: one that trips the breaker makes the rest stale. State,
+-- policy and window are read once per call, then kept as running totals.
 local now = now_ms()
 local policy = load_policy()
 local s = load_state(now, true)
-local outcome, duration = ARGV[10], tonumber(ARGV[11])
-local slow = outcome == 'slow' or (outcome ~= 'ignored' and duration >= policy.slow_call_duration * 1000)
-local failure = outcome == 'failure' or outcome == 'timeout'
-local applied = false
+local epoch, incarnation, permit = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local applied, slows, states, epochs, open_untils = {}, {}, {}, {}, {}
+local st = nil -- the window's figures, read on first need
 
-if s.state ~= 'disabled' then
-  if outcome == 'success' and slow then
-    count('slow')
-  else
-    count(outcome)
-  end
-  if tonumber(ARGV[7]) ~= s.epoch or tonumber(ARGV[8]) ~= s.incarnation then
-    count('stale')
-  elseif s.state == 'closed' or s.state == 'metrics_only' then
-    if outcome ~= 'ignored' then
-      window_add(now, failure, slow)
-      applied = true
-      if s.state == 'closed' then
-        local st = window_stats(now, policy.window, true)
-        if st.calls >= policy.minimum_calls then
+for i = 10, #ARGV, 2 do
+  local outcome, duration = ARGV[i], tonumber(ARGV[i + 1])
+  local slow = outcome == 'slow' or (outcome ~= 'ignored' and duration >= policy.slow_call_duration * 1000)
+  local failure = outcome == 'failure' or outcome == 'timeout'
+  local done = false
+  if s.state ~= 'disabled' then
+    if outcome == 'success' and slow then
+      count('slow')
+    else
+      count(outcome)
+    end
+    if epoch ~= s.epoch or incarnation ~= s.incarnation then
+      count('stale')
+    elseif s.state == 'closed' or s.state == 'metrics_only' then
+      if outcome ~= 'ignored' then
+        if st == nil then
+          st = window_stats(now, policy.window, true)
+        end
+        window_add(now, failure, slow)
+        st.calls = st.calls + 1
+        if failure then st.failures = st.failures + 1 end
+        if slow then st.slow = st.slow + 1 end
+        done = true
+        if s.state == 'closed' and st.calls >= policy.minimum_calls then
           local reason = trip_reason(st, policy, 'window')
           if reason then
             transition(s, 'open', reason, now, policy)
           end
         end
       end
-    end
-  elseif s.state == 'half_open' then
-    if ARGV[9] == '' or redis.call('HDEL', K_PERMITS, ARGV[9]) == 0 then
-      count('stale') -- a reclaimed permit reporting late
-    elseif outcome ~= 'ignored' then
-      applied = true
-      s.probe_calls = redis.call('HINCRBY', K_STATE, 'probe_calls', 1)
-      if failure then
-        s.probe_failures = redis.call('HINCRBY', K_STATE, 'probe_failures', 1)
-      end
-      if slow then
-        s.probe_slow = redis.call('HINCRBY', K_STATE, 'probe_slow', 1)
-      end
-      if s.probe_calls >= policy.permitted_calls_in_half_open then
-        local probes = {calls = s.probe_calls, failures = s.probe_failures, slow = s.probe_slow}
-        local reason = trip_reason(probes, policy, 'probe')
-        if reason then
-          transition(s, 'open', reason, now, policy)
-        else
-          transition(s, 'closed', string.format('%d of %d probes succeeded',
-            probes.calls - probes.failures, probes.calls), now, policy)
+    elseif s.state == 'half_open' then
+      if permit == '' or redis.call('HDEL', K_PERMITS, permit) == 0 then
+        count('stale') -- a reclaimed permit reporting late
+      elseif outcome ~= 'ignored' then
+        done = true
+        s.probe_calls = redis.call('HINCRBY', K_STATE, 'probe_calls', 1)
+        if failure then
+          s.probe_failures = redis.call('HINCRBY', K_STATE, 'probe_failures', 1)
+        end
+        if slow then
+          s.probe_slow = redis.call('HINCRBY', K_STATE, 'probe_slow', 1)
+        end
+        if s.probe_calls >= policy.permitted_calls_in_half_open then
+          local probes = {calls = s.probe_calls, failures = s.probe_failures, slow = s.probe_slow}
+          local reason = trip_reason(probes, policy, 'probe')
+          if reason then
+            transition(s, 'open', reason, now, policy)
+          else
+            transition(s, 'closed', string.format('%d of %d probes succeeded',
+              probes.calls - probes.failures, probes.calls), now, policy)
+          end
         end
       end
     end
   end
+  applied[#applied + 1] = done
+  slows[#slows + 1] = slow
+  states[#states + 1] = s.state
+  epochs[#epochs + 1] = s.epoch
+  open_untils[#open_untils + 1] = s.open_until
 end
-return reply(s, now, {applied = applied, slow = slow})
+-- Per outcome: whether it was judged, whether it was slow, and the breaker after it.
+return reply(s, now, {applied = applied, slow = slows, states = states, epochs = epochs,
+                      open_untils = open_untils})

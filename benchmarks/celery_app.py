@@ -1,0 +1,32 @@
+"""The workers' app plus one task for the throughput baseline: echo without the breaker.
+
+    celery -A benchmarks.celery_app worker -Q echo,bench
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from workers import app
+from workers import runtime as rt
+from workers.guard import result
+from workers.inputs import load_input, parse_job
+from workers.models import MODELS
+
+
+@app.task(name="bench.echo_unguarded", bind=True, acks_late=True)
+def echo_unguarded(self: Task, job: dict[str, Any]) -> dict[str, Any]:
+    """What fusebox.echo does, minus the breaker: parse, validate, run, cache, answer."""
+    import time
+
+    spec = MODELS["echo"]
+    started = time.time()
+    parsed = parse_job(job, spec)
+    output = rt.runner("echo").run(load_input(spec, parsed), parsed.options)
+    rt.result_cache().put(spec.name, parsed.content_hash, output)
+    return result(self, spec, parsed, output, served_by="model", started=started)
+
+
+__all__ = ["app"]
