@@ -112,6 +112,7 @@ class FuseboxClient:
         *,
         image: bytes | str | Path | None = None,
         text: str | bytes | None = None,
+        texts: list[str] | None = None,
         options: dict[str, Any] | None = None,
         deadline: float | None = None,
         wait: bool = False,
@@ -124,6 +125,8 @@ class FuseboxClient:
           model: ``ocr``, ``echo``, ...
           image: bytes or a file path (image models).
           text: a str, or UTF-8 bytes (text models).
+          texts: several texts answered together in one model call (text models); the
+            result's output is then ``{"items": [...]}``, in order.
           options: model options (``ocr``: ``text_hint``).
           deadline: seconds from now after which a degraded answer is preferred to waiting.
           wait: if the model's breaker refuses the job, wait for the model instead of
@@ -143,28 +146,49 @@ class FuseboxClient:
                 raise InvalidJob(f"deadline must be a positive number of seconds, got {deadline}")
             job_kwargs["deadline"] = time.time() + deadline
         if spec.input == "image":
-            if image is None or text is not None:
+            if image is None or text is not None or texts is not None:
                 raise InvalidJob(f"{model} takes an image (bytes or a path)")
             data = self._read(image)
             decode_image(data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels)
             job_kwargs["payload"] = self.payloads.put(data)
         else:
-            if text is None or image is not None:
-                raise InvalidJob(f"{model} takes text")
-            if isinstance(text, bytes):
-                try:
-                    text = text.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InvalidInput(f"text is not UTF-8: {exc.reason} at byte {exc.start}") from None
-            job_kwargs["text"] = check_text(text, spec.max_text_chars)
+            if image is not None or (text is None) == (texts is None):
+                raise InvalidJob(f"{model} takes `text` or `texts`")
+            if texts is not None:
+                job_kwargs["texts"] = [self._text(t, spec.max_text_chars, f"texts[{i}]: ") for i, t in enumerate(texts)]
+            else:
+                assert text is not None
+                job_kwargs["text"] = self._text(text, spec.max_text_chars)
         job = parse_job(job_kwargs, spec)  # the workers' own checks, before anything is sent
         return self._send(spec.name, job, route, task_id or str(uuid.uuid4()))
 
     def submit_ocr(self, image: bytes | str | Path, **kwargs: Any) -> JobHandle:
         return self.submit("ocr", image=image, **kwargs)
 
+    def submit_sentiment(self, text: str | list[str], **kwargs: Any) -> JobHandle:
+        """One review (or a list, answered together) -> positive / negative with a score."""
+        return self.submit("sentiment", **({"texts": text} if isinstance(text, list) else {"text": text}), **kwargs)
+
+    def submit_ner(self, text: str | list[str], **kwargs: Any) -> JobHandle:
+        """One text (or a list) -> persons, places, organisations and times."""
+        return self.submit("ner", **({"texts": text} if isinstance(text, list) else {"text": text}), **kwargs)
+
     def submit_echo(self, text: str, **kwargs: Any) -> JobHandle:
         return self.submit("echo", text=text, **kwargs)
+
+    @staticmethod
+    def _text(text: str | bytes, max_chars: int, where: str = "") -> str:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(f"{where}text is not UTF-8: {exc.reason} at byte {exc.start}") from None
+        if not isinstance(text, str):
+            raise InvalidJob(f"{where}text must be a string, got {type(text).__name__}")
+        try:
+            return check_text(text, max_chars)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}{exc}") from None
 
     def _send(self, model: str, job: Job, route: Route, task_id: str) -> JobHandle:
         spec = spec_for(model)

@@ -7,6 +7,9 @@ Every model first tries the result cache (the same input answered before by the 
   ``fallback_ocr_max_side``, within ``fallback_ocr_budget`` seconds (``fallback:cpu-ocr``);
   if that fails, key fields by rules from the caller's ``text_hint`` option
   (``fallback:rules``);
+- sentiment: ``neutral`` with score 0.5 (``fallback:neutral``);
+- ner: names from the training corpus's gazetteer, and patterns for dates, times and
+  numbers (``fallback:gazetteer``);
 - echo: a neutral empty answer (``fallback:neutral``).
 
 When even that cannot answer, the job is parked and sent back to its model when the
@@ -32,7 +35,7 @@ from workers.fields import extract_key_fields
 from workers.guard import inject_faults, park, requeue_when_store_down, result
 from workers.inputs import load_input, parse_job
 from workers.errors import JobFailed
-from workers.jobs import MAX_RERUNS, Job
+from workers.jobs import MAX_RERUNS, Job, one_or_many
 from workers.models import ModelSpec
 from workers.settings import settings
 from workers.store import best_effort, essential
@@ -63,13 +66,30 @@ def _ocr(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
     raise CannotAnswer("; ".join(problems + ["no text_hint for the rules"]))
 
 
+def _texts(spec: ModelSpec, job: Job) -> list[str]:
+    return essential("loading the job's input", lambda: load_input(spec, job))
+
+
 def _neutral_echo(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
     inject_faults(f"fallback.{spec.name}")
-    return {"text": "", "length": 0}, "neutral"
+    return one_or_many(job, {"items": [{"text": "", "length": 0} for _ in _texts(spec, job)]}), "neutral"
+
+
+def _neutral_sentiment(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
+    inject_faults(f"fallback.{spec.name}")
+    neutral = {"label": "neutral", "score": 0.5, "positive": 0.5}
+    return one_or_many(job, {"items": [dict(neutral) for _ in _texts(spec, job)]}), "neutral"
+
+
+def _ner_rules(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
+    inject_faults(f"fallback.{spec.name}")
+    return one_or_many(job, rt.runner(spec.name, fallback=True).run(_texts(spec, job), job.options)), "gazetteer"
 
 
 DEGRADED_PATHS: dict[str, Callable[[ModelSpec, Job], tuple[dict[str, Any], str]]] = {
     "ocr": _ocr,
+    "sentiment": _neutral_sentiment,
+    "ner": _ner_rules,
     "echo": _neutral_echo,
 }
 

@@ -21,7 +21,7 @@ from breaker import CallNotPermitted, InputError, Outcome, State
 from breaker.errors import CallTimeout
 from workers import runtime as rt
 from workers.inputs import load_input, parse_job
-from workers.jobs import Job, JobResult, Timings
+from workers.jobs import Job, JobResult, Timings, one_or_many
 from workers.models import FALLBACK_QUEUE, ModelSpec
 from workers.parking import ParkedJob
 from workers.store import StoreDown, best_effort, essential
@@ -122,6 +122,8 @@ def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
         with call_timeout(breaker.policy.call_timeout):
             inject_faults(spec.name)
             output = rt.runner(spec.name).run(model_input, job.options)
+            if spec.input == "text":
+                output = one_or_many(job, output)
     except InputError:
         breaker.record(ticket, Outcome.IGNORED, time.perf_counter() - began)
         raise

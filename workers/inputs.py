@@ -38,8 +38,12 @@ def parse_job(raw: Any, spec: ModelSpec) -> Job:
         raise InvalidJob(f"job for model {job.model!r} sent to {spec.name!r}")
     if spec.input == "image" and job.payload is None:
         raise InvalidJob(f"{spec.name} takes an uploaded image (`payload`), not text")
-    if spec.input == "text" and job.text is None:
-        raise InvalidJob(f"{spec.name} takes `text`, not an uploaded payload")
+    if spec.input == "text" and job.payload is not None:
+        raise InvalidJob(f"{spec.name} takes `text` or `texts`, not an uploaded payload")
+    if spec.input == "image" and job.texts is not None:
+        raise InvalidJob(f"{spec.name} takes an uploaded image (`payload`), not texts")
+    if job.texts is not None and len(job.texts) > spec.max_batch:
+        raise InvalidJob(f"{spec.name} takes at most {spec.max_batch} texts per job, got {len(job.texts)}")
     unknown = set(job.options) - set(spec.options)
     if unknown:
         allowed = ", ".join(spec.options) or "none"
@@ -68,10 +72,16 @@ def check_text(text: str, max_chars: int) -> str:
 
 
 def load_input(spec: ModelSpec, job: Job) -> Any:
-    """The model's input: a decoded image or a checked text."""
+    """The model's input: a decoded image, or the list of checked texts."""
     if spec.input == "image":
         assert job.payload is not None
         s = settings()
         return decode_image(rt.payloads().get(job.payload), max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
-    assert job.text is not None
-    return check_text(job.text, spec.max_text_chars)
+    texts = [job.text] if job.text is not None else list(job.texts or [])
+    checked = []
+    for i, text in enumerate(texts):
+        try:
+            checked.append(check_text(text, spec.max_text_chars))
+        except InvalidInput as exc:
+            raise InvalidInput(f"texts[{i}]: {exc}" if job.texts is not None else str(exc)) from None
+    return checked

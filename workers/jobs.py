@@ -27,6 +27,8 @@ class Job(BaseModel):
       model: the model's name, which is also its queue's and its breaker's.
       payload: SHA-256 (hex) of the uploaded bytes, for image models.
       text: the input itself, for text models.
+      texts: several inputs for a text model, answered together in one model call (the
+        output is then ``{"items": [...]}``, one per text, in order).
       options: model-specific options (validated by the model).
       deadline: Unix time after which the caller prefers a degraded answer to waiting:
         a job still queued or parked then is answered by the fallback.
@@ -43,6 +45,7 @@ class Job(BaseModel):
     model: str
     payload: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     text: str | None = None
+    texts: list[str] | None = Field(None, min_length=1, max_length=256)
     options: dict[str, Any] = Field(default_factory=dict)
     deadline: float | None = None
     wait: bool = False
@@ -52,8 +55,8 @@ class Job(BaseModel):
     @model_validator(mode="after")
     def _has_input(self) -> Job:
         check_name(self.model)
-        if (self.payload is None) == (self.text is None):
-            raise ValueError("a job carries exactly one input: `payload` (uploaded bytes) or `text`")
+        if sum(x is not None for x in (self.payload, self.text, self.texts)) != 1:
+            raise ValueError("a job carries exactly one input: `payload` (uploaded bytes), `text` or `texts`")
         return self
 
     @property
@@ -62,13 +65,24 @@ class Job(BaseModel):
         h = hashlib.sha256()
         h.update(self.model.encode())
         h.update(b"\0")
-        h.update((self.payload or "").encode() if self.payload else (self.text or "").encode())
+        if self.payload is not None:
+            h.update(self.payload.encode())
+        elif self.text is not None:
+            h.update(self.text.encode())
+        else:
+            h.update(json.dumps(self.texts, ensure_ascii=False).encode())
         h.update(b"\0")
         h.update(json.dumps(self.options, sort_keys=True, default=str).encode())
         return h.hexdigest()
 
     def deadline_passed(self, now: float | None = None) -> bool:
         return self.deadline is not None and not self.reruns and (now or time.time()) >= self.deadline
+
+
+def one_or_many(job: Job, output: dict[str, Any]) -> dict[str, Any]:
+    """A text model's output for this job: the single item of a ``text`` job, or every item
+    of a ``texts`` job (runners always answer ``{"items": [...]}``)."""
+    return output["items"][0] if job.text is not None else output
 
 
 class Timings(BaseModel):

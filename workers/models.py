@@ -30,6 +30,24 @@ def _ocr_cpu_runner(s: WorkerSettings) -> ModelRunner:
                      max_side=s.fallback_ocr_max_side)
 
 
+def _sentiment_runner(s: WorkerSettings) -> ModelRunner:
+    from workers.nlp.serving import SentimentRunner
+
+    return SentimentRunner(s.nlp_models_dir / "sentiment", device=s.device, threads=s.cpu_threads)
+
+
+def _ner_runner(s: WorkerSettings) -> ModelRunner:
+    from workers.nlp.serving import NerRunner
+
+    return NerRunner(s.nlp_models_dir / "ner", device=s.device, threads=s.cpu_threads)
+
+
+def _ner_rules(s: WorkerSettings) -> ModelRunner:
+    from workers.nlp.rules import GazetteerTagger
+
+    return GazetteerTagger(s.nlp_models_dir / "ner")
+
+
 def _echo_runner(s: WorkerSettings) -> ModelRunner:
     from workers.runners.echo import EchoRunner
 
@@ -47,6 +65,7 @@ class ModelSpec:
       runner: builds the model's runner, once per worker process.
       fallback_runner: builds the degraded path's runner, if the fallback has one.
       max_text_chars: longest accepted text, for text models.
+      max_batch: most texts in one job, for text models.
       description: one line for docs and the CLI.
     """
 
@@ -56,6 +75,7 @@ class ModelSpec:
     runner: Callable[[WorkerSettings], ModelRunner]
     fallback_runner: Callable[[WorkerSettings], ModelRunner] | None = None
     max_text_chars: int = 10_000
+    max_batch: int = 64
     description: str = ""
     options: tuple[str, ...] = field(default=())
 
@@ -86,6 +106,23 @@ MODELS: dict[str, ModelSpec] = {
             fallback_runner=_ocr_cpu_runner,
             description="PaddleOCR PP-OCRv5: text lines with boxes, plus key fields",
             options=("text_hint",),
+        ),
+        ModelSpec(
+            name="sentiment",
+            input="text",
+            # Nice to have: tolerate noise, cut off fast, retry soon.
+            policy=BreakerPolicy.for_tier("auxiliary"),
+            runner=_sentiment_runner,
+            description="Paddle character CNN on Chinese reviews: positive or negative, with a score",
+        ),
+        ModelSpec(
+            name="ner",
+            input="text",
+            # Core: trips early, recovers carefully. A text takes milliseconds on CPU.
+            policy=BreakerPolicy.for_tier("core", call_timeout=10.0, slow_call_duration=2.0),
+            runner=_ner_runner,
+            fallback_runner=_ner_rules,
+            description="Paddle character BiLSTM tagger: persons, places, organisations, times",
         ),
         ModelSpec(
             name="echo",

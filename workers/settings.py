@@ -43,6 +43,8 @@ class WorkerSettings(BaseModel):
         them at server models on GPU hosts.
       ocr_det_name / ocr_rec_name [FUSEBOX_OCR_DET_NAME / FUSEBOX_OCR_REC_NAME]: the models'
         PaddleX names, which must match the directories.
+      nlp_models_dir [FUSEBOX_NLP_MODELS_DIR]: where the trained ``sentiment/`` and ``ner/``
+        models are (the ones shipped in workers/nlp/models by default).
       device [FUSEBOX_DEVICE]: ``cpu`` or ``gpu:N`` for the model runners.
       cpu_threads [FUSEBOX_CPU_THREADS]: Paddle threads per worker process.
       fallback_ocr_max_side [FUSEBOX_FALLBACK_OCR_MAX_SIDE]: the CPU fallback shrinks images
@@ -69,6 +71,7 @@ class WorkerSettings(BaseModel):
     ocr_rec_dir: Path | None = None
     ocr_det_name: str = "PP-OCRv5_mobile_det"
     ocr_rec_name: str = "PP-OCRv5_mobile_rec"
+    nlp_models_dir: Path = Path(__file__).parent / "nlp" / "models"
     device: str = Field("cpu", pattern=r"^(cpu|gpu(:\d+)?)$")
     cpu_threads: int = Field(1, ge=1, le=256)
     fallback_ocr_max_side: int = Field(960, ge=64)
@@ -90,6 +93,7 @@ class WorkerSettings(BaseModel):
         "ocr_rec_dir": "OCR_REC_DIR",
         "ocr_det_name": "OCR_DET_NAME",
         "ocr_rec_name": "OCR_REC_NAME",
+        "nlp_models_dir": "NLP_MODELS_DIR",
         "device": "DEVICE",
         "cpu_threads": "CPU_THREADS",
         "fallback_ocr_max_side": "FALLBACK_OCR_MAX_SIDE",

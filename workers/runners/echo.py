@@ -14,5 +14,5 @@ class EchoRunner(ModelRunner):
     def _load(self) -> None:
         pass
 
-    def run(self, inputs: str, options: dict[str, Any]) -> dict[str, Any]:
-        return {"text": inputs, "length": len(inputs)}
+    def run(self, inputs: list[str], options: dict[str, Any]) -> dict[str, Any]:
+        return {"items": [{"text": text, "length": len(text)} for text in inputs]}
