@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,7 @@ from typing import Any, Literal
 from celery import Celery
 from celery.result import AsyncResult
 
-from breaker import Breakers, State
+from breaker import Breakers, InputError, State
 from workers.app import make_app
 from workers.errors import InvalidInput, InvalidJob
 from workers.images import decode_image
@@ -66,6 +67,25 @@ class JobHandle:
         """Waits for the answer. Raises the job's error (InvalidInput, InvalidJob,
         JobFailed...) when it has one, and celery's TimeoutError after ``timeout``."""
         return JobResult.model_validate(self._result.get(timeout=timeout, interval=0.05))
+
+
+@dataclass
+class Submission:
+    """One input of :meth:`FuseboxClient.submit_batch`: its job, or why it was refused.
+
+    Parameters:
+      index: its position in the inputs.
+      handle: the job, when the input was accepted.
+      error: the input error (``InvalidInput`` / ``InvalidJob`` message) when it was not.
+    """
+
+    index: int
+    handle: JobHandle | None = None
+    error: InputError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.handle is not None
 
 
 class FuseboxClient:
@@ -118,6 +138,7 @@ class FuseboxClient:
         wait: bool = False,
         route: Route = "auto",
         task_id: str | None = None,
+        bypass: str | None = None,
     ) -> JobHandle:
         """Validates and enqueues one job.
 
@@ -133,6 +154,8 @@ class FuseboxClient:
             answering from the fallback (until ``deadline``, if any).
           route: ``auto`` (by breaker state), or force ``model`` / ``fallback``.
           task_id: reuse an id (re-submitting the same job), else a new one.
+          bypass: this caller's name, if the model's breaker policy whitelists it in
+            ``bypass_callers``: the job then goes past the breaker, to the model.
         Raises:
           InvalidInput, InvalidJob: before anything is enqueued.
         """
@@ -141,6 +164,10 @@ class FuseboxClient:
         except KeyError as exc:
             raise InvalidJob(str(exc.args[0])) from None
         job_kwargs: dict[str, Any] = {"model": model, "options": options or {}, "wait": wait}
+        if bypass is not None:
+            if bypass not in self.breakers.get(model).policy.bypass_callers:
+                raise InvalidJob(f"caller {bypass!r} may not bypass the {model} breaker (not in its bypass_callers)")
+            job_kwargs["bypass"] = bypass
         if deadline is not None:
             if deadline <= 0:
                 raise InvalidJob(f"deadline must be a positive number of seconds, got {deadline}")
@@ -173,8 +200,27 @@ class FuseboxClient:
         """One text (or a list) -> persons, places, organisations and times."""
         return self.submit("ner", **({"texts": text} if isinstance(text, list) else {"text": text}), **kwargs)
 
+    def submit_nlp(self, text: str | list[str], task: str = "sentiment", **kwargs: Any) -> JobHandle:
+        """A text job for any NLP model (``sentiment``, ``ner``), chosen by ``task``."""
+        return self.submit(task, **({"texts": text} if isinstance(text, list) else {"text": text}), **kwargs)
+
     def submit_echo(self, text: str, **kwargs: Any) -> JobHandle:
         return self.submit("echo", text=text, **kwargs)
+
+    def submit_batch(self, model: str, inputs: Iterable[bytes | str | Path], **kwargs: Any) -> list[Submission]:
+        """One job per input (images for image models, texts for text models), with the
+        same options. A bad input does not stop the batch: its Submission carries the error
+        and every other input is still submitted."""
+        image_model = spec_for(model).input == "image" if model in MODELS else True
+        out = []
+        for index, item in enumerate(inputs):
+            try:
+                handle = self.submit(model, **({"image": item} if image_model else {"text": item}), **kwargs)
+            except InputError as exc:
+                out.append(Submission(index, error=exc))
+            else:
+                out.append(Submission(index, handle=handle))
+        return out
 
     @staticmethod
     def _text(text: str | bytes, max_chars: int, where: str = "") -> str:
@@ -199,6 +245,9 @@ class FuseboxClient:
             if state in (State.OPEN, State.FORCED_OPEN):
                 to_fallback, reason = True, f"breaker {state.value} at submission"
         body = job.model_dump(mode="json")
+        if job.bypass is not None:
+            result = self.app.send_task(spec.task, args=[body], task_id=task_id, queue=spec.bypass_queue)
+            return JobHandle(id=task_id, model=model, routed_to="model", _result=result)
         if to_fallback:
             result = self.app.send_task(spec.fallback_task, args=[body], kwargs={"reason": reason},
                                         task_id=task_id, queue=FALLBACK_QUEUE)

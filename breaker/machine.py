@@ -167,6 +167,7 @@ class Machine:
             # A HALF_OPEN decision is about the probes, so report their figures.
             stats = WindowStats(calls=r.probe_calls, failures=r.probe_failures, slow=r.probe_slow)
         from_state = r.state
+        r.totals[f"to_{to.value}"] += 1
         r.epoch += 1
         r.state = to
         r.changed_at_ms = now_ms

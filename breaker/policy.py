@@ -42,6 +42,10 @@ class BreakerPolicy(BaseModel):
         failure). Enforcing the limit is the caller's job (Celery's time limits do it in
         workers); the breaker classifies what it is told.
       tier: the named tier this policy was derived from, for display only.
+      bypass_callers: callers allowed to send jobs past this breaker (fusebox routes them
+        to a queue that is never paused, and runs them without asking the breaker or
+        counting their outcome): for the rare caller that must reach the model even while
+        it is sick, and accepts the risk.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -58,6 +62,7 @@ class BreakerPolicy(BaseModel):
     max_wait_in_half_open: float = Field(60.0, gt=0.0)
     call_timeout: float = Field(5.0, gt=0.0)
     tier: TierName | None = None
+    bypass_callers: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> BreakerPolicy:
@@ -97,7 +102,10 @@ class BreakerPolicy(BaseModel):
 
     def to_redis(self) -> dict[str, str]:
         """Flat string fields, as stored in the policy hash and read by the Lua scripts."""
-        return {k: ("" if v is None else str(v)) for k, v in self.model_dump().items()}
+        flat = {}
+        for k, v in self.model_dump().items():
+            flat[k] = ",".join(v) if isinstance(v, (list, tuple)) else ("" if v is None else str(v))
+        return flat
 
     @classmethod
     def from_redis(cls, fields: dict[str, str] | dict[bytes, bytes]) -> BreakerPolicy:
@@ -109,6 +117,8 @@ class BreakerPolicy(BaseModel):
         known = {k: v for k, v in decoded.items() if k in cls.model_fields}
         if known.get("tier") == "":
             known["tier"] = None
+        if "bypass_callers" in known:
+            known["bypass_callers"] = tuple(c for c in known["bypass_callers"].split(",") if c)
         return cls.model_validate(known)
 
 

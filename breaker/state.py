@@ -193,8 +193,9 @@ class BreakerSnapshot(StateView):
       window: the sliding window's figures now.
       probes_outstanding: HALF_OPEN probe permits handed out and not yet reported.
       probe_calls, probe_failures: HALF_OPEN probe outcomes reported so far.
-      totals: lifetime counts by outcome (success, slow, failure, timeout, ignored) and of
-        stale outcomes, rejections, granted and reclaimed probe permits.
+      totals: lifetime counts by outcome (success, slow, failure, timeout, ignored), of
+        stale outcomes, rejections, granted and reclaimed probe permits, and of transitions
+        into each state (``to_open``, ``to_closed``...).
       policy: the effective policy (the stored one, else the configured default).
       local: True when read from this process's local breaker (store unreachable).
     """

@@ -43,12 +43,18 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
             # (100 s by default); tie it to the visibility timeout instead.
             "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 5)),
             "unacked_restore_throttle": 1,
+            **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
         },
+        result_backend_transport_options=(
+            {"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}
+        ),
         broker_connection_retry_on_startup=True,
         # A Redis restart must not lose a job being submitted: keep trying to publish.
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 60, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
-        task_queues=[Queue(name) for name in MODELS] + [Queue(FALLBACK_QUEUE)],
+        task_queues=[Queue(name) for name in MODELS]
+        + [Queue(spec.bypass_queue) for spec in MODELS.values()]
+        + [Queue(FALLBACK_QUEUE)],
         task_default_queue=FALLBACK_QUEUE,
         task_routes={
             **{spec.task: {"queue": spec.queue} for spec in MODELS.values()},
@@ -86,7 +92,10 @@ def _load_models(**_: Any) -> None:
     import os
 
     from workers import runtime as rt
+    from workers import tracing
 
+    if tracing.enabled_by_env():
+        tracing.instrument()
     wanted = os.environ.get("FUSEBOX_PRELOAD")
     if wanted is not None:
         names = [] if wanted.strip() in ("", "none") else [n.strip() for n in wanted.split(",")]
@@ -114,3 +123,17 @@ def _flush_outcomes(**_: Any) -> None:
 
     if rt.breakers.cache_info().currsize:  # only if this process used its breakers
         rt.breakers().flush(2.0)
+    if rt.job_stats.cache_info().currsize:
+        rt.job_stats().flush()
+
+
+@signals.task_failure.connect
+def _count_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    """A job that ends in an error for its caller (bad input, JobFailed) is counted too."""
+    name = getattr(sender, "name", "") or ""
+    if not name.startswith("fusebox.") or exception is None:
+        return
+    from workers import runtime as rt
+
+    model = name.rsplit(".", 1)[-1]
+    rt.job_stats().failed(model, type(exception).__name__)

@@ -17,7 +17,9 @@ or idempotent, so any number of workers may run it):
   ends, the step moves it to HALF_OPEN (``Breakers.advance``; idempotent across workers);
 - deadline sweeps of queued jobs (workers.deadlines);
 - parked jobs go back to their model when its breaker closes, or to the fallback when their
-  deadline passes (workers.parking).
+  deadline passes (workers.parking);
+- a heartbeat (``<prefix>:workers:<hostname>``, expiring after 10 s) names the queues this
+  worker serves, for readiness checks.
 
 Every pause and resume is appended to ``<prefix>:control`` (a capped stream): which worker,
 which model, when, and when the transition that caused it happened.
@@ -25,6 +27,7 @@ which model, when, and when the transition that caused it happened.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -45,6 +48,12 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 0.25
 PARKING_INTERVAL = 1.0
+HEARTBEAT_INTERVAL = 2.0
+HEARTBEAT_TTL = 10
+
+
+def heartbeat_key(prefix: str, hostname: str) -> str:
+    return f"{prefix}:workers:{hostname}"
 
 
 class ConsumptionControl(bootsteps.StartStopStep):
@@ -61,13 +70,16 @@ class ConsumptionControl(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
         self._records: deque[dict[str, str]] = deque(maxlen=10_000)
         self._parking_due = 0.0
+        self._heartbeat_due = 0.0
+        self.queues: list[str] = []  # every queue this worker was started with
 
     # -- lifecycle (the consumer restarts it after a broker connection loss) ------------------
 
     def start(self, c: Any) -> None:
         self.consumer = c
         if self.models is None:
-            self.models = sorted(q.name for q in c.task_consumer.queues if q.name in MODELS)
+            self.queues = sorted(q.name for q in c.task_consumer.queues)
+            self.models = [q for q in self.queues if q in MODELS]
         breakers = rt.breakers()
         for name in MODELS:
             breakers.get(name)
@@ -80,6 +92,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         self._stop.clear()
         for model in self.models:
             self._apply(model)  # a worker started while its model is OPEN does not consume
+            c.add_task_queue(MODELS[model].bypass_queue)  # whitelisted callers: never paused
         self._thread = threading.Thread(target=self._housekeeping, name="fusebox-control", daemon=True)
         self._thread.start()
 
@@ -161,6 +174,9 @@ class ConsumptionControl(bootsteps.StartStopStep):
             if self._stop.is_set():
                 return
             self._flush_records()
+            if time.monotonic() >= self._heartbeat_due:
+                self._heartbeat_due = time.monotonic() + HEARTBEAT_INTERVAL
+                self._heartbeat()
             release = time.monotonic() >= self._parking_due
             if release:
                 self._parking_due = time.monotonic() + PARKING_INTERVAL
@@ -171,6 +187,20 @@ class ConsumptionControl(bootsteps.StartStopStep):
                 for model in self.models or ():
                     self.consumer.call_soon(self._apply, model)
 
+    def _heartbeat(self) -> None:
+        """Tells readiness checks which queues this worker serves, and which it consumes now
+        (a paused queue is still served: it resumes when its breaker lets calls through)."""
+        c = self.consumer
+        if c is None:
+            return
+        consuming = sorted(q.name for q in c.task_consumer.queues) if c.task_consumer is not None else []
+        beat = {"hostname": str(c.hostname), "queues": self.queues, "consuming": consuming, "at": time.time()}
+        try:
+            rt.redis_client().set(heartbeat_key(settings().key_prefix, str(c.hostname)), json.dumps(beat),
+                                  ex=HEARTBEAT_TTL)
+        except Exception:  # noqa: BLE001 - a missed beat shows up as "not ready", as it should
+            log.debug("heartbeat failed", exc_info=True)
+
     def _step(self, model: str, release_parked: bool) -> None:
         breakers = rt.breakers()
         try:
@@ -178,7 +208,8 @@ class ConsumptionControl(bootsteps.StartStopStep):
             if remaining is not None and remaining <= 0:
                 breakers.advance(model)
             if settings().broker_is_redis:
-                rt.deadlines().sweep(model, queue=model, resend=self._resend_to_fallback(model, "deadline passed while queued"))
+                rt.deadlines().sweep(model, queue=settings().queue_key(model),
+                                     resend=self._resend_to_fallback(model, "deadline passed while queued"))
             if release_parked:
                 self._release_parked(model, breakers.get(model).state)
         except Exception:  # noqa: BLE001 - keep the loop alive through a Redis hiccup

@@ -74,6 +74,11 @@ def _amounts(text: str) -> list[dict[str, str]]:
     return found
 
 
+def id_check_character(first17: str) -> str:
+    """The ISO 7064 MOD 11-2 check character of a resident ID's first 17 digits."""
+    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS)) % 11]
+
+
 def valid_id_card(number: str) -> bool:
     """A mainland China resident ID (18 characters): real birth date and ISO 7064 check."""
     if len(number) != 18 or not number[:17].isdigit():
@@ -82,8 +87,7 @@ def valid_id_card(number: str) -> bool:
         dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError:
         return False
-    check = _ID_CHECK[sum(int(d) * w for d, w in zip(number[:17], _ID_WEIGHTS)) % 11]
-    return number[17].upper() == check
+    return number[17].upper() == id_check_character(number[:17])
 
 
 def _id_numbers(text: str) -> list[str]:

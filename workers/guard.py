@@ -20,6 +20,8 @@ from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 from breaker import CallNotPermitted, InputError, Outcome, State
 from breaker.errors import CallTimeout
 from workers import runtime as rt
+from workers import tracing
+from workers.errors import InvalidJob
 from workers.inputs import load_input, parse_job
 from workers.jobs import Job, JobResult, Timings, one_or_many
 from workers.models import FALLBACK_QUEUE, ModelSpec
@@ -35,6 +37,9 @@ def result(
     reason: str | None = None, state: State | None = None,
 ) -> dict[str, Any]:
     now = time.time()
+    total_ms = round((now - job.submitted_at) * 1000, 1)
+    rt.job_stats().answered(spec.name, served_by, total_ms)
+    tracing.note(served_by=served_by, degraded=served_by != "model")
     return JobResult(
         job_id=task.request.id,
         model=spec.name,
@@ -47,7 +52,7 @@ def result(
         timings=Timings(
             queued_ms=round((started - job.submitted_at) * 1000, 1),
             run_ms=round((now - started) * 1000, 1),
-            total_ms=round((now - job.submitted_at) * 1000, 1),
+            total_ms=total_ms,
         ),
     ).model_dump(mode="json")
 
@@ -95,6 +100,22 @@ def requeue_when_store_down(run: Any) -> Any:
     return guarded
 
 
+def run_bypass(task: Task, spec: ModelSpec, job: Job, model_input: Any, started: float) -> dict[str, Any]:
+    """A whitelisted caller's job: on the model, without asking its breaker or counting the
+    outcome (the caller accepted the risk of a sick model). A caller the policy does not
+    list gets a clear error."""
+    breaker = rt.breakers().get(spec.name)
+    if job.bypass not in breaker.policy.bypass_callers:
+        raise InvalidJob(f"caller {job.bypass!r} may not bypass the {spec.name} breaker (not in bypass_callers)")
+    tracing.note(breaker=spec.name, breaker__state=breaker.state, breaker__decision="bypass")
+    with call_timeout(breaker.policy.call_timeout):
+        output = rt.runner(spec.name).run(model_input, job.options)
+    if spec.input == "text":
+        output = one_or_many(job, output)
+    return result(task, spec, job, output, served_by="model", started=started,
+                  reason=f"bypass by {job.bypass}", state=breaker.state)
+
+
 @requeue_when_store_down
 def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
     started = time.time()
@@ -104,16 +125,22 @@ def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
     model_input = essential("loading the job's input", lambda: load_input(spec, job))
     breaker = rt.breakers().get(spec.name)
 
+    if job.bypass is not None:
+        return run_bypass(task, spec, job, model_input, started)
     if job.deadline_passed(started):
+        tracing.note(breaker=spec.name, breaker__decision="deadline")
         degrade(task, spec, job, "deadline passed before the model could take the job")
     try:
         ticket = breaker.admit()
     except CallNotPermitted as refused:
+        tracing.note(breaker=spec.name, breaker__state=refused.state, breaker__decision="rejected")
         reason = f"breaker {refused.state.value}"
         if job.wait and refused.state != State.FORCED_OPEN:
             park(task, spec, job, f"{reason}; waiting for the model")
         degrade(task, spec, job, reason)
 
+    tracing.note(breaker=spec.name, breaker__state=ticket.state,
+                 breaker__decision="probe" if ticket.state == State.HALF_OPEN else "admitted")
     trace = rt.call_trace()
     if trace is not None:
         best_effort("tracing a model call", lambda: trace.started(spec.name, ticket, task.request.id, rt.worker_id()), None)
@@ -126,20 +153,25 @@ def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
                 output = one_or_many(job, output)
     except InputError:
         breaker.record(ticket, Outcome.IGNORED, time.perf_counter() - began)
+        tracing.note(breaker__outcome="ignored")
         raise
     except (CallTimeout, SoftTimeLimitExceeded) as exc:
         elapsed = time.perf_counter() - began
         breaker.record(ticket, Outcome.TIMEOUT, elapsed)
+        tracing.note(breaker__outcome="timeout")
         log.warning("%s timed out after %.1fs on %s: %s", spec.name, elapsed, task.request.id, exc)
         degrade(task, spec, job, f"model timed out after {elapsed:.1f}s")
     except Exception as exc:  # noqa: BLE001 - any model error is a failure the breaker must count
         breaker.record(ticket, Outcome.FAILURE, time.perf_counter() - began)
+        tracing.note(breaker__outcome="failure")
         log.warning("%s failed on %s: %s: %s", spec.name, task.request.id, type(exc).__name__, exc)
         degrade(task, spec, job, f"model failed: {type(exc).__name__}: {exc}")
     except BaseException:
         breaker.record(ticket, Outcome.IGNORED, time.perf_counter() - began)  # shutting down
         raise
     elapsed = time.perf_counter() - began
-    breaker.record(ticket, Outcome.TIMEOUT if elapsed > breaker.policy.call_timeout else Outcome.SUCCESS, elapsed)
+    outcome = Outcome.TIMEOUT if elapsed > breaker.policy.call_timeout else Outcome.SUCCESS
+    breaker.record(ticket, outcome, elapsed)
+    tracing.note(breaker__outcome=outcome)
     best_effort("caching a result", lambda: rt.result_cache().put(spec.name, job.content_hash, output), None)
     return result(task, spec, job, output, served_by="model", started=started, state=ticket.state)

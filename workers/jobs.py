@@ -35,6 +35,8 @@ class Job(BaseModel):
       wait: when the model's breaker refuses the job, park it until the model recovers
         (or its deadline passes) instead of answering from the fallback at once.
       submitted_at: Unix time of submission (for queue-time figures).
+      bypass: the calling service's name, for callers the model's breaker policy lists in
+        ``bypass_callers``: such a job goes past the breaker (see BreakerPolicy).
       reruns: how many times a parked job was sent back to its model. A rerun runs on the
         model whatever its deadline says; after MAX_RERUNS the job fails with a clear
         error rather than circling between a model and a fallback that both fail on it.
@@ -50,6 +52,7 @@ class Job(BaseModel):
     deadline: float | None = None
     wait: bool = False
     submitted_at: float = Field(default_factory=time.time)
+    bypass: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     reruns: int = Field(0, ge=0)
 
     @model_validator(mode="after")

@@ -91,6 +91,11 @@ class ModelSpec:
     def queue(self) -> str:
         return self.name
 
+    @property
+    def bypass_queue(self) -> str:
+        """Jobs of whitelisted callers: consumed by every model worker, never paused."""
+        return f"{self.name}.bypass"
+
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec

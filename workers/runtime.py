@@ -23,6 +23,7 @@ from workers.parking import ParkingLot
 from workers.payloads import PayloadStore
 from workers.runners.base import ModelRunner
 from workers.settings import settings
+from workers.stats import JobStats
 from workers.trace import CallTrace
 
 
@@ -96,3 +97,8 @@ def deadlines() -> DeadlineIndex:
 @lru_cache(maxsize=1)
 def call_trace() -> CallTrace | None:
     return CallTrace(redis_client(), settings().key_prefix) if settings().trace_model_calls else None
+
+
+@lru_cache(maxsize=1)
+def job_stats() -> JobStats:
+    return JobStats(redis_client, settings().key_prefix)

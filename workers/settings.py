@@ -32,6 +32,9 @@ class WorkerSettings(BaseModel):
         the Redis broker (with RabbitMQ deadlines are checked when a job is picked up).
       result_url [FUSEBOX_RESULT_URL]: result backend; ``redis_url`` by default.
       key_prefix [FUSEBOX_KEY_PREFIX]: prefix of every fusebox key in Redis.
+      broker_key_prefix [FUSEBOX_BROKER_KEY_PREFIX]: prefix of the broker's and the result
+        backend's keys (kombu's ``global_keyprefix``), so that two deployments (or the demo
+        and a real one) can share a Redis without sharing queues. Empty by default.
       visibility_timeout [FUSEBOX_VISIBILITY_TIMEOUT]: seconds before a job taken by a
         worker that vanished (kill -9 of the whole worker) is handed out again; longer than
         the longest job.
@@ -65,6 +68,7 @@ class WorkerSettings(BaseModel):
     broker_url: str | None = None
     result_url: str | None = None
     key_prefix: str = "fusebox"
+    broker_key_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.\-:]{0,64}$")
     visibility_timeout: int = Field(3600, ge=5)
     hard_time_limit: int = Field(300, ge=5)
     ocr_det_dir: Path | None = None
@@ -87,6 +91,7 @@ class WorkerSettings(BaseModel):
         "broker_url": "BROKER_URL",
         "result_url": "RESULT_URL",
         "key_prefix": "KEY_PREFIX",
+        "broker_key_prefix": "BROKER_KEY_PREFIX",
         "visibility_timeout": "VISIBILITY_TIMEOUT",
         "hard_time_limit": "HARD_TIME_LIMIT",
         "ocr_det_dir": "OCR_DET_DIR",
@@ -121,6 +126,10 @@ class WorkerSettings(BaseModel):
     @property
     def results(self) -> str:
         return self.result_url or self.redis_url
+
+    def queue_key(self, queue: str) -> str:
+        """The Redis list that holds a queue's messages (Redis broker)."""
+        return self.broker_key_prefix + queue
 
     @property
     def broker_is_redis(self) -> bool:

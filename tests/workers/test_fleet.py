@@ -115,9 +115,10 @@ def test_a_worker_started_while_open_does_not_consume(fleet: Fleet) -> None:
     fleet.breaker("echo").force_open()
     late = fleet.start(["echo"], "late")
     try:
-        assert fleet.active_queues(late) == []
+        # Only the bypass queue: whitelisted callers go past the breaker, whatever its state.
+        assert fleet.active_queues(late) == ["echo.bypass"]
         fleet.breaker("echo").reset()
-        assert wait_for(lambda: fleet.active_queues(late) == ["echo"], 5)
+        assert wait_for(lambda: sorted(fleet.active_queues(late)) == ["echo", "echo.bypass"], 5)
     finally:
         late.stop()
         fleet.workers.remove(late)
@@ -225,3 +226,17 @@ def test_bad_input_is_a_clear_error_and_never_counts(fleet: Fleet) -> None:
     snap = fleet.breaker("echo").snapshot()
     assert snap.state == State.CLOSED and snap.window.calls == 0
     assert snap.totals == before  # refused before the breaker was asked: not even "ignored"
+
+
+def test_a_whitelisted_caller_bypasses_an_open_breaker(fleet: Fleet) -> None:
+    fleet.use_policy("echo", bypass_callers=("ops-console",))
+    fleet.breaker("echo").force_open()
+    assert wait_for(lambda: fleet.client.breakers.get("echo").state == State.FORCED_OPEN, 5)
+    through = fleet.client.submit_echo("urgent", bypass="ops-console")
+    assert through.routed_to == "model"
+    answer = through.get(timeout=20)
+    assert answer.served_by == "model" and not answer.degraded
+    refused = fleet.client.submit_echo("urgent")
+    assert refused.get(timeout=20).degraded
+    with pytest.raises(InvalidJob, match="may not bypass"):
+        fleet.client.submit_echo("urgent", bypass="someone-else")

@@ -145,6 +145,7 @@ end
 -- Moves the breaker to `to`: a new epoch, an empty window, no permits; OPEN gets its
 -- (growing) wait. The event is appended to the stream, then published with its stream id.
 local function transition(s, to, reason, now, policy)
+  redis.call('HINCRBY', K_STATE, 'n_to_' .. to, 1)
   local st
   if s.state == 'half_open' then
     st = {calls = s.probe_calls, failures = s.probe_failures, slow = s.probe_slow}

@@ -1,0 +1,297 @@
+"""``fusebox submit``: a folder of images or a file of texts, in, answered, out as JSONL.
+
+Every input gets one line in the results file, written as soon as its fate is known
+(appended and flushed: an interrupted batch loses nothing it had). A re-run with the same
+``--out`` skips inputs already answered (by content hash, so renaming a file does not
+matter and editing one does), and collects jobs it had submitted without waiting for them
+instead of submitting them twice. A bad file is a line with ``status: "rejected"``; it
+never stops the batch.
+
+Result lines::
+
+    {"input": "scans/a.png", "input_hash": "…", "task": "ocr", "status": "ok",
+     "job_id": "…", "degraded": false, "served_by": "model", "output": {…}}
+
+``status`` is ``ok``, ``failed`` (the job ran and ended in an error), ``rejected`` (the
+input was refused before anything was enqueued), or ``submitted`` (not waited for, or not
+answered within ``--timeout``: a re-run collects it).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.client import FuseboxClient, JobHandle
+from breaker import InputError
+from workers.jobs import JobResult
+from workers.models import spec_for
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+TEXT_SUFFIXES = {".txt", ".jsonl"}
+
+
+@dataclass
+class Item:
+    """One input: where it came from, and its content or why it has none."""
+
+    source: str
+    content: bytes | str | None = None
+    error: str | None = None
+
+    def content_hash(self, task: str) -> str:
+        data = self.content.encode("utf-8") if isinstance(self.content, str) else (self.content or b"")
+        return hashlib.sha256(task.encode() + b"\0" + data).hexdigest()
+
+
+class BatchReport(BaseModel):
+    """What a batch did."""
+
+    inputs: int = 0
+    skipped: int = 0
+    collected: int = 0
+    submitted: int = 0
+    ok: int = 0
+    degraded: int = 0
+    failed: int = 0
+    bad_inputs: int = 0
+    pending: int = 0
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _files(arg: str, suffixes: set[str]) -> Iterator[Path | Item]:
+    path = Path(arg)
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        if not found:
+            yield Item(arg, error=f"folder has no {'/'.join(sorted(suffixes))} files")
+        yield from found
+    elif path.exists():
+        yield path
+    elif _is_glob(arg):
+        matches = sorted(Path(p) for p in glob.glob(arg, recursive=True) if Path(p).is_file())
+        if not matches:
+            yield Item(arg, error="no file matches this pattern")
+        yield from matches
+    else:
+        yield Item(arg, error="no such file or folder")
+
+
+def _read_bytes(path: Path) -> bytes | Item:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return Item(str(path), error=f"cannot read: {exc.strerror or exc}")
+
+
+def _text_items(path: Path) -> Iterator[Item]:
+    raw = _read_bytes(path)
+    if isinstance(raw, Item):
+        yield raw
+        return
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        yield Item(str(path), error=f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+        return
+    jsonl = path.suffix.lower() == ".jsonl"
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        source = f"{path}:{number}"
+        if not jsonl:
+            yield Item(source, line.strip())
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Item(source, error=f"not JSON: {exc.msg}")
+            continue
+        if isinstance(value, dict) and isinstance(value.get("text"), str):
+            yield Item(source, value["text"])
+        elif isinstance(value, str):
+            yield Item(source, value)
+        else:
+            yield Item(source, error='each JSONL line must be a JSON string or an object with a "text" string')
+
+
+def collect_inputs(task: str, args: list[str]) -> list[Item]:
+    """Every input named by ``args``, in order; unreadable ones as items with an error."""
+    image_task = spec_for(task).input == "image"
+    items: list[Item] = []
+    for arg in args:
+        for found in _files(arg, IMAGE_SUFFIXES if image_task else TEXT_SUFFIXES):
+            if isinstance(found, Item):
+                items.append(found)
+            elif image_task:
+                data = _read_bytes(found)
+                items.append(data if isinstance(data, Item) else Item(str(found), data))
+            else:
+                items.extend(_text_items(found))
+    return items
+
+
+def _previous(out_path: Path | None) -> tuple[set[str], dict[str, str]]:
+    """Hashes already answered, and job ids submitted but not yet collected, per hash."""
+    done: set[str] = set()
+    submitted: dict[str, str] = {}
+    if out_path is None or not out_path.exists():
+        return done, submitted
+    for line in out_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+            digest, status = record["input_hash"], record["status"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by an interrupted run: that input is simply redone
+        if status == "ok":
+            done.add(digest)
+            submitted.pop(digest, None)
+        elif status == "submitted" and record.get("job_id") and digest not in done:
+            submitted[digest] = record["job_id"]
+    return done, submitted
+
+
+@dataclass
+class _Writer:
+    stream: IO[str]
+
+    def write(self, record: dict[str, Any]) -> None:
+        # One flushed line per input: an interrupted batch keeps every answer it had.
+        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
+def run_batch(
+    client: FuseboxClient,
+    task: str,
+    args: list[str],
+    out_path: Path | None = None,
+    wait: bool = True,
+    deadline: float | None = None,
+    timeout: float = 600.0,
+    console: Console | None = None,
+) -> BatchReport:
+    """Submits every input of ``args`` for ``task``; see the module's docstring.
+
+    Parameters:
+      client: where to submit.
+      task: the model (``ocr``, ``sentiment``, ``ner``).
+      args: files, folders, glob patterns.
+      out_path: the JSONL results file (appended); standard output when None.
+      wait: wait for answers (else record ``submitted`` lines).
+      deadline: per-job deadline in seconds from submission.
+      timeout: seconds to wait for all answers; the rest stay ``submitted``.
+      console: where progress and the summary go (standard error).
+    """
+    console = console or Console(stderr=True)
+    report = BatchReport()
+    items = collect_inputs(task, args)
+    report.inputs = len(items)
+    done, earlier = _previous(out_path)
+    stream = out_path.open("a", encoding="utf-8") if out_path is not None else None
+    writer = _Writer(stream or sys.stdout)
+    pending: dict[str, tuple[Item, str, JobHandle]] = {}
+    image_task = spec_for(task).input == "image"
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=False) as progress:
+            bar = progress.add_task(f"{task}: submitting", total=len(items))
+            for item in items:
+                base = {"input": item.source, "task": task}
+                if item.error is not None:
+                    writer.write({**base, "input_hash": None, "status": "rejected", "error": item.error})
+                    report.bad_inputs += 1
+                    progress.advance(bar)
+                    continue
+                digest = item.content_hash(task)
+                base["input_hash"] = digest
+                if digest in done:
+                    report.skipped += 1
+                    progress.advance(bar)
+                    continue
+                if digest in earlier:
+                    handle = client.handle(earlier.pop(digest), task)
+                    report.collected += 1
+                else:
+                    try:
+                        kind = {"image": item.content} if image_task else {"text": item.content}
+                        handle = client.submit(task, **kind, deadline=deadline)
+                    except InputError as exc:
+                        writer.write({**base, "status": "rejected", "error": str(exc), "error_type": type(exc).__name__})
+                        report.bad_inputs += 1
+                        progress.advance(bar)
+                        continue
+                    report.submitted += 1
+                if not wait:
+                    writer.write({**base, "status": "submitted", "job_id": handle.id, "routed_to": handle.routed_to})
+                    progress.advance(bar)
+                    continue
+                pending[handle.id] = (item, digest, handle)
+            if wait and pending:
+                progress.update(bar, description=f"{task}: answering")
+                _collect(client, task, pending, writer, report, timeout, lambda: progress.advance(bar))
+    finally:
+        if stream is not None:
+            stream.close()
+    console.print(summary_table(report))
+    return report
+
+
+def _collect(
+    client: FuseboxClient,
+    task: str,
+    pending: dict[str, tuple[Item, str, JobHandle]],
+    writer: _Writer,
+    report: BatchReport,
+    timeout: float,
+    tick: Any,
+) -> None:
+    backend = client.app.backend
+    try:
+        # Redis result backend: one MGET per interval for all outstanding jobs.
+        for task_id, meta in backend.get_many(list(pending), timeout=timeout, interval=0.1):
+            item, digest, handle = pending.pop(task_id)
+            base = {"input": item.source, "input_hash": digest, "task": task, "job_id": task_id}
+            if meta["status"] == "SUCCESS":
+                result = JobResult.model_validate(meta["result"])
+                writer.write({**base, "status": "ok", "degraded": result.degraded, "served_by": result.served_by,
+                              "output": result.output})
+                report.ok += 1
+                report.degraded += int(result.degraded)
+            else:
+                exc = backend.exception_to_python(meta["result"])
+                writer.write({**base, "status": "failed", "error": str(exc), "error_type": type(exc).__name__})
+                report.failed += 1
+            tick()
+    except CeleryTimeout:
+        pass
+    for task_id, (item, digest, _) in pending.items():
+        writer.write({"input": item.source, "input_hash": digest, "task": task, "job_id": task_id,
+                      "status": "submitted", "note": f"not answered within {timeout:.0f}s; a re-run collects it"})
+        report.pending += 1
+
+
+def summary_table(report: BatchReport) -> Table:
+    table = Table(title="batch")
+    for column in ("inputs", "skipped", "submitted", "collected", "ok", "degraded", "failed", "rejected", "pending"):
+        table.add_column(column, justify="right")
+    r = report
+    table.add_row(*(str(v) for v in (r.inputs, r.skipped, r.submitted, r.collected, r.ok, r.degraded,
+                                      f"[red]{r.failed}[/]" if r.failed else "0",
+                                      f"[red]{r.bad_inputs}[/]" if r.bad_inputs else "0", r.pending)))
+    return table
