@@ -365,9 +365,10 @@ def serve(
 
 
 def main() -> None:
-    """The console script: typer, with user errors as one line instead of a traceback."""
+    """The console script: typer (which prints usage errors and exits 2 itself), with the
+    errors a user can fix printed as one line instead of a traceback."""
     try:
-        rc = app(standalone_mode=False)  # click returns Exit's code instead of raising it
+        app()
     except UserError as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(exc.code)
@@ -380,20 +381,9 @@ def main() -> None:
     except ServiceError as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(1)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click's usage errors, raised as exceptions in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

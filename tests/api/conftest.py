@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.fleet import Fleet
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="package")
+def api_fleet() -> Iterator[Fleet]:
+    """One model worker for every queue (OCR, sentiment, NER, echo) and a fallback worker,
+    shared by the API tests; each test resets breakers, faults and policies."""
+    fleet = Fleet()
+    fleet.start(["ocr", "sentiment", "ner", "echo"], "models")
+    fleet.start(["fallback"], "cpu")
+    yield fleet
+    fleet.close()
+
+
+@pytest.fixture
+def fleet(api_fleet: Fleet) -> Iterator[Fleet]:
+    api_fleet.reset()
+    yield api_fleet
+    for worker in api_fleet.workers:
+        assert worker.running, f"worker {worker.name} died; log:\n{worker.log()[-3000:]}"
+
+
+def fusebox_command() -> list[str]:
+    """The installed console script (the real entry point), next to this Python."""
+    script = Path(sys.executable).parent / "fusebox"
+    if not script.exists():
+        pytest.fail("the `fusebox` console script is not installed (pip install -e .)")
+    return [str(script)]
+
+
+def cli_env(fleet: Fleet, **extra: str) -> dict[str, str]:
+    return {**os.environ, **fleet.env, "COLUMNS": "200", **extra}

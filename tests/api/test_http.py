@@ -1,0 +1,163 @@
+"""Every HTTP endpoint, in process (FastAPI's TestClient) against the real fleet."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.http import create_app
+from api.samples import invoice
+from api.settings import ApiSettings
+from breaker import State
+from tests.api.conftest import TOKEN
+from tests.support.fleet import Fleet, wait_for
+from workers.models import MODELS
+from workers.settings import WorkerSettings
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def http(fleet: Fleet) -> Iterator[TestClient]:
+    app = create_app(fleet.settings, ApiSettings(token=TOKEN))
+    with TestClient(app) as client:
+        yield client
+
+
+def test_liveness_and_readiness_with_every_queue_served(http: TestClient) -> None:
+    assert http.get("/health/live").json() == {"status": "ok"}
+    ready = wait_for(lambda: (r := http.get("/health/ready")).status_code == 200 and r, 10)
+    assert ready, http.get("/health/ready").json()
+    checks = ready.json()["checks"]
+    assert checks["broker"]["ok"] and checks["breaker_store"]["shared"]
+    assert checks["workers"]["missing"] == []
+    assert any(h.startswith("models-") for h in checks["workers"]["queues"]["ocr"])
+    assert any(h.startswith("cpu-") for h in checks["workers"]["queues"]["fallback"])
+
+
+def test_not_ready_without_workers(fleet: Fleet) -> None:
+    # Same Redis, a prefix no worker uses: nobody serves any queue.
+    lonely = WorkerSettings.from_env({**fleet.env, "FUSEBOX_KEY_PREFIX": fleet.prefix + "-lonely"})
+    with TestClient(create_app(lonely, ApiSettings())) as client:
+        response = client.get("/health/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert not body["ready"] and set(body["checks"]["workers"]["missing"]) >= {"ocr", "sentiment", "ner", "fallback"}
+
+
+def test_breakers_list_and_one(http: TestClient) -> None:
+    names = [b["name"] for b in http.get("/breakers").json()["breakers"]]
+    assert {"ocr", "sentiment", "ner", "echo"} <= set(names)
+    one = http.get("/breakers/ner").json()
+    assert one["state"] == "closed" and one["policy"]["failure_rate_threshold"] == 0.4  # core tier
+    assert http.get("/breakers/nosuch").status_code == 404
+    assert http.get("/breakers/bad name!").status_code == 422
+
+
+def test_operator_actions_need_the_token(http: TestClient, fleet: Fleet) -> None:
+    assert http.post("/breakers/echo/trip").status_code == 401
+    assert http.post("/breakers/echo/trip", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert fleet.state("echo") == State.CLOSED
+    response = http.post("/breakers/echo/trip", headers=AUTH, params={"reason": "drill"})
+    assert response.status_code == 200 and response.json()["breaker"]["state"] == "open"
+    assert fleet.state("echo") == State.OPEN
+    events = http.get("/events", params={"breaker": "echo"}).json()["events"]
+    assert events[0]["to_state"] == "open" and events[0]["reason"] == "drill" and events[0]["who"] == "http"
+    for action, state in (("metrics-only", "metrics_only"), ("disable", "disabled"), ("force-open", "forced_open"),
+                          ("reset", "closed")):
+        assert http.post(f"/breakers/echo/{action}", headers=AUTH).json()["breaker"]["state"] == state
+    assert http.post("/breakers/echo/explode", headers=AUTH).status_code == 404
+    assert http.post("/breakers/nosuch/trip", headers=AUTH).status_code == 404
+
+
+def test_a_server_without_a_token_is_read_only(fleet: Fleet) -> None:
+    with TestClient(create_app(fleet.settings, ApiSettings())) as client:
+        assert client.post("/breakers/echo/trip", headers=AUTH).status_code == 403
+        assert client.post("/jobs", json={"model": "echo", "text": "x"}, headers=AUTH).status_code == 403
+        assert client.get("/breakers/echo").status_code == 200
+    assert fleet.state("echo") == State.CLOSED
+
+
+def test_policy_change_is_live_and_validated(http: TestClient, fleet: Fleet) -> None:
+    response = http.put("/breakers/echo/policy", json={"minimum_calls": 3, "failure_rate_threshold": 0.25},
+                        headers=AUTH)
+    assert response.status_code == 200
+    assert fleet.breaker("echo").snapshot().policy.minimum_calls == 3
+    assert http.put("/breakers/echo/policy", json={"failure_rate_threshold": 1.5}, headers=AUTH).status_code == 422
+    assert http.put("/breakers/echo/policy", json={"colour": "red"}, headers=AUTH).status_code == 422
+    assert http.put("/breakers/echo/policy", json={"minimum_calls": 3}).status_code == 401
+    restored = http.delete("/breakers/echo/policy", headers=AUTH).json()["policy"]
+    assert restored["minimum_calls"] == MODELS["echo"].policy.minimum_calls != 3
+
+
+def test_jobs_submit_and_read(http: TestClient) -> None:
+    response = http.post("/jobs", json={"model": "sentiment", "text": "质量很好，物流也快，非常满意"}, headers=AUTH)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    done = wait_for(lambda: (b := http.get(f"/jobs/{job_id}").json())["status"] == "SUCCESS" and b, 60)
+    assert done, http.get(f"/jobs/{job_id}").json()
+    assert done["result"]["output"]["label"] == "positive" and done["result"]["served_by"] == "model"
+
+    image = base64.b64encode(invoice(3)).decode()
+    response = http.post("/jobs", json={"model": "ocr", "image_base64": image}, headers=AUTH)
+    assert response.status_code == 202 and response.json()["routed_to"] == "model"
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"model": "sentiment", "text": ""}, "empty"),
+        ({"model": "sentiment"}, "text"),
+        ({"model": "nosuch", "text": "x"}, "unknown model"),
+        ({"model": "ocr", "image_base64": "***"}, "base64"),
+        ({"model": "ocr", "image_base64": base64.b64encode(b"not an image").decode()}, "image"),
+        ({"model": "sentiment", "text": "x", "colour": 1}, "colour"),
+        ({"model": "sentiment", "text": "x", "deadline": -1}, "deadline"),
+    ],
+)
+def test_bad_jobs_get_a_clear_4xx(http: TestClient, body: dict, needle: str) -> None:
+    response = http.post("/jobs", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert needle in response.text.lower()
+
+
+def test_unknown_and_malformed_job_ids(http: TestClient) -> None:
+    assert http.get("/jobs/0a0a0a0a-0000-0000-0000-000000000000").json()["status"] == "PENDING"
+    assert http.get("/jobs/" + "x" * 200).status_code == 422
+
+
+def test_metrics_cover_breakers_jobs_and_queues(http: TestClient, fleet: Fleet) -> None:
+    handles = [fleet.client.submit_echo(f"metrics {i}") for i in range(3)]
+    for h in handles:
+        h.get(timeout=20)
+    fleet.breaker("echo").trip(reason="metrics test")
+    fleet.client.submit_echo("while open").get(timeout=20)  # routed to the fallback
+    time.sleep(1.5)  # worker processes flush their job counts every second
+
+    def sample(text: str, name: str, **labels: str) -> float:
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{want}}}") or (not labels and line.startswith(name + " ")):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{name}{{{want}}} not in /metrics")
+
+    text = http.get("/metrics").text
+    assert sample(text, "fusebox_breaker_state", breaker="echo", state="open") == 1.0
+    assert sample(text, "fusebox_breaker_state", breaker="echo", state="closed") == 0.0
+    assert sample(text, "fusebox_breaker_calls_total", breaker="echo", outcome="success") >= 3
+    assert sample(text, "fusebox_breaker_transitions_total", breaker="echo", to="open") >= 1
+    assert sample(text, "fusebox_jobs_total", model="echo", served_by="model") >= 3
+    assert sample(text, "fusebox_jobs_degraded_total", model="echo") >= 1
+    assert sample(text, "fusebox_job_latency_seconds_count", model="echo") >= 4
+    assert sample(text, "fusebox_queue_depth", queue="fallback") == 0
+    assert sample(text, "fusebox_breaker_store_degraded") == 0.0
+
+
+def test_the_page_is_served(http: TestClient) -> None:
+    page = http.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "fusebox" in page.text and "/breakers" in page.text
