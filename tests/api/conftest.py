@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fleet import Fleet
+from tests.support.fleet import Fleet, fresh
 
 TOKEN = "s3cret-token"
 
@@ -25,10 +25,7 @@ def api_fleet() -> Iterator[Fleet]:
 
 @pytest.fixture
 def fleet(api_fleet: Fleet) -> Iterator[Fleet]:
-    api_fleet.reset()
-    yield api_fleet
-    for worker in api_fleet.workers:
-        assert worker.running, f"worker {worker.name} died; log:\n{worker.log()[-3000:]}"
+    yield from fresh(api_fleet)
 
 
 def fusebox_command() -> list[str]:

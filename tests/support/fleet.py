@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -28,6 +28,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+def fresh(fleet: "Fleet") -> Iterator["Fleet"]:
+    """A shared fleet for one test: reset before, every worker still alive after."""
+    fleet.reset()
+    yield fleet
+    for worker in fleet.workers:
+        assert worker.running, f"worker {worker.name} died; log:\n{worker.log()[-3000:]}"
 
 
 class Fleet:

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.fleet import Fleet
+from tests.support.fleet import Fleet, fresh
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,4 @@ def echo_fleet() -> Iterator[Fleet]:
 
 @pytest.fixture
 def fleet(echo_fleet: Fleet) -> Iterator[Fleet]:
-    echo_fleet.reset()
-    yield echo_fleet
-    for worker in echo_fleet.workers:
-        assert worker.running, f"worker {worker.name} died; log:\n{worker.log()[-3000:]}"
+    yield from fresh(echo_fleet)
