@@ -164,7 +164,8 @@ def submit(
     deadline: Annotated[Optional[float], typer.Option(help="Seconds after which a degraded answer is preferred.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for all answers.")] = 600.0,
 ) -> None:
-    """Submit a folder of images or a file of texts; results as JSONL, progress on screen."""
+    """Submit a folder of images or a file of texts; results as JSONL, progress on screen.
+    Exit status 1 when any input was rejected, failed, or was not answered in time."""
     from api.batch import run_batch
 
     if task not in MODELS or task == "echo":
@@ -174,7 +175,7 @@ def submit(
     with _client() as client:
         report = run_batch(client, task, paths, out_path=out_path, wait=wait, deadline=deadline, timeout=timeout,
                            console=err)
-    if report.failed or report.bad_inputs:
+    if report.failed or report.bad_inputs or report.pending:
         raise typer.Exit(1)
 
 
