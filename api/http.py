@@ -165,7 +165,8 @@ def create_app(
         except (redis.RedisError, OSError) as exc:
             checks["workers"] = {"ok": False, "error": str(exc)}
         else:
-            missing = sorted(q for q, hosts in served.items() if not hosts and "." not in q)
+            required = [m for m, spec in MODELS.items() if not spec.drill] + [FALLBACK_QUEUE]
+            missing = sorted(q for q in required if not served.get(q))
             checks["workers"] = {"ok": not missing, "queues": served, "missing": missing}
         ok = all(c["ok"] for c in checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)

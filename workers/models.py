@@ -67,6 +67,8 @@ class ModelSpec:
       max_text_chars: longest accepted text, for text models.
       max_batch: most texts in one job, for text models.
       description: one line for docs and the CLI.
+      drill: a model for drills and tests (``echo``), not served in production: readiness
+        does not wait for a worker of its queue.
     """
 
     name: str
@@ -78,6 +80,7 @@ class ModelSpec:
     max_batch: int = 64
     description: str = ""
     options: tuple[str, ...] = field(default=())
+    drill: bool = False
 
     @property
     def task(self) -> str:
@@ -127,7 +130,7 @@ MODELS: dict[str, ModelSpec] = {
             policy=BreakerPolicy.for_tier("core", call_timeout=10.0, slow_call_duration=2.0),
             runner=_ner_runner,
             fallback_runner=_ner_rules,
-            description="Paddle character BiLSTM tagger: persons, places, organisations, times",
+            description="Paddle character BiGRU tagger: persons, places, organisations, times",
         ),
         ModelSpec(
             name="echo",
@@ -136,6 +139,7 @@ MODELS: dict[str, ModelSpec] = {
                                  permitted_calls_in_half_open=2, call_timeout=2.0, max_wait_in_half_open=10.0,
                                  slow_call_duration=1.0),
             runner=_echo_runner,
+            drill=True,
             description="answers with its input at once: drills the breaker without Paddle",
         ),
     )
