@@ -100,6 +100,8 @@ class AlertSender:
         """A breaker listener: hands the event over without waiting."""
         if not self.webhooks or event.kind != "transition" or event.local:
             return
+        if event.from_state == event.to_state:
+            return  # a reset of a closed breaker: nothing changed worth waking someone for
         try:
             self._queue.put_nowait(event)
         except queue.Full:
