@@ -28,6 +28,7 @@ from rich.table import Table
 
 from api.services import ServiceError
 from api.settings import ApiSettings
+from api.views import snapshot_json
 from breaker import BreakerPolicy, BreakerSnapshot, Control, InputError, State
 from workers.models import MODELS
 from workers.settings import WorkerSettings
@@ -104,13 +105,6 @@ def _fmt_rate(rate: float, threshold: float) -> str:
     return f"[{style}]{text}[/]" if style else text
 
 
-def snapshot_json(snap: BreakerSnapshot) -> dict[str, Any]:
-    data = snap.model_dump(mode="json")
-    data["retry_after"] = snap.retry_after
-    data["window"].update(failure_rate=snap.window.failure_rate, slow_rate=snap.window.slow_rate)
-    return data
-
-
 def breakers_table(snaps: list[BreakerSnapshot]) -> Table:
     table = Table(title="fusebox breakers")
     for column in ("breaker", "state", "calls", "failure rate", "slow rate", "probes in", "trips", "since"):
@@ -143,7 +137,7 @@ def demo(
     fault, and show the breaker trip, the fallbacks and the recovery."""
     from api.demo import Demo
 
-    summary = Demo(jobs=jobs, console=None if as_json else out, log=err).run()
+    summary = Demo(jobs=jobs, console=None if as_json else out).run()
     if as_json:
         print(json.dumps(summary.model_dump(mode="json")))
     if summary.lost:

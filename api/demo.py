@@ -107,13 +107,11 @@ class Demo:
     """Parameters:
       jobs: how many jobs to submit (a few more if recovery needs probe traffic).
       console: where the live display goes; None for ``--json`` (quiet).
-      log: where one-line progress notes go when there is no live display.
     """
 
-    def __init__(self, jobs: int = 120, console: Console | None = None, log: Console | None = None) -> None:
+    def __init__(self, jobs: int = 120, console: Console | None = None) -> None:
         self.total = jobs
         self.console = console
-        self.log = log
         self.prefix = f"fusebox-demo-{uuid.uuid4().hex[:8]}"
         self.handles: dict[str, JobHandle] = {}
         self.pending: set[str] = set()
@@ -169,7 +167,7 @@ class Demo:
             stack.callback(faults.clear, FAULTY)
             times = self._story(faults)
             self.phase = "waiting for the last answers"
-            self._drain(timeout=180)
+            self._wait_answers(timeout=180)
             self._stop.set()
             if live is not None:
                 live.update(self._render())
@@ -299,9 +297,6 @@ class Demo:
         deadline = time.monotonic() + timeout
         while self.pending and time.monotonic() < deadline:
             time.sleep(0.1)
-
-    def _drain(self, timeout: float) -> None:
-        self._wait_answers(timeout)
 
     def _state(self, model: str) -> State:
         assert self.client is not None

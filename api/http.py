@@ -40,6 +40,7 @@ from api.alerts import AlertSender
 from api.client import FuseboxClient
 from api.metrics import FuseboxCollector
 from api.settings import ApiSettings
+from api.views import snapshot_json
 from breaker import BreakerPolicy, Control, StoreUnavailable
 from breaker.errors import InputError
 from breaker.state import check_name
@@ -178,11 +179,7 @@ def create_app(
     # -- breakers ----------------------------------------------------------------------------------
 
     def view(name: str) -> dict[str, Any]:
-        snap = fb.breakers.get(name).snapshot()
-        data = snap.model_dump(mode="json")
-        data["retry_after"] = snap.retry_after
-        data["window"].update(failure_rate=snap.window.failure_rate, slow_rate=snap.window.slow_rate)
-        return data
+        return snapshot_json(fb.breakers.get(name).snapshot())
 
     @app.get("/breakers")
     def breakers() -> dict[str, Any]:
