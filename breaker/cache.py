@@ -23,17 +23,25 @@ class StateCache:
     Parameters:
       clock: local monotonic seconds (tests pass the manual clock they give the backend).
       max_age: seconds after the last full re-read past which the cache is not trusted to
-        admit on its own (the subscriber may be stuck or disconnected).
+        admit or route on its own (the subscriber may be stuck, or the whole process was
+        paused).
+      max_silence: seconds without any sign of life from the subscription (a message or
+        the answer to its ping) past which it is not trusted either: a connection that
+        died silently delivers nothing and raises nothing.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, max_age: float = 3.0) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_age: float = 3.0, max_silence: float = 2.0
+    ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._views: dict[str, StateView] = {}
         self._offset_ms: float | None = None  # store clock minus local clock
         self.max_age = max_age
+        self.max_silence = max_silence
         self.subscribed = False
         self._refreshed_at: float | None = None
+        self._alive_at: float | None = None
 
     # -- the store's clock ------------------------------------------------------------------
 
@@ -89,18 +97,33 @@ class StateCache:
     # -- trust ----------------------------------------------------------------------------------
 
     def mark_refreshed(self) -> None:
-        self._refreshed_at = self._clock()
+        self._refreshed_at = self._alive_at = self._clock()
+
+    def mark_alive(self) -> None:
+        """The subscription showed a sign of life (a message, the answer to a ping)."""
+        self._alive_at = self._clock()
+
+    def silence(self) -> float | None:
+        """Seconds since the subscription's last sign of life; None before the first."""
+        return None if self._alive_at is None else self._clock() - self._alive_at
 
     @property
     def fresh(self) -> bool:
-        """Whether pushes are flowing and a full re-read happened recently: only then may a
-        CLOSED breaker admit without asking the store."""
-        if not self.subscribed or self._refreshed_at is None:
+        """Whether pushes are flowing (the subscription answered recently) and a full
+        re-read happened recently: only then may a CLOSED breaker admit, or a producer
+        route, without asking the store."""
+        if not self.subscribed or self._refreshed_at is None or self._alive_at is None:
             return False
-        return self._clock() - self._refreshed_at < self.max_age
+        now = self._clock()
+        return now - self._refreshed_at < self.max_age and now - self._alive_at < self.max_silence
 
     def forget(self) -> None:
         with self._lock:
             self._views.clear()
             self.subscribed = False
             self._refreshed_at = None
+            self._alive_at = None
+
+    def reset_lock(self) -> None:
+        """After a fork: the parent's lock may have been held by one of its threads."""
+        self._lock = threading.Lock()

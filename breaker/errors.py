@@ -36,8 +36,13 @@ class InputError(ValueError):
     """
 
 
-class CallTimeout(TimeoutError):
-    """A guarded call ran past its ``call_timeout``."""
+class CallTimeout(BreakerError):
+    """A guarded call ran past its ``call_timeout``.
+
+    Deliberately not a ``TimeoutError``: that is an ``OSError``, the family of the store's
+    socket errors, and a timer that fires while the worker is inside a Redis call must
+    never be taken for a store failure (nor a store failure for a model timeout).
+    """
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class ExceptionClassifier:
     """
 
     ignored: tuple[type[BaseException], ...] = (InputError,)
-    timeouts: tuple[type[BaseException], ...] = field(default=(TimeoutError,))
+    timeouts: tuple[type[BaseException], ...] = field(default=(TimeoutError, CallTimeout))
 
     def classify(self, exc: BaseException) -> Outcome:
         if isinstance(exc, self.ignored):

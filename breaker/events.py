@@ -85,6 +85,10 @@ class Listeners:
 
         return remove
 
+    def reset_lock(self) -> None:
+        """After a fork: the parent's lock may have been held by one of its threads."""
+        self._lock = threading.Lock()
+
     def dispatch(self, event: BreakerEvent) -> None:
         with self._lock:
             listeners = list(self._listeners)

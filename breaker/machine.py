@@ -1,8 +1,8 @@
 """The breaker's state machine in Python, one class per state (the state pattern).
 
 The in-memory backend runs it; the Redis backend runs the same rules in Lua
-(``backends/lua/``). The scenario table in ``tests/unit/test_scenarios.py`` runs on both and
-the hypothesis model in ``tests/integration/test_redis_model.py`` checks the Lua against an
+(``backends/lua/``). The scenario table in ``tests/breaker/test_scenarios.py`` runs on both and
+the hypothesis model in ``tests/breaker/test_redis_model.py`` checks the Lua against an
 independent reference, so the two cannot drift apart unnoticed.
 
 Rules, in short:
@@ -266,6 +266,8 @@ class HalfOpen(StateBehaviour):
 
     def admit(self, m: Machine, now_ms: int, who: str) -> Admission:
         self.advance(m, now_ms, who)
+        if m.record.state != State.HALF_OPEN:
+            return BEHAVIOURS[m.record.state].admit(m, now_ms, who)
         r = m.record
         if len(r.permits) + r.probe_calls < m.policy.permitted_calls_in_half_open:
             r.permit_seq += 1
@@ -281,6 +283,24 @@ class HalfOpen(StateBehaviour):
             if now_ms - granted_at >= lapse_ms:
                 del r.permits[permit]
                 r.totals["reclaimed"] += 1
+        # An operator may have lowered permitted_calls_in_half_open to or below the probes
+        # already reported: no outcome would come to decide, so decide now.
+        self.decide(m, now_ms, who)
+
+    @staticmethod
+    def decide(m: Machine, now_ms: int, who: str) -> None:
+        """CLOSED or OPEN again once as many probes have reported as the policy permits."""
+        r = m.record
+        if r.state != State.HALF_OPEN or r.probe_calls < m.policy.permitted_calls_in_half_open:
+            return
+        probes = WindowStats(calls=r.probe_calls, failures=r.probe_failures, slow=r.probe_slow)
+        reason = trip_reason(probes, m.policy, "probe")
+        if reason is not None:
+            m.transition(State.OPEN, reason, now_ms, who)
+        else:
+            m.transition(
+                State.CLOSED, f"{probes.calls - probes.failures} of {probes.calls} probes succeeded", now_ms, who
+            )
 
     def record(
         self, m: Machine, now_ms: int, ticket: Ticket, outcome: Outcome, slow: bool, who: str
@@ -295,18 +315,7 @@ class HalfOpen(StateBehaviour):
         r.probe_calls += 1
         r.probe_failures += int(outcome.is_failure)
         r.probe_slow += int(slow)
-        if r.probe_calls >= m.policy.permitted_calls_in_half_open:
-            probes = WindowStats(calls=r.probe_calls, failures=r.probe_failures, slow=r.probe_slow)
-            reason = trip_reason(probes, m.policy, "probe")
-            if reason is not None:
-                m.transition(State.OPEN, reason, now_ms, who)
-            else:
-                m.transition(
-                    State.CLOSED,
-                    f"{probes.calls - probes.failures} of {probes.calls} probes succeeded",
-                    now_ms,
-                    who,
-                )
+        self.decide(m, now_ms, who)
         return True
 
 

@@ -6,11 +6,18 @@
 
 While Redis answers, decisions are the fleet's: CLOSED admits from the pushed state (no
 round trip), outcomes are written behind in batches, OPEN-to-HALF_OPEN and probe permits
-are decided by one atomic script call. When a call to Redis fails or takes longer than
-``redis_timeout``, the process switches to a local in-memory breaker seeded with the last
-state it saw, says so (:attr:`Breakers.degraded`, :meth:`Breakers.health`, a ``store``
-event), never lets a Redis error reach the guarded call, and rejoins the shared state as
-soon as Redis answers again.
+are decided by one atomic script call. When a call to Redis fails, takes longer than
+``redis_timeout``, or is refused (out of memory, a read-only replica, a script error), the
+process switches to a local in-memory breaker seeded with the last state it saw, says so
+(:attr:`Breakers.degraded`, :meth:`Breakers.health`, a ``store`` event), never lets a Redis
+error reach the guarded call, and keeps a tally of every outcome it decides on its own.
+It rejoins only when a breaker script that writes succeeds again, with growing waits for a
+store that keeps failing (``breaker/failsafe.py``), and hands its tally back to the shared
+window (``lua/merge.lua``): nothing it learned while alone is lost.
+
+A process never routes or admits on a state it has not read: the first use of a breaker
+reads it from the store (one round trip), and a view is trusted only while the
+subscription is alive and the last full re-read is recent.
 """
 
 from __future__ import annotations
@@ -20,12 +27,12 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 
 from breaker.backend import RecordRequest
 from breaker.backends.memory import InMemoryBackend
@@ -34,6 +41,7 @@ from breaker.cache import StateCache
 from breaker.circuit import CircuitBreaker
 from breaker.errors import BreakerError, CallNotPermitted, ExceptionClassifier
 from breaker.events import BreakerEvent, Listener, Listeners
+from breaker.failsafe import STORE_ERRORS, LocalTally, RejoinSchedule, StoreFault, classify
 from breaker.policy import BreakerPolicy
 from breaker.recorder import Recorder
 from breaker.settings import BreakerSettings, redis_client
@@ -53,9 +61,11 @@ from breaker.subscriber import Subscriber
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: What counts as "the store did not answer": any Redis error, and the socket errors
-#: redis-py lets through.
-STORE_ERRORS = (RedisError, OSError)
+__all__ = ["STORE_ERRORS", "Breakers", "StoreHealth", "StoreUnavailable", "process_identity"]
+
+#: Eviction policies that may drop a breaker's keys (which carry no TTL): an OPEN breaker
+#: evicted under memory pressure would silently start again CLOSED.
+UNSAFE_EVICTION = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 
 
 class StoreUnavailable(BreakerError):
@@ -66,22 +76,42 @@ class StoreHealth(BaseModel):
     """What health checks and metrics report about the breaker store.
 
     Parameters:
-      shared: True when decisions are the fleet's (Redis answers).
+      shared: True when decisions are the fleet's (Redis answers and runs the scripts).
       degraded: True when this process decides with its local breaker.
       degraded_since: wall-clock seconds when it lost the store, if degraded.
-      last_error: the error that made it degraded.
+      fault: why it is degraded: ``unreachable``, ``refusing`` (answers but refuses the
+        scripts: OOM, READONLY...) or ``script_error``.
+      last_error: the error that made it degraded (or the last failed rejoin).
+      rejoin_in: seconds until the next attempt to rejoin, while degraded.
+      losses: times this process lost the store; flaps: of those, losses soon after a
+        rejoin (each makes the next wait longer).
       subscribed: whether pushes from the store are flowing.
+      subscription_silence: seconds since the subscription last showed a sign of life
+        (a message or the answer to its ping); a silently dead one is noticed within 2 s.
       pending_outcomes: outcomes waiting to be written.
       dropped_outcomes: outcomes dropped because the queue was full.
+      tallied_outcomes: outcomes decided locally and not yet handed back to the store.
+      eviction_policy: the store's ``maxmemory-policy`` (None when CONFIG is not allowed).
+      eviction_safe: False when that policy may evict breaker keys (``allkeys-*``).
+      policy_problems: breakers whose stored policy the scripts refused, with why.
     """
 
     shared: bool
     degraded: bool
     degraded_since: float | None = None
+    fault: StoreFault | None = None
     last_error: str | None = None
+    rejoin_in: float | None = None
+    losses: int = 0
+    flaps: int = 0
     subscribed: bool
+    subscription_silence: float | None = None
     pending_outcomes: int
     dropped_outcomes: int
+    tallied_outcomes: int = 0
+    eviction_policy: str | None = None
+    eviction_safe: bool | None = None
+    policy_problems: dict[str, str] = {}
 
 
 _HOST = socket.gethostname()
@@ -89,6 +119,18 @@ _HOST = socket.gethostname()
 
 def process_identity() -> str:
     return f"{_HOST}:{os.getpid()}"
+
+
+_REGISTRIES: weakref.WeakSet[Breakers] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for registry in list(_REGISTRIES):
+        registry._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Breakers:
@@ -123,15 +165,21 @@ class Breakers:
         self.default_policy = default_policy or BreakerPolicy()
         self.classifier = classifier or ExceptionClassifier()
         self.listeners = Listeners()
-        self.cache = StateCache(clock or time.monotonic, max_age=3 * self.settings.refresh_interval)
+        self.cache = StateCache(clock or time.monotonic, max_age=1.5 * self.settings.refresh_interval)
         self.local = InMemoryBackend(clock=clock, on_event=self.listeners.dispatch)
+        self.tally = LocalTally()
         self._subscribe = subscribe and shared is not None
         self._breakers: dict[str, CircuitBreaker] = {}
         self._stored_policies: dict[str, BreakerPolicy | None] = {}
         self._lock = threading.RLock()
         self._degraded = shared is None
         self._degraded_since: float | None = None
+        self._fault: StoreFault | None = None
         self._last_error: str | None = None
+        self._losses = 0
+        self._logged_errors: set[str] = set()
+        self._schedule = RejoinSchedule(self.settings.reconnect_interval)
+        self._eviction_policy: str | None = None
         self._next_refresh = 0.0
         self._refreshes = 0
         self._pid = -1
@@ -139,6 +187,7 @@ class Breakers:
         self._subscriber: Subscriber
         self._closed = False
         self._start_threads()
+        _REGISTRIES.add(self)
 
     @classmethod
     def from_env(cls, settings: BreakerSettings | None = None, **kwargs: object) -> Breakers:
@@ -171,11 +220,20 @@ class Breakers:
         if self._subscribe:
             self._subscriber.start()
 
+    def _after_fork(self) -> None:
+        """Runs in a forked child before anything else: every lock the parent's threads may
+        have held at the fork is replaced (they are gone in the child and would never
+        release it); the threads themselves are restarted on first use."""
+        self._lock = threading.RLock()
+        self.cache.reset_lock()
+        self.local.reset_lock()
+        self.listeners.reset_lock()
+        self.tally.reset_lock()
+
     def _ensure_threads(self) -> None:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    self._lock = threading.RLock()
                     self._start_threads()
 
     def wait_until_subscribed(self, timeout: float = 5.0) -> bool:
@@ -231,7 +289,7 @@ class Breakers:
             try:
                 known.update(self.shared.names())
             except STORE_ERRORS as exc:
-                self.connection_lost(exc)
+                self._enter_degraded(exc)
         return sorted(known)
 
     # -- the fail-safe --------------------------------------------------------------------------
@@ -242,14 +300,25 @@ class Breakers:
         return self._degraded
 
     def health(self) -> StoreHealth:
+        degraded = self._degraded and self.shared is not None
+        eviction = self._eviction_policy
         return StoreHealth(
             shared=not self._degraded,
-            degraded=self._degraded and self.shared is not None,
+            degraded=degraded,
             degraded_since=self._degraded_since,
+            fault=self._fault if degraded else None,
             last_error=self._last_error,
+            rejoin_in=max(0.0, self._schedule.next_at - time.monotonic()) if degraded else None,
+            losses=self._losses,
+            flaps=self._schedule.flaps,
             subscribed=self.cache.subscribed,
+            subscription_silence=self.cache.silence(),
             pending_outcomes=self._recorder.pending,
             dropped_outcomes=self._recorder.dropped,
+            tallied_outcomes=self.tally.count(),
+            eviction_policy=eviction,
+            eviction_safe=None if eviction is None else eviction not in UNSAFE_EVICTION,
+            policy_problems=dict(self.shared.policy_problems) if self.shared is not None else {},
         )
 
     def _fail_safe(self, shared_call: Callable[[RedisBackend], T], local_call: Callable[[], T]) -> T:
@@ -260,16 +329,31 @@ class Breakers:
                 self._enter_degraded(exc)
         return local_call()
 
+    def _log_once(self, level: int, message: str, *args: object) -> None:
+        text = message % args
+        if text in self._logged_errors:
+            log.debug(text)
+            return
+        self._logged_errors.add(text)
+        log.log(level, text)
+
     def _enter_degraded(self, exc: BaseException) -> None:
+        fault = classify(exc)
         with self._lock:
             if self._degraded:
                 return
             # First of all: nothing below may reach for the store again.
             self._degraded = True
             self._degraded_since = time.time()
+            self._fault = fault
             self._last_error = f"{type(exc).__name__}: {exc}"
+            self._losses += 1
+            self._schedule.lost(time.monotonic())
             self.cache.subscribed = False
-            log.warning("breaker store unreachable (%s); deciding with the local breaker", exc)
+            if fault == StoreFault.SCRIPT_ERROR:
+                self._log_once(logging.ERROR, "breaker script error (a bug; deciding with the local breaker): %s", exc)
+            else:
+                log.warning("breaker store %s (%s); deciding with the local breaker", fault.value, exc)
             who = process_identity()
             store_now = self.cache.store_now_ms()
             for name in list(self._breakers):
@@ -282,7 +366,8 @@ class Breakers:
                 if store_now is not None:
                     open_for = (view.open_until_ms - store_now) / 1000
                 self.local.seed(name, policy, view.state, open_for, who)
-        self.listeners.dispatch(BreakerEvent(kind="store", reason=f"lost: {self._last_error}", who=who, local=True))
+        self.listeners.dispatch(BreakerEvent(kind="store", reason=f"lost ({fault.value}): {self._last_error}",
+                                             who=who, local=True))
 
     def connection_lost(self, exc: BaseException) -> None:
         """The subscriber's connection broke: degrade if the store itself is gone."""
@@ -294,52 +379,132 @@ class Breakers:
             self._enter_degraded(exc)
 
     def try_rejoin(self) -> bool:
-        """Called while degraded: back to the shared store if it answers."""
-        if self.shared is None:
+        """Called while degraded: back to the shared store if it runs a script that writes
+        (a PING proves nothing: a full or read-only server answers it), no sooner than the
+        rejoin schedule allows; then hands back what was decided locally."""
+        if self.shared is None or not self._degraded:
             return False
+        now = time.monotonic()
+        if not self._schedule.due(now):
+            return False
+        who = process_identity()
         try:
-            self.shared.client.ping()
-        except STORE_ERRORS:
+            self.shared.probe(who)
+        except STORE_ERRORS as exc:
+            self._schedule.failed(now)
+            self._fault = classify(exc)
+            self._last_error = f"{type(exc).__name__}: {exc}"
             return False
         with self._lock:
+            names = self.local.names()
+            local_open = {
+                name: view.state in (State.OPEN, State.HALF_OPEN)
+                for name, view in self.local.views(names)[1].items()
+            }
             self._degraded = False
             self._degraded_since = None
+            self._fault = None
             self.local.forget()
             self._stored_policies.clear()
             self._next_refresh = 0.0
-        log.warning("breaker store reachable again; rejoined the shared breakers")
-        self.listeners.dispatch(BreakerEvent(kind="store", reason="regained", who=process_identity()))
+            self._schedule.rejoined(now)
+        log.warning("breaker store usable again; rejoined the shared breakers")
+        self._subscriber.resubscribe()
+        self._hand_back(local_open)
+        self.listeners.dispatch(BreakerEvent(kind="store", reason="regained", who=who))
         return True
+
+    def _hand_back(self, local_open: Mapping[str, bool] | None = None) -> None:
+        """Merges every local tally into the shared window (``lua/merge.lua``)."""
+        if self.shared is None:
+            return
+        who = process_identity()
+        for name in self.tally.names():
+            if self._degraded:
+                return
+            tally = self.tally.take(name)
+            if tally is None:
+                continue
+            policy = self._known_policy(name)
+            now_ms = int(time.time() * 1000)
+            window = LocalTally.window(tally, now_ms, policy.window)
+            try:
+                view = self.shared.merge(name, policy, who, window, bool((local_open or {}).get(name)),
+                                         dict(tally.totals))
+            except STORE_ERRORS as exc:
+                self.tally.restore(name, tally)
+                self._enter_degraded(exc)
+                return
+            self.cache.update(name, view)
+            log.info("handed back %d locally decided outcome(s) of %s (%d in the window)",
+                     sum(tally.totals.values()), name, window.calls)
+
+    def check_eviction(self) -> None:
+        """Reads the store's eviction policy (health shows it): breaker keys carry no TTL,
+        so ``noeviction`` (or a ``volatile-*`` policy) is required for an OPEN breaker to
+        survive memory pressure. A server that does not allow CONFIG leaves it unknown."""
+        if self.shared is None:
+            return
+        try:
+            reply = self.shared.client.config_get("maxmemory-policy")
+        except STORE_ERRORS:
+            return
+        value = next(iter(reply.values()), None) if reply else None
+        policy = value.decode() if isinstance(value, bytes) else value
+        self._eviction_policy = policy
+        if policy in UNSAFE_EVICTION:
+            self._log_once(logging.WARNING, "Redis maxmemory-policy is %s: it may evict breaker state (an OPEN "
+                           "breaker would start again CLOSED); use noeviction", policy)
 
     # -- pushed state -----------------------------------------------------------------------------
 
     def known_view(self, name: str) -> StateView | None:
-        """The shared breaker's state, epoch and wait as this process last heard them (no
-        round trip); None before it heard anything, and while degraded."""
-        return None if self._degraded else self.cache.get(name)
+        """The shared breaker's state, epoch and wait: as last pushed while the subscription
+        is alive and recently re-read, else read now from the store (one round trip); a
+        breaker the store has never seen is CLOSED. None while degraded (and when the read
+        fails, which makes the process degraded)."""
+        self._ensure_threads()
+        if self._degraded or self.shared is None:
+            return None
+        view = self.cache.get(name)
+        if view is not None and self.cache.fresh:
+            return view
+        try:
+            store_now, views = self.shared.views([name])
+        except STORE_ERRORS as exc:
+            self._enter_degraded(exc)
+            return None
+        self.cache.observe_store_time(store_now)
+        # Never seen by the store: nobody has tripped it, CLOSED is the truth.
+        self.cache.update(name, views.get(name) or StateView(state=State.CLOSED, epoch=0, incarnation=0,
+                                                              now_ms=store_now))
+        return self.cache.get(name)
 
     def known_state(self, name: str) -> State:
-        if self._degraded:
+        """The state to route by: the shared one (see :meth:`known_view`), else the local
+        breaker's while the store is unusable. Never a state this process has not read."""
+        view = self.known_view(name)
+        if view is None:
             return self.local.snapshot(name, self.effective_policy(name)).state
-        view = self.cache.get(name)
-        return view.state if view is not None else State.CLOSED
+        return view.state
 
     def open_remaining(self, name: str) -> float | None:
         """Seconds until an OPEN breaker's wait ends, on the store's clock (0 when due);
         None when it is not OPEN as far as this process knows, or the clock is unknown."""
-        if self._degraded:
+        view = self.known_view(name)
+        if view is None:
             snap = self.local.snapshot(name, self.effective_policy(name))
             return snap.retry_after
-        view = self.cache.get(name)
         store_now = self.cache.store_now_ms()
-        if view is None or view.state != State.OPEN or store_now is None:
+        if view.state != State.OPEN or store_now is None:
             return None
         return max(0.0, (view.open_until_ms - store_now) / 1000)
 
     def effective_policy(self, name: str) -> BreakerPolicy:
-        """The stored policy if the store holds one, else the configured one. A process
-        reads the stored policy on first use, then keeps it current from policy events and
-        periodic re-reads."""
+        """The stored policy if the store holds a usable one, else the fleet default (the
+        policy of the process that created the breaker), else the configured one. A process
+        reads it on first use, then keeps it current from policy events and periodic
+        re-reads."""
         self._ensure_threads()  # a forked child first forgets what its parent knew
         if name not in self._stored_policies and not self._degraded and self.shared is not None:
             self._load_policy(name)
@@ -376,7 +541,8 @@ class Breakers:
             self.refresh()
 
     def refresh(self) -> None:
-        """Re-reads every known breaker's state (and now and then its policy) from the store."""
+        """Re-reads every known breaker's state (and now and then its policy) from the store,
+        and hands back any outcome decided locally that arrived after the rejoin."""
         if self.shared is None:
             return
         self._next_refresh = time.monotonic() + self.settings.refresh_interval
@@ -390,6 +556,8 @@ class Breakers:
             for name in list(self._breakers):
                 self._load_policy(name)
         self.cache.mark_refreshed()
+        if self.tally.names() and not self._degraded:
+            self._hand_back()
 
     def _learn(self, name: str, answer: Admission | RecordResult) -> None:
         self.cache.update(name, answer)
@@ -454,30 +622,43 @@ class Breakers:
         return None
 
     def _send_outcomes(self, requests: Sequence[RecordRequest]) -> list[RecordResult | None]:
-        shared_requests = [r for r in requests if not r.ticket.local]
+        """Writes outcomes to the store; those it could not take (unreachable, or refused
+        by a full or read-only server) are decided locally and tallied, never dropped, and
+        never counted twice: a refused script call changed nothing."""
         results: dict[int, RecordResult | None] = {}
-
-        def shared_record(shared: RedisBackend) -> None:
-            for r, answer in zip(shared_requests, shared.record_many(shared_requests)):
+        shared_requests = [r for r in requests if not r.ticket.local]
+        if shared_requests and not self._degraded and self.shared is not None:
+            refused: BaseException | None = None
+            try:
+                answers: Sequence[RecordResult | BaseException] = self.shared.record_each(shared_requests)
+            except STORE_ERRORS as exc:
+                answers = [exc] * len(shared_requests)
+            for r, answer in zip(shared_requests, answers):
+                if isinstance(answer, BaseException):
+                    refused = refused or answer
+                    continue
                 results[id(r)] = answer
                 self._learn(r.name, answer)
-
-        def local_record() -> None:
-            for r in shared_requests:
-                results[id(r)] = self._record_locally(r)
-
-        if shared_requests:
-            self._fail_safe(shared_record, local_record)
+            if refused is not None:
+                self._enter_degraded(refused)
         for r in requests:
-            if r.ticket.local:
+            if id(r) not in results:
                 results[id(r)] = self._record_locally(r)
         return [results.get(id(r)) for r in requests]
 
     def _record_locally(self, request: RecordRequest) -> RecordResult | None:
-        if not self._degraded and request.ticket.local:
-            return None  # admitted by the local breaker before this process rejoined: moot
+        """An outcome the store did not take. Tallied for the shared window in every case
+        (handed back at rejoin, or at the next re-read when it arrives after one); judged
+        by the local breaker while this process is degraded."""
         ticket = request.ticket
-        policy = self.effective_policy(request.name)
+        policy = self._known_policy(request.name)
+        if self.shared is not None:
+            slow = request.outcome == Outcome.SLOW or (
+                request.outcome != Outcome.IGNORED and request.duration >= policy.slow_call_duration
+            )
+            self.tally.add(request.name, int(time.time() * 1000), request.outcome, slow)
+        if not self._degraded:
+            return None  # admitted by the local breaker before this process rejoined: tallied
         if not ticket.local:
             # Admitted by the shared breaker, ending after Redis went away: it still tells
             # the local breaker about the model, if the local one is judging calls.
@@ -497,7 +678,7 @@ class Breakers:
         try:
             return call(self.shared)
         except STORE_ERRORS as exc:
-            raise StoreUnavailable(f"breaker store unreachable: {exc}") from exc
+            raise StoreUnavailable(f"breaker store unavailable: {exc}") from exc
 
     def control(self, name: str, action: Control, reason: str = "", who: str | None = None) -> BreakerEvent:
         breaker = self.get(name)
@@ -519,12 +700,14 @@ class Breakers:
         self._stored_policies[name] = policy
 
     def clear_policy(self, name: str, who: str | None = None) -> None:
-        self.get(name)
+        breaker = self.get(name)
         if self.shared is None:
-            self.local.clear_policy(name, who or process_identity())
+            self.local.clear_policy(name, who or process_identity(), breaker.configured_policy)
         else:
-            self._operator(lambda shared: shared.clear_policy(name, who or process_identity()))
-        self._stored_policies[name] = None
+            self._operator(
+                lambda shared: shared.clear_policy(name, who or process_identity(), breaker.configured_policy)
+            )
+        self._stored_policies.pop(name, None)
 
     def snapshot(self, name: str) -> BreakerSnapshot:
         breaker = self.get(name)

@@ -54,9 +54,6 @@ class InMemoryBackend(BreakerBackend):
         self._policies: dict[str, BreakerPolicy] = {}
         self._history: deque[BreakerEvent] = deque(maxlen=history_size)
 
-    def set_event_sink(self, on_event: Callable[[BreakerEvent], None] | None) -> None:
-        self._on_event = on_event
-
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
@@ -157,16 +154,26 @@ class InMemoryBackend(BreakerBackend):
             return self._policies.get(name)
 
     def set_policy(self, name: str, policy: BreakerPolicy, who: str) -> None:
-        with self._lock:
-            self._policies[name] = policy
-            event = BreakerEvent(kind="policy", breaker=name, who=who, at_ms=self._now_ms(), local=True)
-        self._publish([event])
+        self._change_policy(name, policy, policy, who)
 
-    def clear_policy(self, name: str, who: str) -> None:
+    def clear_policy(self, name: str, who: str, default: BreakerPolicy | None = None) -> None:
+        self._change_policy(name, None, default or BreakerPolicy(), who)
+
+    def _change_policy(self, name: str, stored: BreakerPolicy | None, default: BreakerPolicy, who: str) -> None:
+        """Stores (or drops) a policy and, like ``lua/policy.lua``, lets a HALF_OPEN breaker
+        decide at once if its reported probes already reach the new permitted count."""
+        pending: list[BreakerEvent] = []
         with self._lock:
-            self._policies.pop(name, None)
-            event = BreakerEvent(kind="policy", breaker=name, who=who, at_ms=self._now_ms(), local=True)
-        self._publish([event])
+            now = self._now_ms()
+            if stored is None:
+                self._policies.pop(name, None)
+            else:
+                self._policies[name] = stored
+            pending.append(BreakerEvent(kind="policy", breaker=name, who=who, at_ms=now, local=True))
+            m = self._machine(name, default, now, pending)
+            if m.record.state == State.HALF_OPEN:
+                m.behaviour.advance(m, now, who)
+        self._publish(pending)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -176,6 +183,10 @@ class InMemoryBackend(BreakerBackend):
         with self._lock:
             events = [e for e in self._history if name is None or e.breaker == name]
         return events[-count:]
+
+    def reset_lock(self) -> None:
+        """After a fork: the parent's lock may have been held by one of its threads."""
+        self._lock = threading.RLock()
 
     def forget(self) -> None:
         """Drops every breaker (a process rejoining the shared store starts clean next time)."""

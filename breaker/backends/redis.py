@@ -8,6 +8,7 @@ by itself if the server forgot them, after a restart).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +20,7 @@ from redis.exceptions import NoScriptError
 
 from breaker.backend import BreakerBackend, RecordRequest
 from breaker.events import BreakerEvent
+from breaker.failsafe import ScriptFailed, is_script_bug
 from breaker.policy import BreakerPolicy
 from breaker.state import (
     Admission,
@@ -32,14 +34,21 @@ from breaker.state import (
     check_name,
 )
 
-SCRIPTS = ("admit", "record", "control", "snapshot")
+log = logging.getLogger(__name__)
+
+SCRIPTS = ("admit", "record", "control", "snapshot", "policy", "merge")
+#: Scripts that stand alone (no breaker keys, no ``common.lua``).
+STANDALONE_SCRIPTS = ("probe",)
 
 
 @lru_cache(maxsize=None)
 def script_source(name: str) -> str:
     """The full source of one script: ``common.lua`` followed by ``<name>.lua``."""
     lua = resources.files("breaker.backends").joinpath("lua")
-    return lua.joinpath("common.lua").read_text() + "\n" + lua.joinpath(f"{name}.lua").read_text()
+    own = lua.joinpath(f"{name}.lua").read_text()
+    if name in STANDALONE_SCRIPTS:
+        return own
+    return lua.joinpath("common.lua").read_text() + "\n" + own
 
 
 @lru_cache(maxsize=64)
@@ -70,6 +79,11 @@ class KeySpace:
     @property
     def stream(self) -> str:
         return f"{self.prefix}:events"
+
+    @property
+    def probe(self) -> str:
+        """The key the store probe writes (see ``lua/probe.lua``)."""
+        return f"{self.prefix}:store-probe"
 
     @property
     def channel(self) -> str:
@@ -106,7 +120,9 @@ class RedisBackend(BreakerBackend):
         self.keys = keys or KeySpace()
         self.stream_maxlen = stream_maxlen
         self._clock = clock
-        self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
+        #: Breakers whose stored policy the scripts refused, with why (see common.lua).
+        self.policy_problems: dict[str, str] = {}
+        self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS + STANDALONE_SCRIPTS}
 
     # -- script calls -------------------------------------------------------------------
 
@@ -115,8 +131,35 @@ class RedisBackend(BreakerBackend):
         return [name, who, fixed, self.keys.channel, self.stream_maxlen, _policy_json(policy), *extra]
 
     def _run(self, script: str, name: str, policy: BreakerPolicy, who: str, *extra: Any) -> dict[str, Any]:
-        raw = self._scripts[script](keys=self.keys.breaker(name), args=self._args(name, policy, who, *extra))
-        return json.loads(raw)
+        return self._call(script, name, self._args(name, policy, who, *extra))
+
+    def _call(self, script: str, name: str, args: list[Any]) -> dict[str, Any]:
+        try:
+            raw = self._scripts[script](keys=self.keys.breaker(name), args=args)
+        except redis.ResponseError as exc:
+            raise self._script_error(script, name, exc) from exc
+        return self._reply(name, raw)
+
+    @staticmethod
+    def _script_error(script: str, name: str, exc: redis.ResponseError) -> redis.ResponseError:
+        """A Lua runtime error names its script and breaker; a refusal (OOM, READONLY...)
+        stays what it is."""
+        if is_script_bug(exc):
+            failed = ScriptFailed(script, name, str(exc))
+            failed.__cause__ = exc
+            return failed
+        return exc
+
+    def _reply(self, name: str, raw: Any) -> dict[str, Any]:
+        reply = json.loads(raw)
+        problem = reply.get("policy_problem")
+        if problem:
+            if self.policy_problems.get(name) != problem:
+                log.error("breaker %s: %s", name, problem)
+            self.policy_problems[name] = problem
+        elif name in self.policy_problems:
+            del self.policy_problems[name]
+        return reply
 
     @staticmethod
     def _view_fields(reply: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +209,7 @@ class RedisBackend(BreakerBackend):
         ]
 
     def record(self, request: RecordRequest) -> RecordResult:
-        raw = self._scripts["record"](keys=self.keys.breaker(request.name), args=self._record_args([request]))
-        return self._results(json.loads(raw))[0]
+        return self._results(self._call("record", request.name, self._record_args([request])))[0]
 
     @staticmethod
     def _groups(requests: Sequence[RecordRequest]) -> list[list[RecordRequest]]:
@@ -198,10 +240,24 @@ class RedisBackend(BreakerBackend):
     def record_many(self, requests: Sequence[RecordRequest]) -> list[RecordResult]:
         """Every outcome in one pipelined round trip, grouped into as few script calls as
         the rules allow; each call is atomic and judges its outcomes in order."""
+        results: list[RecordResult] = []
+        for answer in self.record_each(requests):
+            if isinstance(answer, Exception):
+                raise answer
+            results.append(answer)
+        return results
+
+    def record_each(self, requests: Sequence[RecordRequest]) -> list[RecordResult | Exception]:
+        """Like :meth:`record_many`, but a script call that Redis refused (out of memory, a
+        read-only replica, a script error) answers its own outcomes with the error while
+        the others keep their results: the caller records only the refused ones elsewhere,
+        and nothing is counted twice. A connection error raises (nothing is known)."""
         groups = self._groups(requests)
         if len(groups) == 1:
-            keys = self.keys.breaker(groups[0][0].name)
-            return self._results(json.loads(self._scripts["record"](keys=keys, args=self._record_args(groups[0]))))
+            try:
+                return list(self._results(self._call("record", groups[0][0].name, self._record_args(groups[0]))))
+            except redis.ResponseError as exc:
+                return [exc] * len(groups[0])
         replies = self._pipelined(groups)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
@@ -210,12 +266,15 @@ class RedisBackend(BreakerBackend):
             self.client.script_load(self._scripts["record"].script)
             for i, reply in zip(missing, self._pipelined([groups[i] for i in missing])):
                 replies[i] = reply
-        results: list[RecordResult] = []
-        for reply in replies:
-            if isinstance(reply, Exception):
+        answers: list[RecordResult | Exception] = []
+        for group, reply in zip(groups, replies):
+            if isinstance(reply, redis.ResponseError):
+                answers += [self._script_error("record", group[0].name, reply)] * len(group)
+            elif isinstance(reply, Exception):
                 raise reply
-            results += self._results(json.loads(reply))
-        return results
+            else:
+                answers += self._results(self._reply(group[0].name, reply))
+        return answers
 
     def control(
         self, name: str, policy: BreakerPolicy, action: Control, who: str, reason: str = ""
@@ -225,8 +284,13 @@ class RedisBackend(BreakerBackend):
 
     def snapshot(self, name: str, policy: BreakerPolicy) -> BreakerSnapshot:
         reply = self._run("snapshot", name, policy, "")
-        stored = reply.get("stored_policy")
-        effective = BreakerPolicy.from_redis(stored) if stored else policy
+        stored, fleet = reply.get("stored_policy"), reply.get("fleet_policy")
+        if stored:
+            effective = BreakerPolicy.from_redis(stored)
+        elif fleet:
+            effective = _fleet_policy(fleet, policy)
+        else:
+            effective = policy
         return BreakerSnapshot(
             name=name,
             changed_at_ms=int(reply["changed_at_ms"]),
@@ -263,28 +327,41 @@ class RedisBackend(BreakerBackend):
         return now_ms, views
 
     def get_policy(self, name: str) -> BreakerPolicy | None:
-        fields = self.client.hgetall(self.keys.breaker(name)[3])
-        return BreakerPolicy.from_redis(fields) if fields else None
-
-    def _policy_changed(self, pipe: Any, name: str, who: str) -> None:
-        event = BreakerEvent(kind="policy", breaker=name, who=who).model_dump_json(exclude_defaults=True)
-        pipe.xadd(self.keys.stream, {"event": event}, maxlen=self.stream_maxlen, approximate=True)
-        pipe.publish(self.keys.channel, event)
+        """The operator's stored policy when it is usable, else the fleet default (the
+        policy of the process that created the breaker), else None."""
+        keys = self.keys.breaker(name)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(keys[3])
+        pipe.hget(keys[0], "default_policy")
+        fields, fleet = pipe.execute()
+        if fields:
+            try:
+                return BreakerPolicy.from_redis(fields)
+            except ValueError:
+                pass  # the scripts refuse it too and judge with the fleet default
+        return _fleet_policy(fleet, None) if fleet else None
 
     def set_policy(self, name: str, policy: BreakerPolicy, who: str) -> None:
-        key = self.keys.breaker(name)[3]
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=policy.to_redis())
-            pipe.sadd(self.keys.names, name)
-            self._policy_changed(pipe, name, who)
-            pipe.execute()
+        flat = [x for pair in policy.to_redis().items() for x in pair]
+        reply = self._run("policy", name, policy, who, "set", *flat)
+        if "error" in reply:
+            raise ValueError(reply["error"])
 
-    def clear_policy(self, name: str, who: str) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.breaker(name)[3])
-            self._policy_changed(pipe, name, who)
-            pipe.execute()
+    def clear_policy(self, name: str, who: str, default: BreakerPolicy | None = None) -> None:
+        self._run("policy", name, default or BreakerPolicy(), who, "clear")
+
+    def merge(self, name: str, policy: BreakerPolicy, who: str, window: WindowStats, local_open: bool,
+              totals: dict[str, int]) -> StateView:
+        """Hands back what this process decided on its own while the store was unreachable
+        (see ``lua/merge.lua``); returns the breaker's state after it."""
+        pairs = [x for item in totals.items() for x in item]
+        reply = self._run("merge", name, policy, who, window.calls, window.failures, window.slow,
+                          "1" if local_open else "0", *pairs)
+        return StateView(**self._view_fields(reply))
+
+    def probe(self, who: str) -> None:
+        """Raises unless the store runs a script that writes (see ``lua/probe.lua``)."""
+        self._scripts["probe"](keys=[self.keys.probe], args=[who])
 
     def names(self) -> list[str]:
         return sorted(_decode(n) for n in self.client.smembers(self.keys.names))
@@ -296,6 +373,19 @@ class RedisBackend(BreakerBackend):
         events = [parse_stream_entry(entry_id, fields) for entry_id, fields in entries]
         events = [e for e in events if e is not None and (name is None or e.breaker == name)]
         return list(reversed(events[:count]))
+
+
+@lru_cache(maxsize=64)
+def _fleet_policy_json(raw: str) -> BreakerPolicy | None:
+    try:
+        return BreakerPolicy.model_validate_json(raw)
+    except ValueError:
+        return None
+
+
+def _fleet_policy(raw: Any, fallback: BreakerPolicy | None) -> BreakerPolicy | None:
+    policy = _fleet_policy_json(_decode(raw))
+    return policy if policy is not None else fallback
 
 
 def parse_event(payload: bytes | str, **extra: Any) -> BreakerEvent | None:

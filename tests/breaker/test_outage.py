@@ -98,17 +98,27 @@ def test_redis_killed_and_restarted(private_redis: RedisServer, breakers: Breake
             breakers.get("ocr").reset()  # operator actions need the shared store
         fail.clear()
 
+        failed_while_down = caller.results["failed"]
         private_redis.start()
         assert wait_for(lambda: not breakers.degraded, 10)
         assert wait_for(lambda: breakers.cache.subscribed, 5)
+        # What the process learned alone was handed back: the restarted (empty) store holds
+        # the failures, and the local trip became the fleet's.
+        ocr = breakers.get("ocr")
+        assert wait_for(lambda: ocr.state == State.OPEN, 5)
+        snap = ocr.snapshot()
+        assert snap.totals["failure"] >= failed_while_down >= POLICY.minimum_calls
+        assert snap.totals.get("merged", 0) >= failed_while_down
+        trip = [e for e in events if e.kind == "transition" and not e.local and e.to_state == State.OPEN]
+        assert trip and "tripped locally while the store was unreachable" in trip[-1].reason
+        ocr.reset(reason="model fixed")
         mark = caller.results["ok"]
         assert wait_for(lambda: caller.results["ok"] > mark + 20)
     assert all(k in ("ok", "rejected", "failed") for k in caller.results), caller.results
     breakers.flush()
-    # The restarted Redis lost everything; the rejoined process writes to it again.
     snap = breakers.get("ocr").snapshot()
     assert not snap.local and snap.state == State.CLOSED and snap.totals["success"] > 0
-    store_events = [e.reason.split(":")[0] for e in events if e.kind == "store"]
+    store_events = [e.reason.split(" ")[0].rstrip(":") for e in events if e.kind == "store"]
     assert store_events == ["lost", "regained"]
     local_trips = [e for e in events if e.kind == "transition" and e.local and e.to_state == State.OPEN]
     assert local_trips, "the local breaker should have tripped on its own"
@@ -140,7 +150,8 @@ def test_redis_down_from_the_start(private_redis: RedisServer) -> None:
         assert wait_for(lambda: not b.degraded, 10)
         assert b.get("ocr").call(lambda: 6) == 6
         b.flush()
-        assert b.get("ocr").snapshot().totals["success"] == 1
+        # Both calls reach the shared totals: the one decided alone was handed back.
+        assert b.get("ocr").snapshot().totals["success"] == 2
 
 
 def test_losing_redis_while_open_keeps_the_model_protected(private_redis: RedisServer, breakers: Breakers) -> None:

@@ -11,6 +11,7 @@ if s.state == 'open' and now >= s.open_until then
 end
 if s.state == 'half_open' then
   reclaim_permits(now, policy)
+  decide_half_open(s, now, policy)
 end
 if mode == 'advance' then
   return reply(s, now, {})

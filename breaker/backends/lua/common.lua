@@ -39,19 +39,72 @@ local function hash_table(flat)
   return t
 end
 
--- The stored policy (an operator's live change) wins over the caller's default.
-local function load_policy()
-  local stored = redis.call('HGETALL', K_POLICY)
-  local p
-  if #stored > 0 then
-    p = hash_table(stored)
-  else
-    p = cjson.decode(ARGV[6])
+-- Bounds of every policy number, as BreakerPolicy checks them: a stored policy written by
+-- hand (or by an older or newer fusebox) is checked here too, so that a missing or absurd
+-- field can never make a script fail halfway (a HALF_OPEN breaker that never decides).
+-- {lower, upper, lower bound exclusive}
+local POLICY_BOUNDS = {
+  minimum_calls = {1, 1000000}, failure_rate_threshold = {0, 1, true},
+  slow_call_duration = {0, math.huge, true}, slow_call_rate_threshold = {0, 1, true},
+  window = {1, 3600}, wait_in_open = {0, math.huge}, wait_in_open_multiplier = {1, 100},
+  max_wait_in_open = {0, math.huge}, permitted_calls_in_half_open = {1, 10000},
+  max_wait_in_half_open = {0, math.huge, true}, call_timeout = {0, math.huge, true},
+}
+
+-- The policy `p` with its numbers converted, or nil and the reason it is unusable.
+local function checked_policy(p)
+  if type(p) ~= 'table' then
+    return nil, 'not a policy'
   end
   for _, k in ipairs(POLICY_NUMBERS) do
-    p[k] = tonumber(p[k])
+    local v = tonumber(p[k])
+    local b = POLICY_BOUNDS[k]
+    if v == nil then
+      return nil, 'missing or non-numeric ' .. k
+    end
+    if v ~= v or v < b[1] or v > b[2] or (b[3] and v == b[1]) then
+      return nil, k .. ' out of range: ' .. tostring(p[k])
+    end
+    p[k] = v
   end
-  return p, #stored > 0
+  if p.max_wait_in_open < p.wait_in_open then
+    return nil, 'max_wait_in_open < wait_in_open'
+  end
+  if p.max_wait_in_half_open <= p.call_timeout then
+    return nil, 'max_wait_in_half_open <= call_timeout'
+  end
+  return p, nil
+end
+
+-- The effective policy: an operator's stored policy when it is usable, else the fleet's
+-- default (the configured policy of the process that created the breaker, kept in the
+-- state hash so that every process judges alike during a rolling deploy), else the
+-- caller's. Returns the policy, whether an operator's policy is in force, and the reason
+-- a stored policy was refused (nil when none was).
+local POLICY_PROBLEM = nil
+
+local function load_policy()
+  local problem = nil
+  local stored = redis.call('HGETALL', K_POLICY)
+  if #stored > 0 then
+    local p, why = checked_policy(hash_table(stored))
+    if p then
+      return p, true, nil
+    end
+    problem = 'stored policy refused (' .. why .. '); using the fleet default'
+  end
+  POLICY_PROBLEM = problem
+  local fleet = redis.call('HGET', K_STATE, 'default_policy')
+  if fleet then
+    local ok, decoded = pcall(cjson.decode, fleet)
+    local p = ok and checked_policy(decoded) or nil
+    if p then
+      return p, false, problem
+    end
+  end
+  local p = checked_policy(cjson.decode(ARGV[6]))
+  POLICY_PROBLEM = problem
+  return p, false, problem
 end
 
 -- The breaker's state hash as a table; a breaker seen for the first time starts CLOSED,
@@ -67,8 +120,13 @@ local function load_state(now, create)
     redis.call('HSET', K_STATE, 'state', 'closed', 'epoch', 0, 'incarnation', now, 'changed_at', now,
       'open_until', 0, 'consecutive_trips', 0, 'permit_seq', 0, 'probe_calls', 0,
       'probe_failures', 0, 'probe_slow', 0)
+    redis.call('HSET', K_STATE, 'default_policy', ARGV[6])
     redis.call('SADD', K_NAMES, NAME)
     return s
+  end
+  if create and s.default_policy == nil then
+    -- A breaker created by an older fusebox: adopt this caller's policy as the fleet's.
+    redis.call('HSET', K_STATE, 'default_policy', ARGV[6])
   end
   for _, k in ipairs(STATE_NUMBERS) do
     s[k] = tonumber(s[k]) or 0
@@ -195,10 +253,28 @@ local function reclaim_permits(now, policy)
   end
 end
 
+-- HALF_OPEN decides once as many probes have reported as the policy permits: after an
+-- outcome, and also when an operator lowered permitted_calls_in_half_open to or below
+-- the probes already reported (no outcome would ever come to decide it otherwise).
+local function decide_half_open(s, now, policy)
+  if s.state ~= 'half_open' or s.probe_calls < policy.permitted_calls_in_half_open then
+    return false
+  end
+  local probes = {calls = s.probe_calls, failures = s.probe_failures, slow = s.probe_slow}
+  local reason = trip_reason(probes, policy, 'probe')
+  if reason then
+    transition(s, 'open', reason, now, policy)
+  else
+    transition(s, 'closed', string.format('%d of %d probes succeeded',
+      probes.calls - probes.failures, probes.calls), now, policy)
+  end
+  return true
+end
+
 -- What every script answers: the state after it ran, plus its own fields.
 local function reply(s, now, extra)
   local r = {state = s.state, epoch = s.epoch, incarnation = s.incarnation,
-             open_until_ms = s.open_until, now_ms = now}
+             open_until_ms = s.open_until, now_ms = now, policy_problem = POLICY_PROBLEM}
   for k, v in pairs(extra) do
     r[k] = v
   end

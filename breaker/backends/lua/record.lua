@@ -52,16 +52,7 @@ for i = 10, #ARGV, 2 do
         if slow then
           s.probe_slow = redis.call('HINCRBY', K_STATE, 'probe_slow', 1)
         end
-        if s.probe_calls >= policy.permitted_calls_in_half_open then
-          local probes = {calls = s.probe_calls, failures = s.probe_failures, slow = s.probe_slow}
-          local reason = trip_reason(probes, policy, 'probe')
-          if reason then
-            transition(s, 'open', reason, now, policy)
-          else
-            transition(s, 'closed', string.format('%d of %d probes succeeded',
-              probes.calls - probes.failures, probes.calls), now, policy)
-          end
-        end
+        decide_half_open(s, now, policy)
       end
     end
   end

@@ -20,10 +20,11 @@ local stored_policy = cjson.null
 if stored then
   stored_policy = hash_table(redis.call('HGETALL', K_POLICY))
 end
+local fleet_policy = redis.call('HGET', K_STATE, 'default_policy') or cjson.null
 return reply(s, now, {
   changed_at_ms = s.changed_at, consecutive_trips = s.consecutive_trips,
   window = window_stats(now, policy.window, false),
   probes_outstanding = redis.call('HLEN', K_PERMITS),
   probe_calls = s.probe_calls, probe_failures = s.probe_failures,
-  totals = totals, stored_policy = stored_policy,
+  totals = totals, stored_policy = stored_policy, fleet_policy = fleet_policy,
 })

@@ -1,0 +1,39 @@
+-- What a process decided on its own while the store was unreachable, handed back when it
+-- rejoins, so that no outcome is lost and a model that kept failing trips the fleet's
+-- breaker at once. ARGV[7] calls, ARGV[8] failures, ARGV[9] slow (the local tally of the
+-- last `window` seconds), ARGV[10] '1' when the local breaker was OPEN, then pairs from
+-- ARGV[11]: lifetime counter name, count.
+-- The counts enter the current bucket of a CLOSED (or METRICS_ONLY) breaker's window and
+-- the window rule decides as for any outcome; an OPEN, HALF_OPEN or operator state keeps
+-- its own decision (the counts reach the lifetime totals only).
+local now = now_ms()
+local policy = load_policy()
+local s = load_state(now, true)
+local calls, failures, slow = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local local_open = ARGV[10] == '1'
+for i = 11, #ARGV, 2 do
+  redis.call('HINCRBY', K_STATE, 'n_' .. ARGV[i], tonumber(ARGV[i + 1]))
+end
+redis.call('HINCRBY', K_STATE, 'n_merged', calls)
+local tripped = false
+if calls > 0 and (s.state == 'closed' or s.state == 'metrics_only') then
+  local st = window_stats(now, policy.window, true)
+  local second = string.format('%d', math.floor(now / 1000))
+  redis.call('HINCRBY', K_WINDOW, 'c' .. second, calls)
+  if failures > 0 then redis.call('HINCRBY', K_WINDOW, 'f' .. second, failures) end
+  if slow > 0 then redis.call('HINCRBY', K_WINDOW, 's' .. second, slow) end
+  st.calls, st.failures, st.slow = st.calls + calls, st.failures + failures, st.slow + slow
+  if s.state == 'closed' and st.calls >= policy.minimum_calls then
+    local reason = trip_reason(st, policy, 'merged window')
+    if reason then
+      if local_open then
+        reason = 'tripped locally while the store was unreachable; ' .. reason
+      else
+        reason = 'outcomes recorded while the store was unreachable; ' .. reason
+      end
+      transition(s, 'open', reason, now, policy)
+      tripped = true
+    end
+  end
+end
+return reply(s, now, {tripped = tripped})
