@@ -25,7 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    ExecAbortError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 
 from breaker.state import Outcome, WindowStats
 
@@ -34,7 +43,13 @@ from breaker.state import Outcome, WindowStats
 #: SIGALRM that lands inside a Redis call is never taken for a store failure.)
 STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
-#: Error codes of a server that is up but refuses the work (the first word of the reply).
+#: redis-py's classes for the replies of a server that is up but refuses the work (it
+#: strips the error code from their messages, so the class is what tells).
+REFUSAL_CLASSES: tuple[type[ResponseError], ...] = (
+    ReadOnlyError, OutOfMemoryError, NoScriptError, BusyLoadingError, NoPermissionError, ExecAbortError,
+)
+
+#: Error codes of such replies that redis-py leaves in the message (the first word).
 REFUSAL_CODES = frozenset({
     "READONLY", "OOM", "NOSCRIPT", "LOADING", "BUSY", "MASTERDOWN", "NOREPLICAS", "MISCONF",
     "CLUSTERDOWN", "TRYAGAIN", "NOPERM", "NOAUTH", "WRONGPASS", "EXECABORT",
@@ -65,9 +80,28 @@ class ScriptFailed(ResponseError):
         super().__init__(f"{script}.lua failed for breaker {breaker!r}: {cause}")
 
 
+class OutcomeUncertain(RedisError):
+    """Outcomes were sent and the connection failed before the answer: they may or may not
+    have been recorded. The caller keeps them with their batch ids and, once the store is
+    back, asks which batches ran before handing the others back, so that none is lost and
+    none counted twice.
+
+    Parameters:
+      cause: the connection error.
+      batches: for each outcome sent, in order, the id of the script call that carried it.
+    """
+
+    def __init__(self, cause: BaseException, batches: list[str]) -> None:
+        self.cause = cause
+        self.batches = batches
+        super().__init__(f"outcomes may not have been recorded: {cause}")
+
+
 def is_script_bug(exc: ResponseError) -> bool:
     """True when a script raised on its own (a Lua runtime error), not because the server
     refused one of its commands (OOM, READONLY...)."""
+    if isinstance(exc, REFUSAL_CLASSES):
+        return False
     message = str(exc)
     code = message.split(" ", 1)[0].upper()
     if code in REFUSAL_CODES:
@@ -78,6 +112,8 @@ def is_script_bug(exc: ResponseError) -> bool:
 def classify(exc: BaseException) -> StoreFault:
     """The kind of failure ``exc`` (one of :data:`STORE_ERRORS`) says the store has."""
     cause: BaseException = exc
+    if isinstance(exc, OutcomeUncertain):
+        cause = exc.cause
     if isinstance(exc, ScriptFailed) and isinstance(exc.__cause__, BaseException):
         cause = exc.__cause__
     if isinstance(cause, ResponseError):
@@ -154,9 +190,56 @@ class RejoinSchedule:
 
 
 @dataclass
-class _Tally:
+class _Counts:
     buckets: dict[int, list[int]] = field(default_factory=dict)  # second -> calls, failures, slow
     totals: Counter[str] = field(default_factory=Counter)
+
+    def add(self, second: int, counter: str, window: tuple[int, int, int] | None) -> None:
+        self.totals[counter] += 1
+        if window is not None:
+            bucket = self.buckets.setdefault(second, [0, 0, 0])
+            for i, n in enumerate(window):
+                bucket[i] += n
+
+    def fold(self, other: _Counts) -> None:
+        for second, counts in other.buckets.items():
+            bucket = self.buckets.setdefault(second, [0, 0, 0])
+            for i, n in enumerate(counts):
+                bucket[i] += n
+        self.totals.update(other.totals)
+
+    @property
+    def size(self) -> int:
+        return sum(self.totals.values())
+
+
+@dataclass
+class Tally(_Counts):
+    """One breaker's locally decided outcomes.
+
+    Parameters:
+      buckets, totals: outcomes known not to be in the store.
+      uncertain: outcomes whose write timed out, by batch id: in the store or not, to be
+        asked (:meth:`RedisBackend.applied_batches`) before they are handed back.
+    """
+
+    uncertain: dict[str, _Counts] = field(default_factory=dict)
+
+    def settle(self, applied: set[str]) -> None:
+        """Drops the uncertain batches the store ran; keeps the others for hand-back."""
+        for batch, counts in self.uncertain.items():
+            if batch not in applied:
+                self.fold(counts)
+        self.uncertain.clear()
+
+    def restore(self, other: Tally) -> None:
+        self.fold(other)
+        for batch, counts in other.uncertain.items():
+            self.uncertain.setdefault(batch, _Counts()).fold(counts)
+
+    @property
+    def size(self) -> int:
+        return sum(self.totals.values()) + sum(c.size for c in self.uncertain.values())
 
 
 class LocalTally:
@@ -166,19 +249,18 @@ class LocalTally:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tallies: dict[str, _Tally] = {}
+        self._tallies: dict[str, Tally] = {}
 
-    def add(self, name: str, now_ms: int, outcome: Outcome, slow: bool) -> None:
+    def add(self, name: str, now_ms: int, outcome: Outcome, slow: bool, batch: str | None = None) -> None:
+        """Parameters:
+          batch: the id of a write that timed out carrying this outcome (it may have been
+            recorded after all), None when the store certainly does not have it."""
         counter = Outcome.SLOW.value if outcome == Outcome.SUCCESS and slow else outcome.value
+        window = None if outcome == Outcome.IGNORED else (1, int(outcome.is_failure), int(slow))
         with self._lock:
-            tally = self._tallies.setdefault(name, _Tally())
-            tally.totals[counter] += 1
-            if outcome == Outcome.IGNORED:
-                return
-            bucket = tally.buckets.setdefault(now_ms // 1000, [0, 0, 0])
-            bucket[0] += 1
-            bucket[1] += int(outcome.is_failure)
-            bucket[2] += int(slow)
+            tally = self._tallies.setdefault(name, Tally())
+            target: _Counts = tally if batch is None else tally.uncertain.setdefault(batch, _Counts())
+            target.add(now_ms // 1000, counter, window)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -187,26 +269,20 @@ class LocalTally:
     def count(self) -> int:
         """Outcomes tallied and not yet handed back."""
         with self._lock:
-            return sum(sum(t.totals.values()) for t in self._tallies.values())
+            return sum(t.size for t in self._tallies.values())
 
-    def take(self, name: str) -> _Tally | None:
+    def take(self, name: str) -> Tally | None:
         """Removes and returns one breaker's tally (give it back with :meth:`restore` if it
         could not be handed over)."""
         with self._lock:
             return self._tallies.pop(name, None)
 
-    def restore(self, name: str, tally: _Tally) -> None:
+    def restore(self, name: str, tally: Tally) -> None:
         with self._lock:
-            mine = self._tallies.setdefault(name, _Tally())
-            for second, (c, f, s) in tally.buckets.items():
-                bucket = mine.buckets.setdefault(second, [0, 0, 0])
-                bucket[0] += c
-                bucket[1] += f
-                bucket[2] += s
-            mine.totals.update(tally.totals)
+            self._tallies.setdefault(name, Tally()).restore(tally)
 
     @staticmethod
-    def window(tally: _Tally, now_ms: int, window: int) -> WindowStats:
+    def window(tally: _Counts, now_ms: int, window: int) -> WindowStats:
         """The tally's figures over the last ``window`` seconds (older outcomes would have
         left the shared window by now; they still reach the lifetime totals)."""
         oldest_kept = now_ms // 1000 - window + 1

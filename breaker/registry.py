@@ -41,7 +41,7 @@ from breaker.cache import StateCache
 from breaker.circuit import CircuitBreaker
 from breaker.errors import BreakerError, CallNotPermitted, ExceptionClassifier
 from breaker.events import BreakerEvent, Listener, Listeners
-from breaker.failsafe import STORE_ERRORS, LocalTally, RejoinSchedule, StoreFault, classify
+from breaker.failsafe import STORE_ERRORS, LocalTally, OutcomeUncertain, RejoinSchedule, StoreFault, classify
 from breaker.policy import BreakerPolicy
 from breaker.recorder import Recorder
 from breaker.settings import BreakerSettings, redis_client
@@ -427,8 +427,12 @@ class Breakers:
                 continue
             policy = self._known_policy(name)
             now_ms = int(time.time() * 1000)
-            window = LocalTally.window(tally, now_ms, policy.window)
             try:
+                # Writes that timed out may have run after all: ask, so as to count each once.
+                tally.settle(self.shared.applied_batches(name, list(tally.uncertain)))
+                if not tally.totals:
+                    continue
+                window = LocalTally.window(tally, now_ms, policy.window)
                 view = self.shared.merge(name, policy, who, window, bool((local_open or {}).get(name)),
                                          dict(tally.totals))
             except STORE_ERRORS as exc:
@@ -627,10 +631,14 @@ class Breakers:
         never counted twice: a refused script call changed nothing."""
         results: dict[int, RecordResult | None] = {}
         shared_requests = [r for r in requests if not r.ticket.local]
+        batches: dict[int, str] = {}
         if shared_requests and not self._degraded and self.shared is not None:
             refused: BaseException | None = None
             try:
                 answers: Sequence[RecordResult | BaseException] = self.shared.record_each(shared_requests)
+            except OutcomeUncertain as exc:
+                answers = [exc] * len(shared_requests)
+                batches = {id(r): batch for r, batch in zip(shared_requests, exc.batches)}
             except STORE_ERRORS as exc:
                 answers = [exc] * len(shared_requests)
             for r, answer in zip(shared_requests, answers):
@@ -643,20 +651,21 @@ class Breakers:
                 self._enter_degraded(refused)
         for r in requests:
             if id(r) not in results:
-                results[id(r)] = self._record_locally(r)
+                results[id(r)] = self._record_locally(r, batches.get(id(r)))
         return [results.get(id(r)) for r in requests]
 
-    def _record_locally(self, request: RecordRequest) -> RecordResult | None:
-        """An outcome the store did not take. Tallied for the shared window in every case
-        (handed back at rejoin, or at the next re-read when it arrives after one); judged
-        by the local breaker while this process is degraded."""
+    def _record_locally(self, request: RecordRequest, batch: str | None = None) -> RecordResult | None:
+        """An outcome the store did not take (or may not have: ``batch`` names the write
+        that timed out). Tallied for the shared window in every case (handed back at
+        rejoin, or at the next re-read when it arrives after one); judged by the local
+        breaker while this process is degraded."""
         ticket = request.ticket
         policy = self._known_policy(request.name)
         if self.shared is not None:
             slow = request.outcome == Outcome.SLOW or (
                 request.outcome != Outcome.IGNORED and request.duration >= policy.slow_call_duration
             )
-            self.tally.add(request.name, int(time.time() * 1000), request.outcome, slow)
+            self.tally.add(request.name, int(time.time() * 1000), request.outcome, slow, batch)
         if not self._degraded:
             return None  # admitted by the local breaker before this process rejoined: tallied
         if not ticket.local:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +21,7 @@ from redis.exceptions import NoScriptError
 
 from breaker.backend import BreakerBackend, RecordRequest
 from breaker.events import BreakerEvent
-from breaker.failsafe import ScriptFailed, is_script_bug
+from breaker.failsafe import OutcomeUncertain, ScriptFailed, is_script_bug
 from breaker.policy import BreakerPolicy
 from breaker.state import (
     Admission,
@@ -68,9 +69,10 @@ class KeySpace:
     prefix: str = "fusebox"
 
     def breaker(self, name: str) -> list[str]:
-        """The six keys every script takes, in the order ``common.lua`` names them."""
+        """The seven keys every script takes, in the order ``common.lua`` names them."""
         base = f"{self.prefix}:breaker:{check_name(name)}"
-        return [base, f"{base}:window", f"{base}:permits", f"{base}:policy", self.names, self.stream]
+        return [base, f"{base}:window", f"{base}:permits", f"{base}:policy", self.names, self.stream,
+                f"{base}:applied"]
 
     @property
     def names(self) -> str:
@@ -188,7 +190,7 @@ class RedisBackend(BreakerBackend):
     def advance(self, name: str, policy: BreakerPolicy, who: str) -> StateView:
         return StateView(**self._view_fields(self._run("admit", name, policy, who, "advance")))
 
-    def _record_args(self, group: Sequence[RecordRequest]) -> list[Any]:
+    def _record_args(self, group: Sequence[RecordRequest], batch: str = "") -> list[Any]:
         """One script call's arguments for outcomes that share a breaker and a ticket epoch
         (and, for a probe, its permit: probes are never grouped)."""
         first = group[0]
@@ -197,7 +199,7 @@ class RedisBackend(BreakerBackend):
         for r in group:
             pairs += [r.outcome.value, repr(r.duration * 1000)]
         return self._args(first.name, first.policy, first.who, t.epoch, t.incarnation,
-                          "" if t.permit is None else t.permit, *pairs)
+                          "" if t.permit is None else t.permit, batch, *pairs)
 
     def _results(self, reply: dict[str, Any]) -> list[RecordResult]:
         view = self._view_fields(reply)
@@ -229,12 +231,12 @@ class RedisBackend(BreakerBackend):
                 groups.append([r])
         return groups
 
-    def _pipelined(self, groups: Sequence[Sequence[RecordRequest]]) -> list[Any]:
+    def _pipelined(self, groups: Sequence[Sequence[RecordRequest]], batches: Sequence[str]) -> list[Any]:
         sha = self._scripts["record"].sha
         pipe = self.client.pipeline(transaction=False)
-        for group in groups:
+        for group, batch in zip(groups, batches):
             keys = self.keys.breaker(group[0].name)
-            pipe.evalsha(sha, len(keys), *keys, *self._record_args(group))
+            pipe.evalsha(sha, len(keys), *keys, *self._record_args(group, batch))
         return pipe.execute(raise_on_error=False)
 
     def record_many(self, requests: Sequence[RecordRequest]) -> list[RecordResult]:
@@ -251,30 +253,50 @@ class RedisBackend(BreakerBackend):
         """Like :meth:`record_many`, but a script call that Redis refused (out of memory, a
         read-only replica, a script error) answers its own outcomes with the error while
         the others keep their results: the caller records only the refused ones elsewhere,
-        and nothing is counted twice. A connection error raises (nothing is known)."""
+        and nothing is counted twice.
+
+        Raises:
+          OutcomeUncertain: the connection failed (a timeout, a reset) and whether the
+            calls ran is unknown; it carries each outcome's batch id, which the store
+            remembers for the calls that did run (:meth:`applied_batches`).
+        """
         groups = self._groups(requests)
-        if len(groups) == 1:
-            try:
-                return list(self._results(self._call("record", groups[0][0].name, self._record_args(groups[0]))))
-            except redis.ResponseError as exc:
-                return [exc] * len(groups[0])
-        replies = self._pipelined(groups)
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:
-            # The server lost its script cache (a restart). NOSCRIPT means that nothing
-            # ran, so loading the script and sending those again counts nothing twice.
-            self.client.script_load(self._scripts["record"].script)
-            for i, reply in zip(missing, self._pipelined([groups[i] for i in missing])):
-                replies[i] = reply
+        batches = [os.urandom(8).hex() for _ in groups]
+        try:
+            if len(groups) == 1:
+                try:
+                    reply = self._call("record", groups[0][0].name, self._record_args(groups[0], batches[0]))
+                except redis.ResponseError as exc:
+                    return [exc] * len(groups[0])
+                return list(self._results(reply))
+            replies = self._pipelined(groups, batches)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                # The server lost its script cache (a restart). NOSCRIPT means that nothing
+                # ran, so loading the script and sending those again counts nothing twice.
+                self.client.script_load(self._scripts["record"].script)
+                again = self._pipelined([groups[i] for i in missing], [batches[i] for i in missing])
+                for i, reply in zip(missing, again):
+                    replies[i] = reply
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            ids = [batch for group, batch in zip(groups, batches) for _ in group]
+            raise OutcomeUncertain(exc, ids) from exc
         answers: list[RecordResult | Exception] = []
         for group, reply in zip(groups, replies):
             if isinstance(reply, redis.ResponseError):
                 answers += [self._script_error("record", group[0].name, reply)] * len(group)
             elif isinstance(reply, Exception):
-                raise reply
+                raise OutcomeUncertain(reply, [b for g, b in zip(groups, batches) for _ in g]) from reply
             else:
                 answers += self._results(self._reply(group[0].name, reply))
         return answers
+
+    def applied_batches(self, name: str, batches: Sequence[str]) -> set[str]:
+        """Which of these record batches of breaker ``name`` the store ran."""
+        if not batches:
+            return set()
+        scores = self.client.zmscore(self.keys.breaker(name)[6], list(batches))
+        return {batch for batch, score in zip(batches, scores) if score is not None}
 
     def control(
         self, name: str, policy: BreakerPolicy, action: Control, who: str, reason: str = ""

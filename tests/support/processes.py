@@ -86,3 +86,41 @@ def listen(url: str, prefix: str, ready: Any, results: Any, expect: int) -> None
     done.wait(20)
     b.close()
     results.put(heard)
+
+
+def guarded_loop(url: str, prefix: str, policy_json: str, control: str, results: Any) -> None:
+    """A process calling a model through the shared breaker until ``<control>/stop``
+    exists; the model fails while ``<control>/fail`` exists. Reports what happened: model
+    calls (what reached the model), outcomes, rejections, store losses and rejoins, and
+    any exception other than CallNotPermitted (which must never happen)."""
+    import json
+    import os
+
+    b = make_breakers(url, prefix, BreakerPolicy.model_validate_json(policy_json),
+                      redis_timeout=0.05, refresh_interval=0.2, reconnect_interval=0.1)
+    store_events: list[str] = []
+    b.add_listener(lambda e: store_events.append(e.reason.split(" ")[0]) if e.kind == "store" else None)
+    counts = {"model_calls": 0, "model_failures": 0, "ok": 0, "rejected": 0, "errors": 0}
+    errors: list[str] = []
+    breaker = b.get("model")
+    while not os.path.exists(os.path.join(control, "stop")):
+        try:
+            with breaker.guard():
+                counts["model_calls"] += 1
+                if os.path.exists(os.path.join(control, "fail")):
+                    counts["model_failures"] += 1
+                    raise RuntimeError("model failing")
+            counts["ok"] += 1
+        except CallNotPermitted:
+            counts["rejected"] += 1
+        except RuntimeError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - reported: a guarded call must never see it
+            counts["errors"] += 1
+            errors.append(repr(exc))
+        time.sleep(0.002)
+    b.flush(10)
+    health = b.health()
+    b.close()
+    results.put(json.dumps({**counts, "store_events": store_events, "errors_seen": errors[:5],
+                            "health": health.model_dump(mode="json")}))

@@ -3,12 +3,13 @@
 --
 -- KEYS[1] state hash      KEYS[2] window hash    KEYS[3] permits hash
 -- KEYS[4] policy hash     KEYS[5] names set      KEYS[6] events stream
+-- KEYS[7] applied record batches (sorted set: batch id -> store time)
 -- ARGV[1] breaker name    ARGV[2] who (host:pid) ARGV[3] fixed time in ms, '' to use TIME
 -- ARGV[4] events channel  ARGV[5] stream maxlen  ARGV[6] caller's default policy (JSON)
 -- ARGV[7..] the script's own arguments
 
-local K_STATE, K_WINDOW, K_PERMITS, K_POLICY, K_NAMES, K_STREAM =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_STATE, K_WINDOW, K_PERMITS, K_POLICY, K_NAMES, K_STREAM, K_APPLIED =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local NAME, WHO, CHANNEL = ARGV[1], ARGV[2], ARGV[4]
 local STREAM_MAXLEN = tonumber(ARGV[5])
 
