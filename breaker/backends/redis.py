@@ -341,9 +341,9 @@ class RedisBackend(BreakerBackend):
                 continue
             views[name] = StateView(
                 state=State(_decode(state)),
-                epoch=int(epoch),
-                incarnation=int(incarnation),
-                open_until_ms=int(open_until),
+                epoch=int(epoch or 0),
+                incarnation=int(incarnation or 0),
+                open_until_ms=int(open_until or 0),
                 now_ms=now_ms,
             )
         return now_ms, views
