@@ -7,8 +7,10 @@ import multiprocessing
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 from api.services import RedisServer, find_redis_server, free_port
 from breaker import BreakerPolicy, Breakers, BreakerSettings, Outcome, State
@@ -134,3 +136,75 @@ def test_a_child_forked_before_a_policy_change_uses_the_new_policy(redis_url: st
     assert results.get(timeout=30) == 7
     child.join(10)
     b.close()
+
+
+def _child_with_held_locks(b: Breakers, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    b.get("ocr").call(lambda: None)
+    b.add_listener(lambda e: None)
+    results.put((b.known_state("ocr").value, b.get("ocr").snapshot().state.value))
+
+
+def test_a_child_forked_while_the_parent_holds_every_lock_does_not_hang(redis_url: str, key_prefix: str) -> None:
+    """Celery forks a replacement pool process whenever one dies, while the parent's
+    subscriber and recorder threads run: any lock one of them held at that instant is held
+    forever in the child. Every lock the registry owns is replaced after a fork."""
+    b = make_breakers(redis_url, key_prefix)
+    assert b.wait_until_subscribed()
+    b.get("ocr").call(lambda: None)
+    locks = [b._lock, b.cache._lock, b.local._lock, b.listeners._lock, b.tally._lock]
+    for lock in locks:
+        lock.acquire()  # as if the parent's threads were inside them at the fork
+    try:
+        ctx = multiprocessing.get_context("fork")
+        results = ctx.Queue()
+        child = ctx.Process(target=_child_with_held_locks, args=(b, results))
+        child.start()
+        assert results.get(timeout=20) == ("closed", "closed")
+        child.join(10)
+        assert child.exitcode == 0
+    finally:
+        for lock in locks:
+            lock.release()
+        b.close()
+
+
+def test_an_unsafe_eviction_policy_is_shown_in_health(private_redis: RedisServer) -> None:
+    redis.Redis.from_url(private_redis.url).config_set("maxmemory-policy", "allkeys-lru")
+    with make_breakers(private_redis.url, "evict") as b:
+        assert b.wait_until_subscribed()
+        health = b.health()
+        assert health.eviction_policy == "allkeys-lru" and health.eviction_safe is False
+    redis.Redis.from_url(private_redis.url).config_set("maxmemory-policy", "noeviction")
+    with make_breakers(private_redis.url, "evict") as b:
+        assert b.wait_until_subscribed()
+        assert b.health().eviction_safe is True
+
+
+def test_events_are_heard_after_a_restart_that_rewinds_the_stream(private_redis: RedisServer) -> None:
+    """Stream positions from a store that was restarted without its data (or replaced by a
+    replica that lacks the tail) mean nothing on the new one: new events with smaller ids
+    must not be taken for already seen ones."""
+    heard: list[str] = []
+    with make_breakers(private_redis.url, "rewind", reconnect_interval=0.1) as b:
+        assert b.wait_until_subscribed()
+        b.add_listener(lambda e: heard.append(e.reason) if e.kind == "transition" else None)
+        db = redis.Redis.from_url(private_redis.url)
+        # An event far in the future (a clock that ran ahead): the subscriber's position.
+        db.xadd("rewind:events", {"event": '{"kind": "policy", "breaker": "x"}'}, id="99999999999999-0")
+        b._subscriber.resubscribe()
+        assert wait_until(lambda: b._subscriber.last_stream_id == "99999999999999-0")
+        private_redis.kill()
+        private_redis.start()  # empty again
+        assert wait_until(lambda: b.cache.subscribed and not b.degraded, 15)
+        with make_breakers(private_redis.url, "rewind") as op:
+            op.get("ocr").trip(reason="after the restart")
+        assert wait_until(lambda: "after the restart" in heard, 5), heard
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
