@@ -18,12 +18,16 @@ the process local instead of bouncing it between the two many times a second.
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import threading
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel
 
 from redis.exceptions import (
     BusyLoadingError,
@@ -36,7 +40,18 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from breaker.state import Outcome, WindowStats
+from breaker.backend import RecordRequest
+from breaker.events import BreakerEvent
+from breaker.identity import process_identity
+from breaker.state import Outcome, RecordResult, State
+from breaker.tally import LocalTally
+
+if TYPE_CHECKING:
+    from breaker.backends.redis import RedisBackend
+    from breaker.registry import Breakers
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: What counts as "the store did not do it": any Redis error, and the socket errors that
 #: redis-py lets through. (A guarded call's own CallTimeout is not an OSError, so a
@@ -189,109 +204,281 @@ class RejoinSchedule:
         self.attempts = 0
 
 
-@dataclass
-class _Counts:
-    buckets: dict[int, list[int]] = field(default_factory=dict)  # second -> calls, failures, slow
-    totals: Counter[str] = field(default_factory=Counter)
-
-    def add(self, second: int, counter: str, window: tuple[int, int, int] | None) -> None:
-        self.totals[counter] += 1
-        if window is not None:
-            bucket = self.buckets.setdefault(second, [0, 0, 0])
-            for i, n in enumerate(window):
-                bucket[i] += n
-
-    def fold(self, other: _Counts) -> None:
-        for second, counts in other.buckets.items():
-            bucket = self.buckets.setdefault(second, [0, 0, 0])
-            for i, n in enumerate(counts):
-                bucket[i] += n
-        self.totals.update(other.totals)
-
-    @property
-    def size(self) -> int:
-        return sum(self.totals.values())
+#: Eviction policies that may drop a breaker's keys (which carry no TTL): an OPEN breaker
+#: evicted under memory pressure would silently start again CLOSED.
+UNSAFE_EVICTION = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 
 
-@dataclass
-class Tally(_Counts):
-    """One breaker's locally decided outcomes.
+class StoreHealth(BaseModel):
+    """What health checks and metrics report about the breaker store.
 
     Parameters:
-      buckets, totals: outcomes known not to be in the store.
-      uncertain: outcomes whose write timed out, by batch id: in the store or not, to be
-        asked (:meth:`RedisBackend.applied_batches`) before they are handed back.
+      shared: True when decisions are the fleet's (Redis answers and runs the scripts).
+      degraded: True when this process decides with its local breaker.
+      degraded_since: wall-clock seconds when it lost the store, if degraded.
+      fault: why it is degraded: ``unreachable``, ``refusing`` (answers but refuses the
+        scripts: OOM, READONLY...) or ``script_error``.
+      last_error: the error that made it degraded (or the last failed rejoin).
+      rejoin_in: seconds until the next attempt to rejoin, while degraded.
+      losses: times this process lost the store; flaps: of those, losses soon after a
+        rejoin (each makes the next wait longer).
+      subscribed: whether pushes from the store are flowing.
+      subscription_silence: seconds since the subscription last showed a sign of life
+        (a message or the answer to its ping); a silently dead one is noticed within 2 s.
+      pending_outcomes: outcomes waiting to be written.
+      dropped_outcomes: outcomes dropped because the queue was full.
+      tallied_outcomes: outcomes decided locally and not yet handed back to the store.
+      eviction_policy: the store's ``maxmemory-policy`` (None when CONFIG is not allowed).
+      eviction_safe: False when that policy may evict breaker keys (``allkeys-*``).
+      policy_problems: breakers whose stored policy the scripts refused, with why.
     """
 
-    uncertain: dict[str, _Counts] = field(default_factory=dict)
+    shared: bool
+    degraded: bool
+    degraded_since: float | None = None
+    fault: StoreFault | None = None
+    last_error: str | None = None
+    rejoin_in: float | None = None
+    losses: int = 0
+    flaps: int = 0
+    subscribed: bool
+    subscription_silence: float | None = None
+    pending_outcomes: int
+    dropped_outcomes: int
+    tallied_outcomes: int = 0
+    eviction_policy: str | None = None
+    eviction_safe: bool | None = None
+    policy_problems: dict[str, str] = {}
 
-    def settle(self, applied: set[str]) -> None:
-        """Drops the uncertain batches the store ran; keeps the others for hand-back."""
-        for batch, counts in self.uncertain.items():
-            if batch not in applied:
-                self.fold(counts)
-        self.uncertain.clear()
 
-    def restore(self, other: Tally) -> None:
-        self.fold(other)
-        for batch, counts in other.uncertain.items():
-            self.uncertain.setdefault(batch, _Counts()).fold(counts)
+class FailSafe:
+    """Whether a process decides with the fleet's store or with its local breaker, why,
+    and the way back.
 
-    @property
-    def size(self) -> int:
-        return sum(self.totals.values()) + sum(c.size for c in self.uncertain.values())
+    Parameters:
+      owner: the registry whose store, cache, local breaker and listeners it switches.
+    """
 
-
-class LocalTally:
-    """Every outcome a process decided on its own while the store was unreachable, kept
-    apart from the local breaker's window (which a local trip empties), so that all of them
-    can be handed back to the shared window at rejoin (``lua/merge.lua``)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tallies: dict[str, Tally] = {}
-
-    def add(self, name: str, now_ms: int, outcome: Outcome, slow: bool, batch: str | None = None) -> None:
-        """Parameters:
-          batch: the id of a write that timed out carrying this outcome (it may have been
-            recorded after all), None when the store certainly does not have it."""
-        counter = Outcome.SLOW.value if outcome == Outcome.SUCCESS and slow else outcome.value
-        window = None if outcome == Outcome.IGNORED else (1, int(outcome.is_failure), int(slow))
-        with self._lock:
-            tally = self._tallies.setdefault(name, Tally())
-            target: _Counts = tally if batch is None else tally.uncertain.setdefault(batch, _Counts())
-            target.add(now_ms // 1000, counter, window)
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return list(self._tallies)
-
-    def count(self) -> int:
-        """Outcomes tallied and not yet handed back."""
-        with self._lock:
-            return sum(t.size for t in self._tallies.values())
-
-    def take(self, name: str) -> Tally | None:
-        """Removes and returns one breaker's tally (give it back with :meth:`restore` if it
-        could not be handed over)."""
-        with self._lock:
-            return self._tallies.pop(name, None)
-
-    def restore(self, name: str, tally: Tally) -> None:
-        with self._lock:
-            self._tallies.setdefault(name, Tally()).restore(tally)
-
-    @staticmethod
-    def window(tally: _Counts, now_ms: int, window: int) -> WindowStats:
-        """The tally's figures over the last ``window`` seconds (older outcomes would have
-        left the shared window by now; they still reach the lifetime totals)."""
-        oldest_kept = now_ms // 1000 - window + 1
-        calls = failures = slow = 0
-        for second, (c, f, s) in tally.buckets.items():
-            if second >= oldest_kept:
-                calls, failures, slow = calls + c, failures + f, slow + s
-        return WindowStats(calls=calls, failures=failures, slow=slow)
+    def __init__(self, owner: Breakers) -> None:
+        self.owner = owner
+        self.tally = LocalTally()
+        self.degraded = owner.shared is None
+        self.since: float | None = None
+        self.fault: StoreFault | None = None
+        self.last_error: str | None = None
+        self.losses = 0
+        self.schedule = RejoinSchedule(owner.settings.reconnect_interval)
+        self.eviction_policy: str | None = None
+        self._logged: set[str] = set()
+        self._lock = threading.RLock()
 
     def reset_lock(self) -> None:
         """After a fork: the parent's lock may have been held by one of its threads."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.tally.reset_lock()
+
+    def log_once(self, level: int, message: str, *args: object) -> None:
+        text = message % args
+        if text in self._logged:
+            log.debug(text)
+            return
+        self._logged.add(text)
+        log.log(level, text)
+
+    def call(self, shared_call: Callable[[RedisBackend], T], local_call: Callable[[], T]) -> T:
+        """The shared decision while the store is usable, else (and when it fails now)
+        the local one."""
+        shared = self.owner.shared
+        if not self.degraded and shared is not None:
+            try:
+                return shared_call(shared)
+            except STORE_ERRORS as exc:
+                self.lost(exc)
+        return local_call()
+
+    def lost(self, exc: BaseException) -> None:
+        """The store failed: from now on this process decides locally, starting from the
+        states it last saw."""
+        owner = self.owner
+        fault = classify(exc)
+        with self._lock:
+            if self.degraded:
+                return
+            # First of all: nothing below may reach for the store again.
+            self.degraded = True
+            self.since = time.time()
+            self.fault = fault
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.losses += 1
+            self.schedule.lost(time.monotonic())
+            owner.cache.subscribed = False
+            if fault == StoreFault.SCRIPT_ERROR:
+                self.log_once(logging.ERROR, "breaker script error (a bug; deciding with the local breaker): %s", exc)
+            else:
+                log.warning("breaker store %s (%s); deciding with the local breaker", fault.value, exc)
+            who = process_identity()
+            store_now = owner.cache.store_now_ms()
+            for name in owner.breaker_names():
+                view = owner.cache.get(name)
+                if view is None:
+                    continue
+                policy = owner.sync.known_policy(name)
+                # Unknown store clock: keep the whole wait rather than none of it.
+                open_for = policy.wait_in_open
+                if store_now is not None:
+                    open_for = (view.open_until_ms - store_now) / 1000
+                owner.local.seed(name, policy, view.state, open_for, who)
+        owner.listeners.dispatch(BreakerEvent(kind="store", reason=f"lost ({fault.value}): {self.last_error}",
+                                              who=who, local=True))
+
+    def connection_lost(self, exc: BaseException) -> None:
+        """The subscriber's connection broke: degrade if the store itself is gone."""
+        shared = self.owner.shared
+        if self.degraded or shared is None:
+            return
+        try:
+            shared.client.ping()
+        except STORE_ERRORS:
+            self.lost(exc)
+
+    def try_rejoin(self) -> bool:
+        """Called while degraded: back to the shared store if it runs a script that writes
+        (a PING proves nothing: a full or read-only server answers it), no sooner than the
+        rejoin schedule allows; then hands back what was decided locally."""
+        owner = self.owner
+        shared = owner.shared
+        if shared is None or not self.degraded:
+            return False
+        now = time.monotonic()
+        if not self.schedule.due(now):
+            return False
+        who = process_identity()
+        try:
+            shared.probe(who)
+        except STORE_ERRORS as exc:
+            self.schedule.failed(now)
+            self.fault = classify(exc)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return False
+        with self._lock:
+            names = owner.local.names()
+            local_open = {
+                name: view.state in (State.OPEN, State.HALF_OPEN)
+                for name, view in owner.local.views(names)[1].items()
+            }
+            self.degraded = False
+            self.since = None
+            self.fault = None
+            owner.local.forget()
+            owner.sync.forget_policies()
+            self.schedule.rejoined(now)
+        log.warning("breaker store usable again; rejoined the shared breakers")
+        owner.resubscribe()
+        self.hand_back(local_open)
+        owner.listeners.dispatch(BreakerEvent(kind="store", reason="regained", who=who))
+        return True
+
+    def hand_back(self, local_open: Mapping[str, bool] | None = None) -> None:
+        """Merges every local tally into the shared window (``lua/merge.lua``)."""
+        owner = self.owner
+        shared = owner.shared
+        if shared is None:
+            return
+        who = process_identity()
+        for name in self.tally.names():
+            if self.degraded:
+                return
+            tally = self.tally.take(name)
+            if tally is None:
+                continue
+            policy = owner.sync.known_policy(name)
+            now_ms = int(time.time() * 1000)
+            try:
+                # Writes that timed out may have run after all: ask, so as to count each once.
+                tally.settle(shared.applied_batches(name, list(tally.uncertain)))
+            except STORE_ERRORS as exc:
+                self.tally.restore(name, tally)
+                self.lost(exc)
+                return
+            if not tally.totals:
+                continue
+            window = LocalTally.window(tally, now_ms, policy.window)
+            batch = os.urandom(8).hex()
+            try:
+                view = shared.merge(name, policy, who, window, bool((local_open or {}).get(name)),
+                                    dict(tally.totals), batch)
+            except STORE_ERRORS as exc:
+                # It may have run: keep the counts under the hand-back's id, to be asked about.
+                self.tally.restore(name, tally.as_uncertain(batch))
+                self.lost(exc)
+                return
+            owner.cache.update(name, view)
+            log.info("handed back %d locally decided outcome(s) of %s (%d in the window)",
+                     sum(tally.totals.values()), name, window.calls)
+
+    def record_locally(self, request: RecordRequest, batch: str | None = None) -> RecordResult | None:
+        """An outcome the store did not take (or may not have: ``batch`` names the write
+        that timed out). Tallied for the shared window in every case (handed back at
+        rejoin, or at the next re-read when it arrives after one); judged by the local
+        breaker while this process is degraded."""
+        owner = self.owner
+        ticket = request.ticket
+        policy = owner.sync.known_policy(request.name)
+        if owner.shared is not None:
+            slow = request.outcome == Outcome.SLOW or (
+                request.outcome != Outcome.IGNORED and request.duration >= policy.slow_call_duration
+            )
+            self.tally.add(request.name, int(time.time() * 1000), request.outcome, slow, batch)
+        if not self.degraded:
+            return None  # admitted by the local breaker before this process rejoined: tallied
+        if not ticket.local:
+            # Admitted by the shared breaker, ending after Redis went away: it still tells
+            # the local breaker about the model, if the local one is judging calls.
+            view = owner.local.views([request.name])[1].get(request.name)
+            if view is None or not view.state.admits_everything:
+                return None
+            ticket = ticket.model_copy(update={"epoch": view.epoch, "incarnation": view.incarnation, "local": True})
+        return owner.local.record(
+            RecordRequest(request.name, policy, ticket, request.outcome, request.duration, request.who)
+        )
+
+    def check_eviction(self) -> None:
+        """Reads the store's eviction policy (health shows it): breaker keys carry no TTL,
+        so ``noeviction`` (or a ``volatile-*`` policy) is required for an OPEN breaker to
+        survive memory pressure. A server that does not allow CONFIG leaves it unknown."""
+        shared = self.owner.shared
+        if shared is None:
+            return
+        try:
+            reply = shared.client.config_get("maxmemory-policy")
+        except STORE_ERRORS:
+            return
+        value = next(iter(reply.values()), None) if reply else None
+        policy = value.decode() if isinstance(value, bytes) else value
+        self.eviction_policy = policy
+        if policy in UNSAFE_EVICTION:
+            self.log_once(logging.WARNING, "Redis maxmemory-policy is %s: it may evict breaker state (an OPEN "
+                          "breaker would start again CLOSED); use noeviction", policy)
+
+    def health(self) -> StoreHealth:
+        owner = self.owner
+        degraded = self.degraded and owner.shared is not None
+        eviction = self.eviction_policy
+        return StoreHealth(
+            shared=not self.degraded,
+            degraded=degraded,
+            degraded_since=self.since,
+            fault=self.fault if degraded else None,
+            last_error=self.last_error,
+            rejoin_in=max(0.0, self.schedule.next_at - time.monotonic()) if degraded else None,
+            losses=self.losses,
+            flaps=self.schedule.flaps,
+            subscribed=owner.cache.subscribed,
+            subscription_silence=owner.cache.silence(),
+            pending_outcomes=owner.recorder.pending,
+            dropped_outcomes=owner.recorder.dropped,
+            tallied_outcomes=self.tally.count(),
+            eviction_policy=eviction,
+            eviction_safe=None if eviction is None else eviction not in UNSAFE_EVICTION,
+            policy_problems=dict(owner.shared.policy_problems) if owner.shared is not None else {},
+        )

@@ -104,7 +104,7 @@ class Subscriber:
     def _run(self) -> None:
         owner = self.owner
         while not self._stop.is_set():
-            if owner.degraded and not owner.try_rejoin():
+            if owner.degraded and not owner.failsafe.try_rejoin():
                 self._stop.wait(min(owner.settings.reconnect_interval, 0.1))
                 continue
             try:
@@ -117,15 +117,15 @@ class Subscriber:
                 if message is not None:
                     self._handle(message)
                 self._keep_alive()
-                owner.refresh_if_due()
+                owner.sync.refresh_if_due()
             except DeadSubscription as exc:
                 self.dead_subscriptions += 1
                 log.warning("breaker subscription dead (%s); reconnecting", exc)
                 self._disconnect()
-                owner.connection_lost(exc)
+                owner.failsafe.connection_lost(exc)
             except STORE_ERRORS as exc:
                 self._disconnect()
-                owner.connection_lost(exc)
+                owner.failsafe.connection_lost(exc)
                 self._stop.wait(min(owner.settings.reconnect_interval, 0.2))
             except Exception:  # noqa: BLE001 - the thread must outlive a bug in one message
                 log.exception("breaker subscriber loop failed; reconnecting")
@@ -140,7 +140,7 @@ class Subscriber:
         self._pubsub.subscribe(backend.keys.channel)
         self._ping_sent_at = None
         self._next_ping = time.monotonic() + self.ping_interval
-        self.owner.check_eviction()
+        self.owner.failsafe.check_eviction()
 
     def _disconnect(self) -> None:
         cache = self.owner.cache
@@ -173,14 +173,14 @@ class Subscriber:
             cache.mark_alive()
         elif kind == "subscribe":
             self._catch_up()
-            self.owner.refresh()
+            self.owner.sync.refresh()
             cache.subscribed = True
             self.connected.set()
         elif kind == "message":
             cache.mark_alive()
             event = parse_event(message["data"])
             if event is not None and self._is_new(event.stream_id):
-                self.owner.deliver(event)
+                self.owner.sync.deliver(event)
 
     def _is_new(self, stream_id: str | None) -> bool:
         if stream_id is None:
@@ -212,7 +212,7 @@ class Subscriber:
                 if event is None:
                     self.last_stream_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 elif self._is_new(event.stream_id):
-                    self.owner.deliver(event.model_copy(update={"replayed": True}))
+                    self.owner.sync.deliver(event.model_copy(update={"replayed": True}))
             replayed += len(page)
             if len(page) < self.catch_up_page:
                 return

@@ -373,12 +373,13 @@ class RedisBackend(BreakerBackend):
         self._run("policy", name, default or BreakerPolicy(), who, "clear")
 
     def merge(self, name: str, policy: BreakerPolicy, who: str, window: WindowStats, local_open: bool,
-              totals: dict[str, int]) -> StateView:
+              totals: dict[str, int], batch: str) -> StateView:
         """Hands back what this process decided on its own while the store was unreachable
-        (see ``lua/merge.lua``); returns the breaker's state after it."""
+        (see ``lua/merge.lua``); returns the breaker's state after it. ``batch`` makes it
+        idempotent: a hand-back the store already ran is not counted again."""
         pairs = [x for item in totals.items() for x in item]
         reply = self._run("merge", name, policy, who, window.calls, window.failures, window.slow,
-                          "1" if local_open else "0", *pairs)
+                          "1" if local_open else "0", batch, *pairs)
         return StateView(**self._view_fields(reply))
 
     def probe(self, who: str) -> None:

@@ -151,7 +151,8 @@ def test_a_child_forked_while_the_parent_holds_every_lock_does_not_hang(redis_ur
     b = make_breakers(redis_url, key_prefix)
     assert b.wait_until_subscribed()
     b.get("ocr").call(lambda: None)
-    locks = [b._lock, b.cache._lock, b.local._lock, b.listeners._lock, b.tally._lock]
+    locks = [b._lock, b.cache._lock, b.local._lock, b.listeners._lock, b.failsafe._lock,
+             b.failsafe.tally._lock]
     for lock in locks:
         lock.acquire()  # as if the parent's threads were inside them at the fork
     try:

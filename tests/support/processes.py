@@ -22,7 +22,8 @@ def make_breakers(url: str, prefix: str, policy: BreakerPolicy | None = None, **
 
 def hammer(url: str, prefix: str, policy_json: str, calls: int, start: Any, results: Any) -> None:
     """Phase 1 of the contention test: `calls` admissions, 60 % of the admitted ones fail."""
-    b = make_breakers(url, prefix, BreakerPolicy.model_validate_json(policy_json))
+    # Contention, not the fail-safe, is under test: a loaded machine must not time out.
+    b = make_breakers(url, prefix, BreakerPolicy.model_validate_json(policy_json), redis_timeout=1.0)
     b.wait_until_subscribed()
     start.wait()
     recorded = rejected = 0
@@ -41,7 +42,8 @@ def hammer(url: str, prefix: str, policy_json: str, calls: int, start: Any, resu
 
 def grab_permits(url: str, prefix: str, policy_json: str, threads: int, not_before: float, start: Any, results: Any) -> None:
     """Phase 2: every thread asks for admission in a tight loop for half a second."""
-    b = make_breakers(url, prefix, BreakerPolicy.model_validate_json(policy_json))
+    # Contention, not the fail-safe, is under test: a loaded machine must not time out.
+    b = make_breakers(url, prefix, BreakerPolicy.model_validate_json(policy_json), redis_timeout=1.0)
     b.wait_until_subscribed()
     start.wait()
     time.sleep(max(0.0, not_before - time.time()))

@@ -1,8 +1,9 @@
 -- What a process decided on its own while the store was unreachable, handed back when it
 -- rejoins, so that no outcome is lost and a model that kept failing trips the fleet's
 -- breaker at once. ARGV[7] calls, ARGV[8] failures, ARGV[9] slow (the local tally of the
--- last `window` seconds), ARGV[10] '1' when the local breaker was OPEN, then pairs from
--- ARGV[11]: lifetime counter name, count.
+-- last `window` seconds), ARGV[10] '1' when the local breaker was OPEN, ARGV[11] the
+-- hand-back's id (remembered like a record batch: a hand-back whose answer was lost is
+-- asked about, never sent twice), then pairs from ARGV[12]: lifetime counter name, count.
 -- The counts enter the current bucket of a CLOSED (or METRICS_ONLY) breaker's window and
 -- the window rule decides as for any outcome; an OPEN, HALF_OPEN or operator state keeps
 -- its own decision (the counts reach the lifetime totals only).
@@ -11,7 +12,11 @@ local policy = load_policy()
 local s = load_state(now, true)
 local calls, failures, slow = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local local_open = ARGV[10] == '1'
-for i = 11, #ARGV, 2 do
+if redis.call('ZSCORE', K_APPLIED, ARGV[11]) then
+  return reply(s, now, {tripped = false, duplicate = true})
+end
+redis.call('ZADD', K_APPLIED, now, ARGV[11])
+for i = 12, #ARGV, 2 do
   redis.call('HINCRBY', K_STATE, 'n_' .. ARGV[i], tonumber(ARGV[i + 1]))
 end
 redis.call('HINCRBY', K_STATE, 'n_merged', calls)
