@@ -105,7 +105,14 @@ def guarded_loop(url: str, prefix: str, policy_json: str, control: str, results:
     counts = {"model_calls": 0, "model_failures": 0, "ok": 0, "rejected": 0, "errors": 0}
     errors: list[str] = []
     breaker = b.get("model")
+    status = os.path.join(control, f"status-{os.getpid()}.json")
+    next_status = 0.0
     while not os.path.exists(os.path.join(control, "stop")):
+        if time.monotonic() >= next_status:  # progress, for a test that waits on it
+            next_status = time.monotonic() + 0.2
+            with open(status + ".tmp", "w") as f:
+                json.dump({**counts, "degraded": b.degraded}, f)
+            os.replace(status + ".tmp", status)
         try:
             with breaker.guard():
                 counts["model_calls"] += 1
