@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from breaker.events import BreakerEvent
 from breaker.policy import BreakerPolicy
 from breaker.state import Admission, BreakerSnapshot, Control, Outcome, RecordResult, StateView, Ticket
 
 
-@dataclass(frozen=True)
-class RecordRequest:
+class RecordRequest(NamedTuple):
     """One outcome to record.
 
     Parameters:
@@ -23,6 +22,8 @@ class RecordRequest:
       outcome: what became of the call.
       duration: how long it ran, in seconds.
       who: the reporting process (``host:pid``).
+
+    A named tuple: one is made for every guarded call, on the caller's thread.
     """
 
     name: str

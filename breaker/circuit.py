@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from breaker.errors import CallNotPermitted, ExceptionClassifier
@@ -38,9 +36,6 @@ class CircuitBreaker:
         self._owner = owner
         self.configured_policy = policy
         self.classifier = classifier
-        #: In-process counts: admitted, rejected (with where they were decided), and
-        #: outcomes reported. Metrics read them; the shared totals are in snapshot().
-        self.counts: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state.value}>"
@@ -49,7 +44,8 @@ class CircuitBreaker:
 
     @property
     def policy(self) -> BreakerPolicy:
-        """The effective policy: the one stored in Redis if any, else the configured one."""
+        """The effective policy: the one stored in Redis if any, else the fleet default,
+        else the configured one."""
         return self._owner.effective_policy(self.name)
 
     @property
@@ -71,16 +67,7 @@ class CircuitBreaker:
           CallNotPermitted: the breaker is OPEN or FORCED_OPEN, or HALF_OPEN with every
             probe permit taken.
         """
-        ticket = self._owner.admit(self)
-        self.counts["admitted"] += 1
-        return ticket
-
-    def try_admit(self) -> Ticket | None:
-        """Like :meth:`admit`, but returns None instead of raising."""
-        try:
-            return self.admit()
-        except CallNotPermitted:
-            return None
+        return self._owner.admit(self)
 
     def record(
         self, ticket: Ticket, outcome: Outcome, duration: float, *, wait: bool = False
@@ -97,7 +84,6 @@ class CircuitBreaker:
         """
         if ticket.breaker != self.name:
             raise ValueError(f"ticket of breaker {ticket.breaker!r} recorded on {self.name!r}")
-        self.counts[outcome.value] += 1
         return self._owner.record(self, ticket, outcome, duration, wait=wait)
 
     def record_exception(self, ticket: Ticket, exc: BaseException, duration: float) -> Outcome:
@@ -106,8 +92,7 @@ class CircuitBreaker:
         self.record(ticket, outcome, duration)
         return outcome
 
-    @contextmanager
-    def guard(self) -> Iterator[Ticket]:
+    def guard(self) -> GuardedCall:
         """Runs the ``with`` body as one guarded call.
 
         Raises CallNotPermitted before the body runs when the breaker refuses. An exception
@@ -115,15 +100,7 @@ class CircuitBreaker:
         ``call_timeout`` counts as a TIMEOUT (the breaker cannot interrupt it: enforce the
         limit where the call runs, as the Celery workers do).
         """
-        ticket = self.admit()
-        started = time.perf_counter()
-        try:
-            yield ticket
-        except BaseException as exc:
-            self.record_exception(ticket, exc, time.perf_counter() - started)
-            raise
-        duration = time.perf_counter() - started
-        self.record(ticket, Outcome.TIMEOUT if duration > self.policy.call_timeout else Outcome.SUCCESS, duration)
+        return GuardedCall(self)
 
     def call(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Runs ``func(*args, **kwargs)`` as one guarded call."""
@@ -169,3 +146,29 @@ class CircuitBreaker:
     def clear_policy(self, who: str | None = None) -> None:
         """Drops the stored policy; each process's configured one applies again."""
         self._owner.clear_policy(self.name, who)
+
+
+class GuardedCall:
+    """``with breaker.guard() as ticket:`` — a plain context manager (no generator: this is
+    every guarded call's path, and a generator-based one costs a few microseconds more)."""
+
+    __slots__ = ("_breaker", "_ticket", "_started")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+
+    def __enter__(self) -> Ticket:
+        breaker = self._breaker
+        self._ticket = breaker._owner.admit(breaker)
+        self._started = time.perf_counter()
+        return self._ticket
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        duration = time.perf_counter() - self._started
+        breaker = self._breaker
+        if exc is not None:
+            breaker.record_exception(self._ticket, exc, duration)
+            return False
+        outcome = Outcome.TIMEOUT if duration > breaker.policy.call_timeout else Outcome.SUCCESS
+        breaker._owner.record(breaker, self._ticket, outcome, duration, wait=False)
+        return False

@@ -123,7 +123,13 @@ class Breakers:
         self.sync = StateSync(self)
         self._subscribe = subscribe and shared is not None
         self._breakers: dict[str, CircuitBreaker] = {}
+        # The ticket handed out for the CLOSED breaker's current view (tickets are
+        # immutable: every call of one epoch can share it, nothing is allocated per call).
+        self._hot_tickets: dict[str, tuple[StateView, Ticket]] = {}
+        #: Admissions that had to ask the store (not decided from the pushed state).
+        self.store_admissions = 0
         self._lock = threading.RLock()
+        self._forked = False
         self._pid = -1
         self.recorder: Recorder
         self._subscriber: Subscriber
@@ -166,15 +172,19 @@ class Breakers:
         have held at the fork is replaced (they are gone in the child and would never
         release it); the threads themselves are restarted on first use."""
         self._lock = threading.RLock()
+        self._forked = True
         self.cache.reset_lock()
         self.local.reset_lock()
         self.listeners.reset_lock()
         self.failsafe.reset_lock()
 
     def _ensure_threads(self) -> None:
-        if self._pid != os.getpid():
+        # _forked is set by the fork hook (os.register_at_fork): no getpid() system call
+        # on every guarded call.
+        if self._forked:
             with self._lock:
-                if self._pid != os.getpid():
+                if self._forked:
+                    self._forked = False
                     self._start_threads()
 
     def wait_until_subscribed(self, timeout: float = 5.0) -> bool:
@@ -273,25 +283,31 @@ class Breakers:
     # -- decisions ------------------------------------------------------------------------------
 
     def admit(self, breaker: CircuitBreaker) -> Ticket:
-        self._ensure_threads()
+        if self._forked:
+            self._ensure_threads()
         name = breaker.name
         if not self.failsafe.degraded:
-            view = self.cache.get(name)
-            if view is not None and self.cache.fresh:
+            cache = self.cache
+            view = cache.get(name)
+            if view is not None and cache.fresh:
                 if view.state.admits_everything:
-                    breaker.counts["admitted_from_cache"] += 1
-                    # The hot path: fields straight from a validated view, no re-validation.
-                    return Ticket.model_construct(breaker=name, epoch=view.epoch, incarnation=view.incarnation,
-                                                  state=view.state, permit=None, local=False)
-                store_now = self.cache.store_now_ms()
+                    # The hot path: no round trip, no allocation.
+                    hot = self._hot_tickets.get(name)
+                    if hot is not None and hot[0] is view:
+                        return hot[1]
+                    ticket = Ticket.model_construct(breaker=name, epoch=view.epoch, incarnation=view.incarnation,
+                                                    state=view.state, permit=None, local=False)
+                    self._hot_tickets[name] = (view, ticket)
+                    return ticket
+                store_now = cache.store_now_ms()
                 if view.state == State.FORCED_OPEN or (
                     view.state == State.OPEN and store_now is not None and store_now < view.open_until_ms
                 ):
-                    breaker.counts["rejected_from_cache"] += 1
                     retry = None
                     if view.state == State.OPEN and store_now is not None:
                         retry = (view.open_until_ms - store_now) / 1000
                     raise CallNotPermitted(name, view.state, retry)
+        self.store_admissions += 1
         policy = breaker.configured_policy
         who = process_identity()
 
@@ -303,7 +319,6 @@ class Breakers:
         answer = self.failsafe.call(shared_admit, lambda: self.local.admit(name, self.effective_policy(name), who))
         if answer.admitted and answer.ticket is not None:
             return answer.ticket
-        breaker.counts["rejected"] += 1
         raise CallNotPermitted(name, answer.state, answer.retry_after)
 
     def advance(self, name: str) -> State:
@@ -322,11 +337,14 @@ class Breakers:
     def record(
         self, breaker: CircuitBreaker, ticket: Ticket, outcome: Outcome, duration: float, *, wait: bool
     ) -> RecordResult | None:
-        self._ensure_threads()
+        if self._forked:
+            self._ensure_threads()
         request = RecordRequest(breaker.name, breaker.configured_policy, ticket, outcome, duration, process_identity())
-        if wait or self.failsafe.degraded or ticket.local:
+        if wait or ticket.local or self.failsafe.degraded:
             return self._send_outcomes([request])[0]
-        self.recorder.submit(request)
+        # A failure, timeout or slow call is written at once (no linger): trips come early.
+        urgent = outcome is not Outcome.SUCCESS or duration >= self.sync.known_policy(breaker.name).slow_call_duration
+        self.recorder.submit(request, urgent)
         return None
 
     def _send_outcomes(self, requests: Sequence[RecordRequest]) -> list[RecordResult | None]:

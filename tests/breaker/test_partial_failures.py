@@ -39,8 +39,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
-def settings(url: str, prefix: str) -> BreakerSettings:
-    return BreakerSettings(redis_url=url, key_prefix=prefix, redis_timeout=0.05, refresh_interval=0.2,
+def settings(url: str, prefix: str, timeout: float = 0.05) -> BreakerSettings:
+    """Tests about a failing store use the real 50 ms timeout; the others a generous one,
+    so that a loaded machine cannot turn them into fail-safe tests."""
+    return BreakerSettings(redis_url=url, key_prefix=prefix, redis_timeout=timeout, refresh_interval=0.2,
                            reconnect_interval=0.1)
 
 
@@ -167,7 +169,7 @@ def test_a_bad_stored_policy_never_wedges_half_open(redis_url: str, key_prefix: 
     HALF_OPEN only: the breaker admitted calls and never decided. The scripts now refuse
     such a policy, judge with the fleet default, and say so."""
     policy = POLICY.model_copy(update={"wait_in_open": 0.2, "permitted_calls_in_half_open": 3})
-    with Breakers.from_url(redis_url, settings=settings(redis_url, key_prefix), default_policy=policy) as b:
+    with Breakers.from_url(redis_url, settings=settings(redis_url, key_prefix, 1.0), default_policy=policy) as b:
         assert b.wait_until_subscribed()
         model = b.get("model")
         model.trip(reason="drill")
@@ -218,11 +220,12 @@ def test_a_blip_heals_the_subscription_by_itself(private_redis: RedisServer) -> 
         # Back within the rejoin wait plus a resubscription (about a second); the limit here
         # is loose because the machine is shared: what matters is that it heals by itself.
         assert wait_for(lambda: not b.degraded and b.cache.subscribed and b.cache.fresh, 6)
-        before = model.counts["admitted_from_cache"]
+        before = b.store_admissions
         time.sleep(0.3)
         stop.set()
         caller.join(2)
-        assert model.counts["admitted_from_cache"] > before + 20, "admissions are back on the pushed state"
+        # Admissions are back on the pushed state: (almost) none asks the store any more.
+        assert b.store_admissions - before <= 2
 
 
 def test_a_silently_dead_subscription_is_noticed_and_replaced(redis_url: str, key_prefix: str) -> None:
@@ -231,7 +234,7 @@ def test_a_silently_dead_subscription_is_noticed_and_replaced(redis_url: str, ke
     kwargs = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs
     host, port = kwargs["host"], kwargs["port"]
     with SilentProxy((host, port)) as proxy, Breakers.from_url(
-        proxy.url, settings=settings(proxy.url, key_prefix), default_policy=POLICY
+        proxy.url, settings=settings(proxy.url, key_prefix, 1.0), default_policy=POLICY
     ) as b:
         assert b.wait_until_subscribed()
         heard: list[BreakerEvent] = []
@@ -244,7 +247,7 @@ def test_a_silently_dead_subscription_is_noticed_and_replaced(redis_url: str, ke
         assert wait_for(lambda: subscriber.dead_subscriptions >= 1, 6)
         # It subscribes again on a new connection, and hears what happens next.
         assert wait_for(lambda: b.cache.subscribed, 5)
-        with Breakers.from_url(redis_url, settings=settings(redis_url, key_prefix), default_policy=POLICY) as op:
+        with Breakers.from_url(redis_url, settings=settings(redis_url, key_prefix, 1.0), default_policy=POLICY) as op:
             op.get("model").trip(reason="drill")
         assert wait_for(lambda: any(e.to_state == State.OPEN for e in heard), 3)
         silence = b.health().subscription_silence
@@ -301,7 +304,7 @@ def test_lowering_permitted_probes_in_half_open_decides_at_once(
     """The decision used to come only with an outcome: lowering permitted_calls_in_half_open
     to or below the probes already reported wedged the breaker in HALF_OPEN for good."""
     policy = POLICY.model_copy(update={"wait_in_open": 0.1, "permitted_calls_in_half_open": 3})
-    with Breakers.from_url(redis_url, settings=settings(redis_url, key_prefix), default_policy=policy) as b:
+    with Breakers.from_url(redis_url, settings=settings(redis_url, key_prefix, 1.0), default_policy=policy) as b:
         model = b.get("model")
         model.trip(reason="drill")
         time.sleep(0.15)

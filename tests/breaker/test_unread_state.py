@@ -11,7 +11,7 @@ POLICY = BreakerPolicy(wait_in_open=120, max_wait_in_open=120)
 
 
 def settings(url: str, prefix: str, refresh: float = 1.0) -> BreakerSettings:
-    return BreakerSettings(redis_url=url, key_prefix=prefix, refresh_interval=refresh)
+    return BreakerSettings(redis_url=url, key_prefix=prefix, refresh_interval=refresh, redis_timeout=1.0)
 
 
 def test_a_new_process_reads_the_state_before_routing(redis_url: str, key_prefix: str) -> None:
