@@ -1,4 +1,5 @@
-"""What a guarded call costs, against a Redis PING and against pybreaker's Redis storage.
+"""What a guarded call costs, against a Redis PING and against the peers a user would pick
+instead: pybreaker with its Redis storage, and interlock-cb with its Redis storage.
 
     python -m benchmarks.breaker_overhead [--json] [--calls N] [--rounds R]
 
@@ -12,27 +13,46 @@ contender alike. Reported, in microseconds per call:
 - fusebox_record: one outcome written synchronously (``record(..., wait=True)``): the
   atomic script call that the write-behind thread makes, batched, for every call;
 - pybreaker_redis: ``pybreaker.CircuitBreaker(state_storage=CircuitRedisStorage)`` around
-  nothing (the Python anchor).
+  nothing (the Python anchor);
+- interlock_redis: ``interlock.CircuitBreaker(storage=RedisStorage)`` around nothing, the
+  closest peer (state shared through Redis Lua scripts, windows kept per process).
 
-Targets (issue 2): fusebox_closed p50 <= ping p50, and <= half of pybreaker_redis p50.
+Also measured, each in the same run:
+
+- self_trip: two processes call a model that always fails at about 1 kHz each; how many
+  calls reach the model before both are turned away (target <= 1.5 x minimum_calls);
+- record capacity: two processes make guarded calls as fast as they can for a few seconds
+  against a Redis of the benchmark's own; outcomes written per second, and Redis CPU
+  microseconds per outcome (``INFO cpu``);
+- outcomes lost or dropped (must be 0).
+
+Targets: fusebox_closed p50 <= ping p50 and <= half of pybreaker_redis p50 (issue 2);
+fusebox_closed p50 <= interlock_redis p50 and p99 <= 2 x interlock_redis p99 (issue 15).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
+import time
 import uuid
+from typing import Any
 
 import redis
 
-from api.services import ensure_redis
+from api.services import RedisServer, ensure_redis
 from benchmarks._stats import percentile, time_calls
-from breaker import BreakerPolicy, Breakers, BreakerSettings, Outcome
+from breaker import BreakerPolicy, Breakers, BreakerSettings, CallNotPermitted, Outcome
+
+SPAWN = multiprocessing.get_context("spawn")
 
 
 def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str]:
     import pybreaker  # the baseline; a dev dependency
+    from interlock import CircuitBreaker as InterlockBreaker  # the closest peer; a dev dependency
+    from interlock.integrations.redis import RedisStorage
 
     prefix = f"fusebox-bench-{uuid.uuid4().hex[:8]}"
     plain = redis.Redis.from_url(url)
@@ -42,6 +62,7 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
     guarded = breakers.get("bench")
     storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, plain, namespace=prefix + "-pybreaker")
     anchor = pybreaker.CircuitBreaker(fail_max=10**6, state_storage=storage)
+    peer = InterlockBreaker(name="bench", storage=RedisStorage(plain, key_prefix=prefix + "-interlock:"))
 
     def fusebox_closed() -> None:
         with guarded.guard():
@@ -53,8 +74,12 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
     def pybreaker_call() -> None:
         anchor.call(lambda: None)
 
+    def interlock_call() -> None:
+        with peer:
+            pass
+
     contenders = {"ping": plain.ping, "fusebox_closed": fusebox_closed, "fusebox_record": fusebox_record,
-                  "pybreaker_redis": pybreaker_call}
+                  "pybreaker_redis": pybreaker_call, "interlock_redis": interlock_call}
     for fn in contenders.values():  # warm up: connections, scripts, first admission
         time_calls(fn, 200)
     breakers.flush(30)
@@ -77,14 +102,129 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
         result["fusebox_closed_p50_us"] / result["pybreaker_redis_p50_us"], 3  # type: ignore[operator]
     )
     result["record_vs_ping"] = round(result["fusebox_record_p50_us"] / result["ping_p50_us"], 3)  # type: ignore[operator]
+    result["fusebox_vs_interlock_p50"] = round(
+        result["fusebox_closed_p50_us"] / result["interlock_redis_p50_us"], 3  # type: ignore[operator]
+    )
+    result["fusebox_vs_interlock_p99"] = round(
+        result["fusebox_closed_p99_us"] / result["interlock_redis_p99_us"], 3  # type: ignore[operator]
+    )
     result["outcomes_written"] = written
     result["outcomes_lost"] = expected - written
+    result["outcomes_dropped"] = breakers.health().dropped_outcomes
     result["target_vs_ping_met"] = result["fusebox_vs_ping"] <= 1.0  # type: ignore[operator]
     result["target_vs_pybreaker_met"] = result["fusebox_vs_pybreaker"] <= 0.5  # type: ignore[operator]
+    result["target_vs_interlock_met"] = (
+        result["fusebox_vs_interlock_p50"] <= 1.0 and result["fusebox_vs_interlock_p99"] <= 2.0  # type: ignore[operator]
+    )
     breakers.close()
     for key in plain.scan_iter(f"{prefix}*"):
         plain.delete(key)
     return result
+
+
+def _failing_caller(url: str, prefix: str, policy_json: str, rate_hz: float, start: Any, results: Any) -> None:
+    """One process calling a model that always fails, at about ``rate_hz``, until its
+    breaker turns it away 50 times in a row; reports the calls that reached the model."""
+    b = Breakers.from_url(url, settings=BreakerSettings(redis_url=url, key_prefix=prefix),
+                          default_policy=BreakerPolicy.model_validate_json(policy_json))
+    b.wait_until_subscribed(10)
+    breaker = b.get("model")
+    start.wait()
+    reached = refused = 0
+    period = 1.0 / rate_hz
+    next_call = time.perf_counter()
+    deadline = time.monotonic() + 30
+    while refused < 50 and time.monotonic() < deadline:
+        next_call += period
+        try:
+            with breaker.guard():
+                reached += 1
+                raise RuntimeError("model failing")
+        except CallNotPermitted:
+            refused += 1
+        except RuntimeError:
+            refused = 0
+        delay = next_call - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    b.close()
+    results.put(reached)
+
+
+def self_trip(url: str, minimum_calls: int = 20, processes: int = 2, rate_hz: float = 1000.0) -> dict[str, Any]:
+    """Failing calls that reach the model before a self-trip takes effect everywhere."""
+    prefix = f"fusebox-bench-trip-{uuid.uuid4().hex[:8]}"
+    policy = BreakerPolicy(minimum_calls=minimum_calls, failure_rate_threshold=0.5, wait_in_open=60)
+    start, results = SPAWN.Event(), SPAWN.Queue()
+    procs = [SPAWN.Process(target=_failing_caller, args=(url, prefix, policy.model_dump_json(), rate_hz, start,
+                                                          results)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    time.sleep(3)  # every process subscribed
+    start.set()
+    reached = sum(results.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(10)
+    plain = redis.Redis.from_url(url)
+    for key in plain.scan_iter(f"{prefix}*"):
+        plain.delete(key)
+    return {"self_trip_minimum_calls": minimum_calls, "self_trip_processes": processes,
+            "self_trip_rate_hz_each": rate_hz, "self_trip_calls_reaching_model": reached,
+            "self_trip_overshoot_ratio": round(reached / minimum_calls, 3),
+            "target_self_trip_met": reached <= 1.5 * minimum_calls}
+
+
+def _flat_out(url: str, prefix: str, seconds: float, start: Any, results: Any) -> None:
+    b = Breakers.from_url(url, settings=BreakerSettings(redis_url=url, key_prefix=prefix, redis_timeout=1.0),
+                          default_policy=BreakerPolicy(minimum_calls=10**6))
+    b.wait_until_subscribed(10)
+    breaker = b.get("model")
+    start.wait()
+    calls = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        with breaker.guard():
+            pass
+        calls += 1
+    b.flush(60)
+    results.put((calls, b.health().dropped_outcomes))
+    b.close()
+
+
+def record_capacity(processes: int = 2, seconds: float = 3.0) -> dict[str, Any]:
+    """Outcomes per second the write-behind path takes from ``processes`` processes, and the
+    Redis CPU each one costs, on a Redis of its own (nothing else loads it)."""
+    with RedisServer() as server:
+        url = server.url
+        prefix = "capacity"
+        plain = redis.Redis.from_url(url)
+        start, results = SPAWN.Event(), SPAWN.Queue()
+        procs = [SPAWN.Process(target=_flat_out, args=(url, prefix, seconds, start, results))
+                 for _ in range(processes)]
+        for p in procs:
+            p.start()
+        time.sleep(3)
+
+        def cpu() -> float:
+            info = plain.info("cpu")
+            return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+        cpu_before, began = cpu(), time.perf_counter()
+        start.set()
+        reports = [results.get(timeout=120) for _ in procs]
+        elapsed = time.perf_counter() - began
+        cpu_used = cpu() - cpu_before
+        for p in procs:
+            p.join(10)
+        calls = sum(c for c, _ in reports)
+        dropped = sum(d for _, d in reports)
+        with Breakers.from_url(url, settings=BreakerSettings(redis_url=url, key_prefix=prefix),
+                               subscribe=False) as reader:
+            written = reader.get("model").snapshot().totals.get("success", 0)
+    return {"capacity_processes": processes, "capacity_calls": calls, "capacity_outcomes_written": written,
+            "capacity_outcomes_per_s": round(written / elapsed), "capacity_redis_cpu_us_per_outcome":
+            round(cpu_used * 1e6 / max(written, 1), 2), "capacity_outcomes_dropped": dropped,
+            "capacity_outcomes_lost": calls - written - dropped}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     with ensure_redis() as url:
-        result = run(url, args.calls, args.rounds)
+        result: dict[str, Any] = dict(run(url, args.calls, args.rounds))
+        result.update(self_trip(url))
+    result.update(record_capacity())
     if args.json:
         print(json.dumps(result))
     else:
