@@ -226,7 +226,8 @@ class StoreHealth(BaseModel):
       subscription_silence: seconds since the subscription last showed a sign of life
         (a message or the answer to its ping); a silently dead one is noticed within 2 s.
       pending_outcomes: outcomes waiting to be written.
-      dropped_outcomes: outcomes dropped because the queue was full.
+      dropped_outcomes: outcomes dropped because the queue was full; dropped_by: the same
+        per breaker.
       tallied_outcomes: outcomes decided locally and not yet handed back to the store.
       eviction_policy: the store's ``maxmemory-policy`` (None when CONFIG is not allowed).
       eviction_safe: False when that policy may evict breaker keys (``allkeys-*``).
@@ -245,6 +246,7 @@ class StoreHealth(BaseModel):
     subscription_silence: float | None = None
     pending_outcomes: int
     dropped_outcomes: int
+    dropped_by: dict[str, int] = {}
     tallied_outcomes: int = 0
     eviction_policy: str | None = None
     eviction_safe: bool | None = None
@@ -477,6 +479,7 @@ class FailSafe:
             subscription_silence=owner.cache.silence(),
             pending_outcomes=owner.recorder.pending,
             dropped_outcomes=owner.recorder.dropped,
+            dropped_by=dict(owner.recorder.dropped_by),
             tallied_outcomes=self.tally.count(),
             eviction_policy=eviction,
             eviction_safe=None if eviction is None else eviction not in UNSAFE_EVICTION,

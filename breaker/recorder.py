@@ -58,6 +58,7 @@ class Recorder:
         self._wake = threading.Event()
         self._stop = False
         self._sleeping = False
+        self._urgent = False
         self._in_flight = 0
         self.dropped = 0
         self.dropped_by: Counter[str] = Counter()
@@ -80,7 +81,10 @@ class Recorder:
                             self.dropped)
             return
         queue.append(request)
-        if urgent or self._sleeping or len(queue) >= self._max_batch:
+        if urgent:
+            self._urgent = True  # read by the thread before it lingers: no wake-up is lost
+            self._wake.set()
+        elif self._sleeping or len(queue) >= self._max_batch:
             self._wake.set()
 
     @property
@@ -148,9 +152,10 @@ class Recorder:
                 self._wake.clear()
                 continue
             busy = time.monotonic() - self._last_send < self._linger
-            if busy and len(queue) < self._max_batch:
+            if busy and len(queue) < self._max_batch and not self._urgent:
                 # Let the batch fill, unless an urgent outcome (or a full batch) wakes us.
-                self._wake.clear()
                 self._wake.wait(self._linger)
+            self._urgent = False
+            self._wake.clear()
             self._drain()
         self._drain()
