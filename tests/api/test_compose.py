@@ -141,7 +141,7 @@ def test_compose_check_runs_the_fleet_in_containers() -> None:
     assert proc.returncode == 0, (report, proc.stderr[-3000:])
     assert report["error"] is None
     assert set(report["images_built"]) == {"fusebox:local", "fusebox-redis:local"}
-    assert report["services_healthy"] == ["redis", "worker-model", "worker-cpu", "flower", "api"]
+    assert {"redis", "worker-model", "worker-cpu", "flower", "api"} <= set(report["services_healthy"])
     assert report["jobs"] == report["answered"] >= 9 and report["lost"] == 0
     assert report["trip_paused_all"] and report["recovered"] and report["flower_ok"]
     left = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project=fusebox-check"],
