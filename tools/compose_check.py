@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -141,6 +142,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
 
 
 def docker_answers() -> bool:
+    """A Docker daemon answers the ``docker`` client."""
     return shutil.which("docker") is not None and run(["docker", "info"], check=False, timeout=30).returncode == 0
 
 
@@ -260,6 +262,7 @@ def build(tag: str, dockerfile: str, context: str, report: Report, *args: str) -
 
 
 def compose_env() -> dict[str, str]:
+    """The variables the compose files interpolate: images, loopback ports, passwords."""
     return {
         **os.environ,
         "FLOWER_PASSWORD": FLOWER_PASSWORD,
@@ -309,12 +312,22 @@ def merged_compose_file(directory: Path) -> Path:
 
 
 def compose(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``docker-compose`` on the merged file, as project ``fusebox-check``.
+
+    Parameters:
+      args: the docker-compose command and its options.
+      check: raise CheckFailed when it fails.
+      timeout: seconds it may take.
+    """
     assert MERGED is not None
     return run(["docker-compose", "-p", PROJECT, "--project-directory", str(ROOT), "-f", str(MERGED), *args],
                env=compose_env(), check=check, timeout=timeout)
 
 
 def port_taken(port: int) -> bool:
+    """Parameters:
+      port: a loopback port; True when something already listens there.
+    """
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -442,7 +455,7 @@ def exercise(report: Report) -> None:
         # Reset: consumption resumes and the waiting job is answered by the model.
         log("fusebox breaker reset ocr")
         fusebox_cli("breaker", "reset", "ocr", "--reason", "compose-check")
-        resumed = wait_for(lambda: all(consuming("ocr").values()), 30)
+        resumed = wait_for(lambda: bool(c := consuming("ocr")) and all(c.values()), 30)
         result = answer(waiting)
         after = answer(submitted(client.submit_ocr(samples.invoice(102))))
         report.recovered = resumed and result.served_by == "model" and after.served_by == "model"
@@ -533,6 +546,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = Report()
     start = time.monotonic()
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM too: the fleet still comes down, dockerd stops
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         check(report, rebuild_only=args.build_only)
     except CheckFailed as exc:
