@@ -15,7 +15,7 @@ local STREAM_MAXLEN = tonumber(ARGV[5])
 local POLICY_NUMBERS = {
   'minimum_calls', 'failure_rate_threshold', 'slow_call_duration', 'slow_call_rate_threshold',
   'window', 'wait_in_open', 'wait_in_open_multiplier', 'max_wait_in_open',
-  'permitted_calls_in_half_open', 'max_wait_in_half_open', 'call_timeout',
+  'permitted_calls_in_half_open', 'max_wait_in_half_open', 'call_timeout', 'slow_start',
 }
 local STATE_NUMBERS = {
   'epoch', 'incarnation', 'changed_at', 'open_until', 'consecutive_trips', 'permit_seq',
