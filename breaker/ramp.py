@@ -10,15 +10,17 @@ breaker (``<prefix>:breaker:<name>:ramp`` and ``:slots``) and change in one atom
 call, like the breaker itself. A caller takes a slot before the call and gives it back
 after; a slot whose holder died is given back after ``max_wait_in_half_open``.
 
-The ramp belongs to one CLOSED epoch: a trip during the ramp ends it (the breaker decides
-again), and so does any later transition.
+Whoever hands out probes arms the ramp while the breaker is HALF_OPEN (``arm`` with that
+epoch; idempotent); the ramp then runs in the CLOSED epoch that directly follows, from the
+moment the breaker closed. So a ramp needs no event to start, and every process agrees on
+when it began. It belongs to that one CLOSED epoch: a trip during the ramp ends it (the
+breaker decides again), and so does any later transition.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass
 
 from pydantic import BaseModel
 
@@ -49,13 +51,14 @@ class RampStatus(BaseModel):
       active: True while the ramp limits calls.
       limit: calls in flight allowed fleet-wide now (None when no ramp is active).
       in_flight: slots held now.
-      epoch: the CLOSED epoch of the latest ramp, if any.
-      started_ms / ends_ms: when the latest ramp began and ends, on the store's clock.
+      epoch: the breaker's epoch when this was read.
+      started_ms / ends_ms: when the ramp of this CLOSED epoch began and ends, on the
+        store's clock (None when this epoch has no ramp).
       now_ms: the store's clock when this was read.
       granted: for an acquisition, whether the caller may call now.
       slot: for an acquisition, whether a slot was taken (and must be released).
-      begun: for a begin, whether this call started the ramp (False when another process
-        did, or when nothing is to ramp).
+      armed: for an ``arm``, whether this call armed the ramp (False when another process
+        did, or when the breaker is not in that HALF_OPEN epoch).
     """
 
     active: bool = False
@@ -67,7 +70,7 @@ class RampStatus(BaseModel):
     now_ms: int = 0
     granted: bool = True
     slot: bool = False
-    begun: bool = False
+    armed: bool = False
 
     @property
     def remaining(self) -> float:
@@ -88,28 +91,20 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass
-class _LocalRamp:
-    epoch: int
-    started_ms: int
-    first: int
-    period_ms: int
-
-
 class LocalRamps:
     """The same rules in memory, for :class:`breaker.backends.memory.InMemoryBackend`
     (a slot is given back after ``max_wait_in_half_open`` without a release, as in Redis)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ramps: dict[str, _LocalRamp] = {}
+        self._armed: dict[str, int] = {}
         self._slots: dict[str, dict[str, int]] = {}
 
     def run(
         self, name: str, policy: BreakerPolicy, state: State, epoch: int, changed_at_ms: int, now_ms: int,
         action: str, arg: str = "",
     ) -> RampStatus:
-        """One ramp action (``begin``, ``acquire``, ``release``, ``status``), as ramp.lua does it.
+        """One ramp action (``arm``, ``acquire``, ``release``, ``status``), as ramp.lua does it.
 
         Parameters:
           name: the breaker.
@@ -117,45 +112,40 @@ class LocalRamps:
           state / epoch / changed_at_ms: the breaker now.
           now_ms: the clock now.
           action: what to do.
-          arg: the epoch for ``begin``, the slot token for ``acquire`` and ``release``.
+          arg: the HALF_OPEN epoch for ``arm``, the slot token for ``acquire`` and ``release``.
         """
+        period_ms = round(policy.slow_start * 1000)
         with self._lock:
-            ramp = self._ramps.get(name)
             slots = self._slots.setdefault(name, {})
-
-            def active() -> bool:
-                return (ramp is not None and ramp.epoch == epoch and state == State.CLOSED
-                        and now_ms < ramp.started_ms + ramp.period_ms)
+            armed = self._armed.get(name)
+            ramping = armed is not None and state == State.CLOSED and epoch == armed + 1
+            active = ramping and period_ms > 0 and now_ms < changed_at_ms + period_ms
 
             def status(**extra: object) -> RampStatus:
-                fields: dict[str, object] = {"now_ms": now_ms}
-                if ramp is not None:
-                    fields.update(epoch=ramp.epoch, started_ms=ramp.started_ms, ends_ms=ramp.started_ms + ramp.period_ms)
-                if active():
-                    assert ramp is not None
+                fields: dict[str, object] = {"now_ms": now_ms, "epoch": epoch}
+                if ramping:
+                    fields.update(started_ms=changed_at_ms, ends_ms=changed_at_ms + period_ms)
+                if active:
                     fields.update(active=True, in_flight=len(slots),
-                                  limit=ramp_limit(ramp.first, now_ms - ramp.started_ms, ramp.period_ms))
+                                  limit=ramp_limit(policy.permitted_calls_in_half_open, now_ms - changed_at_ms,
+                                                   period_ms))
                 return RampStatus.model_validate({**fields, **extra})
 
-            if action == "begin":
-                period_ms = round(policy.slow_start * 1000)
-                if (state == State.CLOSED and epoch == int(arg) and period_ms > 0
-                        and (ramp is None or ramp.epoch < epoch) and now_ms < changed_at_ms + period_ms):
-                    ramp = self._ramps[name] = _LocalRamp(epoch, changed_at_ms, policy.permitted_calls_in_half_open,
-                                                          period_ms)
+            if action == "arm":
+                if state == State.HALF_OPEN and epoch == int(arg) and (armed is None or armed < epoch):
+                    self._armed[name] = epoch
                     slots.clear()
-                    return status(begun=True)
+                    return status(armed=True)
                 return status()
             if action == "acquire":
-                if not active():
+                if not active:
                     slots.clear()
                     return status(granted=True)
-                assert ramp is not None
                 lapse = policy.max_wait_in_half_open * 1000
                 for token, since in list(slots.items()):
                     if now_ms - since >= lapse:
                         del slots[token]
-                limit = ramp_limit(ramp.first, now_ms - ramp.started_ms, ramp.period_ms)
+                limit = ramp_limit(policy.permitted_calls_in_half_open, now_ms - changed_at_ms, period_ms)
                 if limit is not None and len(slots) < limit:
                     slots[arg] = now_ms
                     return status(granted=True, slot=True)

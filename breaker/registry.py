@@ -540,8 +540,8 @@ class Breakers:
     # -- slow start (breaker.ramp) ---------------------------------------------------------------
 
     def ramp(self, name: str, action: str = "status", arg: str = "") -> RampStatus:
-        """A slow-start action on breaker ``name``: ``begin`` (``arg``: the CLOSED epoch a
-        recovery led to), ``acquire`` / ``release`` a slot (``arg``: the caller's token), or
+        """A slow-start action on breaker ``name``: ``arm`` (``arg``: the current HALF_OPEN
+        epoch, whose recovery is to ramp), ``acquire`` / ``release`` a slot (``arg``: the caller's token), or
         ``status``. Decided by the store like every breaker decision; by the local breaker
         while the store is unreachable.
 

@@ -184,8 +184,8 @@ class InMemoryBackend(BreakerBackend):
         Parameters:
           name: the breaker.
           policy: the configured policy (a stored one wins).
-          action: ``begin``, ``acquire``, ``release`` or ``status``.
-          arg: the CLOSED epoch for ``begin``, the slot token for ``acquire``/``release``.
+          action: ``arm``, ``acquire``, ``release`` or ``status``.
+          arg: the HALF_OPEN epoch for ``arm``, the slot token for ``acquire``/``release``.
         """
         ramps = self.__dict__.get("_ramps")
         if ramps is None:

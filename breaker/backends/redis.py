@@ -298,7 +298,7 @@ class RedisBackend(BreakerBackend):
         Parameters:
           name: the breaker.
           policy: the caller's configured policy (a stored one wins).
-          action: ``begin`` (``arg``: the CLOSED epoch that follows a recovery),
+          action: ``arm`` (``arg``: the current HALF_OPEN epoch),
             ``acquire`` / ``release`` (``arg``: the caller's slot token), or ``status``.
           arg: see ``action``.
         """

@@ -13,12 +13,17 @@ from tests.support.driver import Driver
 pytestmark = pytest.mark.redis
 
 
-def recover(driver: Driver) -> int:
-    """Trips the breaker, lets its probes close it; returns the CLOSED epoch."""
+def recover(driver: Driver, arm: bool = True) -> int:
+    """Trips the breaker, arms the ramp in HALF_OPEN (as the probe pump does), lets the
+    probes close it; returns the CLOSED epoch."""
     driver.control(Control.TRIP)
     driver.advance(driver.policy.wait_in_open)
-    for _ in range(driver.policy.permitted_calls_in_half_open):
-        driver.call(Outcome.SUCCESS)
+    tickets = [driver.ticket() for _ in range(driver.policy.permitted_calls_in_half_open)]
+    if arm:
+        assert ramp(driver, "arm", str(tickets[0].epoch)).armed
+        assert not ramp(driver, "arm", str(tickets[0].epoch)).armed  # idempotent: every worker may ask
+    for ticket in tickets:
+        driver.record(ticket, Outcome.SUCCESS)
     snap = driver.snapshot()
     assert snap.state == State.CLOSED
     return snap.epoch
@@ -36,9 +41,8 @@ def test_the_limit_starts_at_the_probe_count_and_doubles_to_unlimited() -> None:
 def test_slots_are_limited_fleet_wide_and_the_limit_grows(driver: Driver) -> None:
     driver.policy = driver.set_policy(slow_start=5.0)
     epoch = recover(driver)  # permitted_calls_in_half_open = 3
-    begun = ramp(driver, "begin", str(epoch))
-    assert begun.begun and begun.active and begun.limit == 3
-    assert not ramp(driver, "begin", str(epoch)).begun  # idempotent: every worker may ask
+    status = ramp(driver, "status")
+    assert status.active and status.limit == 3 and status.epoch == epoch and status.remaining == 5.0
 
     held = [ramp(driver, "acquire", f"t{i}") for i in range(5)]
     assert [h.granted for h in held] == [True, True, True, False, False]
@@ -57,26 +61,31 @@ def test_slots_are_limited_fleet_wide_and_the_limit_grows(driver: Driver) -> Non
 
 def test_a_trip_during_the_ramp_ends_it(driver: Driver) -> None:
     driver.policy = driver.set_policy(slow_start=5.0)
-    epoch = recover(driver)
-    ramp(driver, "begin", str(epoch))
+    recover(driver)
+    assert ramp(driver, "status").active
     driver.control(Control.TRIP)
-    status = ramp(driver, "status")
-    assert not status.active
-    # A begin for an epoch that is no longer current does nothing.
-    assert not ramp(driver, "begin", str(epoch)).begun
+    assert not ramp(driver, "status").active
+    driver.control(Control.RESET)  # CLOSED again, but not after armed probes: no ramp
+    assert not ramp(driver, "status").active
+
+
+def test_no_ramp_without_arming(driver: Driver) -> None:
+    driver.policy = driver.set_policy(slow_start=5.0)
+    recover(driver, arm=False)
+    assert not ramp(driver, "status").active
 
 
 def test_no_ramp_when_slow_start_is_off_or_the_epoch_is_not_current(driver: Driver) -> None:
     driver.policy = driver.set_policy(slow_start=0.0)
-    epoch = recover(driver)
-    assert not ramp(driver, "begin", str(epoch)).begun
+    recover(driver)
+    assert not ramp(driver, "status").active
     assert ramp(driver, "acquire", "x").granted
+    assert not ramp(driver, "arm", "0").armed  # not HALF_OPEN in that epoch
 
 
 def test_a_slot_whose_holder_died_is_given_back(driver: Driver) -> None:
     driver.policy = driver.set_policy(slow_start=60.0)
-    epoch = recover(driver)
-    ramp(driver, "begin", str(epoch))
+    recover(driver)
     for i in range(3):
         assert ramp(driver, "acquire", f"dead{i}").granted
     assert not ramp(driver, "acquire", "alive").granted
@@ -92,5 +101,5 @@ def test_a_stored_policy_without_slow_start_still_loads(driver: Driver, backend_
     del fields["slow_start"]
     driver.backend.client.hset(key, mapping=fields)  # type: ignore[attr-defined]
     assert driver.backend.get_policy(driver.name).slow_start == BreakerPolicy().slow_start
-    epoch = recover(driver)
-    assert ramp(driver, "begin", str(epoch)).begun  # the default applies in the script too
+    recover(driver)
+    assert ramp(driver, "status").active  # the default applies in the script too

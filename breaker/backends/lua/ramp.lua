@@ -1,11 +1,13 @@
 -- Slow start: the fleet-wide limit on calls in flight while a recovered model warms up.
--- KEYS[7] ramp hash (epoch, started, first, period)   KEYS[8] slots hash (token -> since)
--- ARGV[7] action: 'begin' (ARGV[8] the CLOSED epoch the ramp belongs to), 'acquire' or
--- 'release' (ARGV[8] the caller's slot token), 'status'.
+-- KEYS[7] ramp hash (armed: the HALF_OPEN epoch whose recovery ramps)
+-- KEYS[8] slots hash (token -> since, ms)
+-- ARGV[7] action: 'arm' (ARGV[8] the current HALF_OPEN epoch), 'acquire' or 'release'
+-- (ARGV[8] the caller's slot token), 'status'.
 -- ARGV[9] the slow_start default, for a stored policy written before the field existed.
--- The limit starts at permitted_calls_in_half_open and doubles every fifth of slow_start;
--- the ramp ends when slow_start has elapsed, or as soon as the breaker leaves that CLOSED
--- epoch (a trip during the ramp ends it: the breaker is in charge again).
+-- A ramp runs in the CLOSED epoch that directly follows an armed HALF_OPEN one (the probes
+-- closed it), from the moment it closed and for slow_start seconds. The limit starts at
+-- permitted_calls_in_half_open and doubles every fifth of slow_start. Any transition ends it
+-- (a trip during the ramp: the breaker is in charge again).
 local K_RAMP, K_SLOTS = KEYS[7], KEYS[8]
 local STEPS = 5
 local action, arg = ARGV[7], ARGV[8]
@@ -16,19 +18,20 @@ local period = policy.slow_start
 if period == nil then
   period = tonumber(ARGV[9])
 end
-local ramp = hash_table(redis.call('HGETALL', K_RAMP))
-for _, k in ipairs({'epoch', 'started', 'first', 'period'}) do
-  ramp[k] = tonumber(ramp[k])
+period = math.floor(period * 1000 + 0.5)
+local armed = tonumber(redis.call('HGET', K_RAMP, 'armed'))
+
+local function ramping()
+  return s ~= nil and armed ~= nil and s.state == 'closed' and s.epoch == armed + 1
 end
 
 local function active()
-  return s ~= nil and ramp.epoch ~= nil and ramp.epoch == s.epoch and s.state == 'closed'
-    and now < ramp.started + ramp.period
+  return ramping() and period > 0 and now < s.changed_at + period
 end
 
 local function limit()
-  local step = math.floor((now - ramp.started) / (ramp.period / STEPS))
-  return ramp.first * 2 ^ step
+  local step = math.floor((now - s.changed_at) * STEPS / period)
+  return policy.permitted_calls_in_half_open * 2 ^ step
 end
 
 -- Slots of calls whose worker died are given back after max_wait_in_half_open.
@@ -43,11 +46,14 @@ local function reclaim()
 end
 
 local function status(extra)
-  local r = {active = false, now_ms = now, epoch = ramp.epoch or cjson.null,
-             started_ms = ramp.started or cjson.null, in_flight = 0, limit = cjson.null,
-             ends_ms = cjson.null}
-  if ramp.started ~= nil then
-    r.ends_ms = ramp.started + ramp.period
+  local r = {active = false, now_ms = now, epoch = cjson.null, in_flight = 0, limit = cjson.null,
+             started_ms = cjson.null, ends_ms = cjson.null}
+  if s ~= nil then
+    r.epoch = s.epoch
+  end
+  if ramping() then
+    r.started_ms = s.changed_at
+    r.ends_ms = s.changed_at + period
   end
   if active() then
     r.active = true
@@ -60,18 +66,15 @@ local function status(extra)
   return cjson.encode(r)
 end
 
-if action == 'begin' then
+if action == 'arm' then
   local epoch = tonumber(arg)
-  if s ~= nil and s.state == 'closed' and s.epoch == epoch and period > 0
-      and (ramp.epoch == nil or ramp.epoch < epoch) and now < s.changed_at + period * 1000 then
-    ramp = {epoch = epoch, started = s.changed_at, first = policy.permitted_calls_in_half_open,
-            period = math.floor(period * 1000 + 0.5)}
+  if s ~= nil and s.state == 'half_open' and s.epoch == epoch and (armed == nil or armed < epoch) then
+    armed = epoch
+    redis.call('HSET', K_RAMP, 'armed', epoch)
     redis.call('DEL', K_SLOTS)
-    redis.call('HSET', K_RAMP, 'epoch', ramp.epoch, 'started', ramp.started, 'first', ramp.first,
-      'period', ramp.period)
-    return status({begun = true})
+    return status({armed = true})
   end
-  return status({begun = false})
+  return status({armed = false})
 end
 
 if action == 'acquire' then
@@ -91,7 +94,5 @@ end
 
 if action == 'release' then
   redis.call('HDEL', K_SLOTS, arg)
-  return status({})
 end
-
 return status({})
