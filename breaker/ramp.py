@@ -5,15 +5,17 @@ resume at once and every parked job would be re-sent, hitting the model at the m
 most fragile (a GPU model reloading, a cache warming up). With ``slow_start`` > 0 in the
 policy, a fleet-wide limit on calls in flight applies for that many seconds: it starts at
 ``permitted_calls_in_half_open`` and doubles every fifth of the period (N, 2N, 4N, 8N, 16N),
-then goes away. The limit and the slots held against it live in the store next to the
+then goes away. The period counts from the first call after the close (workers take a
+moment to resume consuming, and a limit that grew while nobody called would protect
+nothing), or from ``slow_start`` after the close if nobody called by then. The limit and the slots held against it live in the store next to the
 breaker (``<prefix>:breaker:<name>:ramp`` and ``:slots``) and change in one atomic script
 call, like the breaker itself. A caller takes a slot before the call and gives it back
 after; a slot whose holder died is given back after ``max_wait_in_half_open``.
 
 Whoever hands out probes arms the ramp while the breaker is HALF_OPEN (``arm`` with that
 epoch; idempotent); the ramp then runs in the CLOSED epoch that directly follows, from the
-moment the breaker closed. So a ramp needs no event to start, and every process agrees on
-when it began. It belongs to that one CLOSED epoch: a trip during the ramp ends it (the
+first call after the breaker closed. So a ramp needs no event to start, and every process
+agrees on when it began. It belongs to that one CLOSED epoch: a trip during the ramp ends it (the
 breaker decides again), and so does any later transition.
 """
 
@@ -52,8 +54,9 @@ class RampStatus(BaseModel):
       limit: calls in flight allowed fleet-wide now (None when no ramp is active).
       in_flight: slots held now.
       epoch: the breaker's epoch when this was read.
-      started_ms / ends_ms: when the ramp of this CLOSED epoch began and ends, on the
-        store's clock (None when this epoch has no ramp).
+      started_ms / ends_ms: when the ramp of this CLOSED epoch began (or begins at the
+        latest, if no call came yet) and ends, on the store's clock (None when this epoch
+        has no ramp).
       now_ms: the store's clock when this was read.
       granted: for an acquisition, whether the caller may call now.
       slot: for an acquisition, whether a slot was taken (and must be released).
@@ -98,6 +101,7 @@ class LocalRamps:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._armed: dict[str, int] = {}
+        self._started: dict[str, int] = {}
         self._slots: dict[str, dict[str, int]] = {}
 
     def run(
@@ -119,33 +123,41 @@ class LocalRamps:
             slots = self._slots.setdefault(name, {})
             armed = self._armed.get(name)
             ramping = armed is not None and state == State.CLOSED and epoch == armed + 1
-            active = ramping and period_ms > 0 and now_ms < changed_at_ms + period_ms
+
+            def began() -> int:
+                latest = changed_at_ms + period_ms
+                return min(self._started.get(name, latest), latest)
+
+            def active() -> bool:
+                return ramping and period_ms > 0 and now_ms < began() + period_ms
 
             def status(**extra: object) -> RampStatus:
                 fields: dict[str, object] = {"now_ms": now_ms, "epoch": epoch}
                 if ramping:
-                    fields.update(started_ms=changed_at_ms, ends_ms=changed_at_ms + period_ms)
-                if active:
+                    fields.update(started_ms=began(), ends_ms=began() + period_ms)
+                if active():
                     fields.update(active=True, in_flight=len(slots),
-                                  limit=ramp_limit(policy.permitted_calls_in_half_open, now_ms - changed_at_ms,
+                                  limit=ramp_limit(policy.permitted_calls_in_half_open, max(0, now_ms - began()),
                                                    period_ms))
                 return RampStatus.model_validate({**fields, **extra})
 
             if action == "arm":
                 if state == State.HALF_OPEN and epoch == int(arg) and (armed is None or armed < epoch):
                     self._armed[name] = epoch
+                    self._started.pop(name, None)
                     slots.clear()
                     return status(armed=True)
                 return status()
             if action == "acquire":
-                if not active:
+                if not active():
                     slots.clear()
                     return status(granted=True)
+                self._started.setdefault(name, now_ms)
                 lapse = policy.max_wait_in_half_open * 1000
                 for token, since in list(slots.items()):
                     if now_ms - since >= lapse:
                         del slots[token]
-                limit = ramp_limit(policy.permitted_calls_in_half_open, now_ms - changed_at_ms, period_ms)
+                limit = ramp_limit(policy.permitted_calls_in_half_open, max(0, now_ms - began()), period_ms)
                 if limit is not None and len(slots) < limit:
                     slots[arg] = now_ms
                     return status(granted=True, slot=True)

@@ -165,7 +165,8 @@ class ConsumptionControl(bootsteps.StartStopStep):
         if self._stopping or self._pump is None:
             return
         breakers = rt.breakers()
-        if breakers.get(model).state != State.HALF_OPEN or breakers.degraded:
+        if (breakers.get(model).state != State.HALF_OPEN or breakers.degraded
+                or settings().half_open_consumption != "probes"):
             return
         try:
             view = breakers.known_view(model)
@@ -184,7 +185,8 @@ class ConsumptionControl(bootsteps.StartStopStep):
         state = breakers.get(model).state
         # HALF_OPEN takes only probes (the pump), except for a process deciding locally
         # (store lost): its local permits cannot travel, so its workers probe by consuming.
-        wanted = not state.rejects and not (state == State.HALF_OPEN and not breakers.degraded)
+        probes_only = settings().half_open_consumption == "probes" and not breakers.degraded
+        wanted = not state.rejects and not (state == State.HALF_OPEN and probes_only)
         # Selected for consumption (not "has an active consumer tag": tags appear only when
         # the loop first consumes, after this step started).
         consuming = any(q.name == model for q in c.task_consumer.queues)

@@ -28,6 +28,7 @@ from workers.inputs import load_input, parse_job
 from workers.jobs import Job, JobResult, Timings, one_or_many
 from workers.models import FALLBACK_QUEUE, ModelSpec
 from workers.parking import ParkedJob
+from workers.settings import settings
 from workers.store import StoreDown, best_effort, essential
 from workers.timeouts import call_timeout
 
@@ -137,7 +138,8 @@ def admit(task: Task, spec: ModelSpec, job: Job, breaker: CircuitBreaker) -> Tic
         if job.wait and refused.state != State.FORCED_OPEN:
             park(task, spec, job, f"{reason}; waiting for the model")
         degrade(task, spec, job, reason)
-    if ticket.state == State.HALF_OPEN and ticket.permit is not None and not ticket.local:
+    if (ticket.state == State.HALF_OPEN and ticket.permit is not None and not ticket.local
+            and settings().half_open_consumption == "probes"):
         # A permit this job did not come with (it was taken off the queue just before the
         # pause): probes are handed out by the pump, with a hard limit their permit
         # outlives (workers.probes). Give it back; the job waits in its queue.

@@ -42,7 +42,7 @@ def test_slots_are_limited_fleet_wide_and_the_limit_grows(driver: Driver) -> Non
     driver.policy = driver.set_policy(slow_start=5.0)
     epoch = recover(driver)  # permitted_calls_in_half_open = 3
     status = ramp(driver, "status")
-    assert status.active and status.limit == 3 and status.epoch == epoch and status.remaining == 5.0
+    assert status.active and status.limit == 3 and status.epoch == epoch
 
     held = [ramp(driver, "acquire", f"t{i}") for i in range(5)]
     assert [h.granted for h in held] == [True, True, True, False, False]
@@ -57,6 +57,31 @@ def test_slots_are_limited_fleet_wide_and_the_limit_grows(driver: Driver) -> Non
     driver.advance(4.0)  # the period is over: no limit, no slots kept
     over = ramp(driver, "acquire", "late")
     assert over.granted and not over.slot and not over.active
+
+
+def test_the_ramp_counts_from_the_first_call_after_the_close(driver: Driver) -> None:
+    # Workers take a moment to resume: a limit that grew while nobody called would let the
+    # whole fleet in at once.
+    driver.policy = driver.set_policy(slow_start=5.0)
+    recover(driver)
+    closed_ms = driver.snapshot().changed_at_ms
+    driver.advance(2.0)
+    first = ramp(driver, "acquire", "first")
+    assert first.slot and first.limit == 3 and first.started_ms == closed_ms + 2000
+    assert first.ends_ms == closed_ms + 7000
+    driver.advance(4.9)
+    assert ramp(driver, "status").limit == 48  # the fifth step
+    driver.advance(0.1)
+    assert not ramp(driver, "status").active
+
+
+def test_an_unused_ramp_starts_by_itself_after_slow_start(driver: Driver) -> None:
+    driver.policy = driver.set_policy(slow_start=5.0)
+    recover(driver)
+    driver.advance(5.0)  # nobody called: the ramp begins now, at its first step
+    assert ramp(driver, "status").limit == 3
+    driver.advance(5.0)
+    assert not ramp(driver, "status").active
 
 
 def test_a_trip_during_the_ramp_ends_it(driver: Driver) -> None:

@@ -1,11 +1,14 @@
 -- Slow start: the fleet-wide limit on calls in flight while a recovered model warms up.
--- KEYS[7] ramp hash (armed: the HALF_OPEN epoch whose recovery ramps)
+-- KEYS[7] ramp hash (armed: the HALF_OPEN epoch whose recovery ramps; started: the first
+--         slot's time, ms)
 -- KEYS[8] slots hash (token -> since, ms)
 -- ARGV[7] action: 'arm' (ARGV[8] the current HALF_OPEN epoch), 'acquire' or 'release'
 -- (ARGV[8] the caller's slot token), 'status'.
 -- ARGV[9] the slow_start default, for a stored policy written before the field existed.
 -- A ramp runs in the CLOSED epoch that directly follows an armed HALF_OPEN one (the probes
--- closed it), from the moment it closed and for slow_start seconds. The limit starts at
+-- closed it), for slow_start seconds from the first slot taken in it (workers need a moment
+-- to resume: a ramp that grew while nobody called would protect nothing), or from
+-- slow_start after the close if nobody called by then. The limit starts at
 -- permitted_calls_in_half_open and doubles every fifth of slow_start. Any transition ends it
 -- (a trip during the ramp: the breaker is in charge again).
 local K_RAMP, K_SLOTS = KEYS[7], KEYS[8]
@@ -19,18 +22,28 @@ if period == nil then
   period = tonumber(ARGV[9])
 end
 period = math.floor(period * 1000 + 0.5)
-local armed = tonumber(redis.call('HGET', K_RAMP, 'armed'))
+local ramp = redis.call('HMGET', K_RAMP, 'armed', 'started')
+local armed, started = tonumber(ramp[1]), tonumber(ramp[2])
 
 local function ramping()
   return s ~= nil and armed ~= nil and s.state == 'closed' and s.epoch == armed + 1
 end
 
+-- When the ramp began (or begins): the first slot, at the latest slow_start after the close.
+local function began()
+  local latest = s.changed_at + period
+  if started ~= nil and started < latest then
+    return started
+  end
+  return latest
+end
+
 local function active()
-  return ramping() and period > 0 and now < s.changed_at + period
+  return ramping() and period > 0 and now < began() + period
 end
 
 local function limit()
-  local step = math.floor((now - s.changed_at) * STEPS / period)
+  local step = math.max(0, math.floor((now - began()) * STEPS / period))
   return policy.permitted_calls_in_half_open * 2 ^ step
 end
 
@@ -52,8 +65,8 @@ local function status(extra)
     r.epoch = s.epoch
   end
   if ramping() then
-    r.started_ms = s.changed_at
-    r.ends_ms = s.changed_at + period
+    r.started_ms = began()
+    r.ends_ms = began() + period
   end
   if active() then
     r.active = true
@@ -71,6 +84,7 @@ if action == 'arm' then
   if s ~= nil and s.state == 'half_open' and s.epoch == epoch and (armed == nil or armed < epoch) then
     armed = epoch
     redis.call('HSET', K_RAMP, 'armed', epoch)
+    redis.call('HDEL', K_RAMP, 'started')
     redis.call('DEL', K_SLOTS)
     return status({armed = true})
   end
@@ -83,6 +97,10 @@ if action == 'acquire' then
       redis.call('DEL', K_SLOTS)
     end
     return status({granted = true})
+  end
+  if started == nil then
+    started = now
+    redis.call('HSET', K_RAMP, 'started', now)
   end
   reclaim()
   if redis.call('HLEN', K_SLOTS) < limit() then
