@@ -4,12 +4,14 @@ permitted probes run at once (scenario 6 of the breaker review)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from benchmarks.recovery import DrillRun, drill
-from breaker import State
+from breaker import Outcome, State
 from tests.support.fleet import Fleet, fresh, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -110,3 +112,39 @@ def test_a_probe_hung_in_c_code_is_killed_before_its_permit_lapses(fleet: Fleet)
         if c["state"] == State.HALF_OPEN:
             per_epoch[c["epoch"]] = per_epoch.get(c["epoch"], 0) + 1
     assert set(per_epoch.values()) == {PROBES}
+
+
+def test_the_ramp_is_shown_by_the_cli_http_and_metrics(fleet: Fleet) -> None:
+    from rich.console import Console
+
+    from api.cli import breakers_table
+    from api.metrics import FuseboxCollector
+    from api.views import snapshot_json
+    from tests.api.conftest import cli_env, fusebox_command
+
+    # A recovery by hand: the ramp is armed in HALF_OPEN (as the probe pump does) and runs
+    # once the probes close the breaker.
+    fleet.use_policy("echo", minimum_calls=1, wait_in_open=0.2, max_wait_in_open=0.2, permitted_calls_in_half_open=PROBES,
+                     slow_start=60.0)
+    breakers = fleet.client.breakers
+    breakers.get("echo").trip()
+    assert fleet.wait_state("echo", State.HALF_OPEN, 10)  # the paused workers' timer moved it
+    probes = [breakers.get("echo").admit() for _ in range(PROBES)]
+    breakers.ramp("echo", "arm", str(probes[0].epoch))  # (a worker's pump may have armed it already)
+    for ticket in probes:
+        breakers.get("echo").record(ticket, Outcome.SUCCESS, 0.01, wait=True)
+    assert fleet.state("echo") == State.CLOSED
+    assert breakers.ramp("echo", "acquire", "a-call").slot  # one call in flight
+
+    result = subprocess.run([*fusebox_command(), "breakers", "--json"], env=cli_env(fleet), capture_output=True,
+                            text=True, timeout=120)
+    shown = {b["name"]: b for b in json.loads(result.stdout)["breakers"]}["echo"]
+    assert shown["ramp"]["active"] and shown["ramp"]["text"] == f"recovering: 1 of {PROBES} slots"
+    assert snapshot_json(breakers.get("echo").snapshot(), breakers.ramp("echo"))["ramp"]["limit"] == PROBES
+    console = Console(width=200, record=True)
+    console.print(breakers_table([breakers.get("echo").snapshot()], {"echo": breakers.ramp("echo")}))
+    assert f"recovering: 1 of {PROBES} slots" in console.export_text()
+    metrics = {m.name: m for m in FuseboxCollector(breakers, fleet.db, fleet.settings).collect()}
+    assert [s.value for s in metrics["fusebox_breaker_ramp_limit"].samples] == [PROBES]
+    assert [s.value for s in metrics["fusebox_breaker_ramp_in_flight"].samples] == [1]
+    breakers.ramp("echo", "release", "a-call")
