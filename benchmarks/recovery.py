@@ -6,11 +6,10 @@ behaviour (HALF_OPEN resumes every worker, no slow start), measured in the same 
 Each side runs the same drill on a Redis and a fleet of its own (2 echo workers with 4
 pool processes each, and a fallback worker): the echo model fails, its breaker trips and
 the fleet pauses; ``--backlog`` jobs without a deadline and a few with a 1 s deadline queue
-up behind the trip; then the fault goes off and what comes back is a real model's pace and a
-cold start: every call takes 0.25 s, and the first 6 calls take 60 ms more, or 1.2 s more
-(past the policy's ``slow_call_duration``) when more than 2 of them run at once, as a model
-reloading on its GPU would. The policy is the drill's (2 probes) with the default 5 s slow
-start. Figures per side:
+up behind the trip; then the fault goes off and what comes back is a cold model: every call
+takes 0.1 s, its first 8 calls 0.1 s more, and a warm-up call that starts while more than 2
+are in flight fails with an out-of-memory error, as a model still loading onto its GPU
+would. The policy is the drill's (2 probes) with the default 5 s slow start. Figures per side:
 
 - ``backlog_served_by_model_ratio``: of the jobs without deadline, the share answered by
   the model (target >= 0.95 with probe-only HALF_OPEN);
@@ -334,8 +333,9 @@ def plot(run: DrillRun, path: str) -> None:
     plt.close(fig)
 
 
-#: What comes back after the benchmark's outage: a model at a real model's pace, cold.
-BENCH_MODEL = FaultSpec(latency=0.25, warmup_calls=6, warmup_capacity=2, warmup_base=0.06, warmup_latency=1.2)
+#: What comes back after the benchmark's outage: a cold model that runs out of memory when
+#: more than 2 of its first 8 calls run at once.
+BENCH_MODEL = FaultSpec(latency=0.1, warmup_calls=8, warmup_capacity=2, warmup_base=0.1, warmup_overload="oom")
 
 
 def side(mode: str, backlog: int, concurrency: int, workers: int) -> tuple[DrillRun, dict[str, Any]]:

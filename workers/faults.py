@@ -7,6 +7,7 @@ import ctypes
 import random
 import signal
 import time
+from typing import Literal
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,12 +30,14 @@ class FaultSpec(BaseModel):
         ends it.
       warmup_calls: a model that needs a warm-up after it recovers (a GPU model reloading,
         a cache refilling): each of the first ``warmup_calls`` calls fleet-wide after the
-        switch is set takes ``warmup_base`` seconds more, or ``warmup_latency`` seconds
-        more when it starts while more than ``warmup_capacity`` warm-up calls are in
-        flight (the cold model is overloaded). Later calls run normally.
-      warmup_capacity: warm-up calls the cold model takes at once without slowing down.
+        switch is set takes ``warmup_base`` seconds more; one that starts while more than
+        ``warmup_capacity`` warm-up calls are in flight overloads the cold model: it takes
+        ``warmup_latency`` seconds more (``warmup_overload="slow"``) or fails with an out of
+        memory error (``"oom"``, a GPU still loading its weights). Later calls run normally.
+      warmup_capacity: warm-up calls the cold model takes at once.
       warmup_base: seconds added to a warm-up call within that capacity.
-      warmup_latency: seconds added to an overloaded warm-up call.
+      warmup_latency: seconds added to an overloaded warm-up call (``slow``).
+      warmup_overload: what an overloaded warm-up call does: ``slow`` or ``oom``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -48,11 +51,13 @@ class FaultSpec(BaseModel):
     warmup_capacity: int = Field(0, ge=0, le=10_000)
     warmup_base: float = Field(0.0, ge=0.0, le=3600.0)
     warmup_latency: float = Field(0.0, ge=0.0, le=3600.0)
+    warmup_overload: Literal["slow", "oom"] = "slow"
 
     @property
     def active(self) -> bool:
         return bool(self.error_rate or self.oom_rate or self.latency or self.hang or self.stall
-                    or (self.warmup_calls and self.warmup_latency))
+                    or (self.warmup_calls and (self.warmup_latency or self.warmup_base
+                                               or self.warmup_overload == "oom")))
 
 
 #: Seconds a worker process trusts the switch it last read: a switch reaches the whole fleet
@@ -104,7 +109,7 @@ class Faults:
         """Does to the current call what ``spec`` says."""
         if not spec.active:
             return
-        if spec.warmup_calls and spec.warmup_latency:
+        if spec.warmup_calls:
             self._warm_up(model, spec)
         if spec.latency:
             time.sleep(spec.latency)
@@ -132,6 +137,8 @@ class Faults:
         inflight = f"{key}:inflight"
         try:
             overloaded = int(self.client.incr(inflight)) > spec.warmup_capacity
+            if overloaded and spec.warmup_overload == "oom":
+                raise MemoryError(f"simulated out of memory in {model}: overloaded while warming up (fault injection)")
             time.sleep(spec.warmup_latency if overloaded else spec.warmup_base)
         finally:
             self.client.decr(inflight)

@@ -186,10 +186,6 @@ def call_model(
     trace = rt.call_trace()
     if trace is not None:
         best_effort("tracing a model call", lambda: trace.started(spec.name, ticket, task.request.id, rt.worker_id()), None)
-    if ticket.permit is None and not ticket.local:
-        # A probe's ticket travels in its message; any other is kept for the call, so that a
-        # hard timeout is recorded on it (workers.request).
-        best_effort("keeping the call's ticket", lambda: probes.call_tickets().keep(task.request.id, ticket), None)
     began = time.perf_counter()
     try:
         with call_timeout(breaker.policy.call_timeout):
@@ -218,8 +214,6 @@ def call_model(
     finally:
         if trace is not None:
             best_effort("tracing a model call's end", lambda: trace.ended(spec.name, task.request.id), None)
-        if ticket.permit is None and not ticket.local:
-            best_effort("clearing the call's ticket", lambda: probes.call_tickets().clear(task.request.id), None)
     elapsed = time.perf_counter() - began
     outcome = Outcome.TIMEOUT if elapsed > breaker.policy.call_timeout else Outcome.SUCCESS
     breaker.record(ticket, outcome, elapsed)

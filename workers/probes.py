@@ -15,18 +15,14 @@ A probe's message carries a hard time limit shorter than ``max_wait_in_half_open
 stuck in C code (deaf to SIGALRM) is killed by the pool before the breaker would reclaim
 its permit, so no new probe can join a hung one. The worker's main process then records
 the timeout on the probe's own permit (workers.request), never through a new admission.
-For calls admitted in the worker itself (CLOSED), the ticket is kept for the length of the
-call under ``<prefix>:ticket:<task id>`` so that a hard timeout finds it too.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from functools import lru_cache
 from typing import Any
 
-import redis
 from kombu import Queue
 
 from breaker import BreakerPolicy, CallNotPermitted, Outcome, State, Ticket
@@ -87,35 +83,6 @@ def give_back(model: str, ticket: Ticket) -> None:
         rt.breakers().get(model).record(ticket, Outcome.IGNORED, 0.0, wait=True)
     except Exception:  # noqa: BLE001 - at worst the permit lapses after max_wait_in_half_open
         log.warning("could not give back a probe permit of %s", model, exc_info=True)
-
-
-class CallTickets:
-    """The ticket of each model call in progress, by task id, so that the worker's main
-    process can record a hard timeout on the call's own ticket.
-
-    Parameters:
-      client: Redis.
-      prefix: key prefix.
-      ttl: seconds a ticket is kept if the call never clears it (its process was killed
-        and the main process could not clear it either).
-    """
-
-    def __init__(self, client: redis.Redis, prefix: str, ttl: int) -> None:
-        self.client, self.prefix, self.ttl = client, prefix, ttl
-
-    def key(self, task_id: str) -> str:
-        return f"{self.prefix}:ticket:{task_id}"
-
-    def keep(self, task_id: str, ticket: Ticket) -> None:
-        self.client.set(self.key(task_id), ticket.model_dump_json(), ex=self.ttl)
-
-    def clear(self, task_id: str) -> None:
-        self.client.delete(self.key(task_id))
-
-    def take(self, task_id: str) -> Ticket | None:
-        """The call's ticket, removed; None when it has none (it never got past admission)."""
-        raw = self.client.getdel(self.key(task_id))
-        return Ticket.model_validate_json(raw) if raw else None
 
 
 class ProbePump:
@@ -200,10 +167,3 @@ class ProbePump:
         message.ack()
         log.info("probe %s[%s] (permit %s, hard limit %.1fs)", model, headers["id"], ticket.permit, hard)
         return True
-
-
-@lru_cache(maxsize=1)
-def call_tickets() -> CallTickets:
-    """This process's ticket store; tickets outlive a call by at most a minute past the
-    worker's hard time limit."""
-    return CallTickets(rt.redis_client(), settings().key_prefix, settings().hard_time_limit + 60)

@@ -3,8 +3,8 @@
 A model stuck inside C code never returns to Python, so neither the per-call timeout nor
 Celery's soft limit can stop it; the pool kills the process at the hard limit. Celery would
 then store a bare TimeLimitExceeded for the caller. Here the worker's main process instead
-records the timeout on the call's own ticket (a probe's permit, from its message; any other
-call's ticket, kept while it ran: workers.probes) and re-sends the job to the model's fallback
+records the timeout on the call's own ticket (a probe's permit, from its message; a CLOSED
+call's epoch, as the main process saw it when the call began) and re-sends the job to the model's fallback
 under the same task id, then acknowledges the message; if the re-send fails (broker down),
 the message is rejected back to the queue rather than lost.
 """
@@ -20,7 +20,7 @@ from billiard.exceptions import TimeLimitExceeded
 from celery.worker import state as worker_state
 from celery.worker.request import Request
 
-from breaker import Outcome
+from breaker import Outcome, Ticket
 from workers import probes
 from workers import runtime as rt
 from workers.models import FALLBACK_QUEUE, spec_for
@@ -46,26 +46,42 @@ class GuardedRequest(Request):
             return
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
+    def on_accepted(self, pid: int, time_accepted: float) -> None:
+        super().on_accepted(pid, time_accepted)
+        model = getattr(self.task, "fusebox_model", None)
+        # The breaker's epoch as the call begins (no round trip: the pushed state). A CLOSED
+        # call's ticket is that epoch's; a hard timeout is recorded on it (below).
+        self._fusebox_view = rt.breakers().known_view(model) if model is not None else None
+
+    def _own_ticket(self, model: str) -> Ticket | None:
+        """The call's own ticket: a probe's permit travels in its message; a call admitted in
+        CLOSED, DISABLED or METRICS_ONLY holds no permit, so its ticket is the epoch it ran
+        in, as long as the breaker is still in that epoch (if it moved on, the call's ticket
+        is stale and the store would not count it either)."""
+        probe = probes.ticket_from(self.request_dict)
+        if probe is not None:
+            return probe
+        began = getattr(self, "_fusebox_view", None)
+        now = rt.breakers().known_view(model)
+        if began is None or now is None or not began.state.admits_everything:
+            return None
+        if (now.epoch, now.incarnation, now.state) != (began.epoch, began.incarnation, began.state):
+            return None
+        return Ticket(breaker=model, epoch=began.epoch, incarnation=began.incarnation, state=began.state)
+
     def _record_hard_timeout(self, model: str, timeout: float) -> None:
-        """Records the timeout on the call's own ticket: the probe permit its message came
-        with, or the ticket the call kept while it ran. Never through a new admission: in
+        """Records the timeout on the call's own ticket, never through a new admission: in
         HALF_OPEN that would take another permit (or be refused, and the hung probe would
-        never count). A job killed before it was admitted has no ticket: nothing to count."""
-        ticket = probes.ticket_from(self.request_dict)
-        try:
-            kept = probes.call_tickets().take(self.id)
-        except Exception:  # noqa: BLE001 - the store is down: the breaker's fail-safe counts nothing either
-            log.warning("could not read the ticket of %s[%s]", self.name, self.id, exc_info=True)
-            kept = None
-        ticket = ticket or kept
+        never count). A call without a ticket to record on counts nothing."""
         trace = rt.call_trace()
         if trace is not None:
             try:
                 trace.ended(model, self.id)
             except Exception:  # noqa: BLE001 - tracing is for drills
                 pass
+        ticket = self._own_ticket(model)
         if ticket is None:
-            log.warning("%s[%s] hit its hard limit before it was admitted: no outcome to record", self.name, self.id)
+            log.warning("%s[%s]: no ticket of its own to record its hard timeout on", self.name, self.id)
             return
         rt.breakers().get(model).record(ticket, Outcome.TIMEOUT, timeout, wait=True)
 
