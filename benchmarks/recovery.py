@@ -7,7 +7,7 @@ Each side runs the same drill on a Redis and a fleet of its own (2 echo workers 
 pool processes each, and a fallback worker): the echo model fails, its breaker trips and
 the fleet pauses; ``--backlog`` jobs without a deadline and a few with a 1 s deadline queue
 up behind the trip; then the fault goes off and what comes back is a cold model: every call
-takes 0.1 s, its first 8 calls 0.1 s more, and a warm-up call that starts while more than 2
+takes 50 ms, its first 8 calls 0.2 s more, and a warm-up call that starts while more than 2
 are in flight fails with an out-of-memory error, as a model still loading onto its GPU
 would. The policy is the drill's (2 probes) with the default 5 s slow start. Figures per side:
 
@@ -335,7 +335,7 @@ def plot(run: DrillRun, path: str) -> None:
 
 #: What comes back after the benchmark's outage: a cold model that runs out of memory when
 #: more than 2 of its first 8 calls run at once.
-BENCH_MODEL = FaultSpec(latency=0.1, warmup_calls=8, warmup_capacity=2, warmup_base=0.1, warmup_overload="oom")
+BENCH_MODEL = FaultSpec(latency=0.05, warmup_calls=8, warmup_capacity=2, warmup_base=0.2, warmup_overload="oom")
 
 
 def side(mode: str, backlog: int, concurrency: int, workers: int) -> tuple[DrillRun, dict[str, Any]]:

@@ -152,9 +152,9 @@ def admit(task: Task, spec: ModelSpec, job: Job, breaker: CircuitBreaker) -> Tic
 @requeue_when_store_down
 def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
     started = time.time()
-    job = parse_job(raw_job, spec)
     probe = probes.ticket_from(task.request)  # pre-granted by the HALF_OPEN probe pump
     try:
+        job = parse_job(raw_job, spec)
         if job.deadline is not None:
             best_effort("clearing the deadline index", lambda: rt.deadlines().remove(spec.name, task.request.id),
                         None)
