@@ -270,8 +270,32 @@ class Housekeeping(bootsteps.StartStopStep):
         release = time.monotonic() >= self._parking_due
         if release:
             self._parking_due = time.monotonic() + PARKING_INTERVAL
+        # This runs on the consumer's loop, which must stay free to pause a queue within
+        # milliseconds of a trip: one pipelined look at every model first, and the real
+        # work (each a few round trips under a lock) only where there is some.
+        try:
+            work = self._pending_work()
+        except Exception:  # noqa: BLE001 - keep the timer alive through a Redis hiccup
+            log.warning("housekeeping could not read its work", exc_info=True)
+            return
+        for model, (due, parked) in work.items():
+            if due or (release and parked):
+                self._step(model, due, release and parked)
+
+    def _pending_work(self) -> dict[str, tuple[bool, bool]]:
+        """Per model: (deadline sweep due, jobs parked), read in one round trip."""
+        sweeps = settings().broker_is_redis
+        index, lot, now = rt.deadlines(), rt.parking(), time.time()
+        pipe = rt.redis_client().pipeline(transaction=False)
         for model in MODELS:
-            self._step(model, release)
+            pipe.zcount(index.key(model), "-inf", now)
+            pipe.llen(index.reroute_key(model))  # moved, not yet re-sent (a crash in between)
+            pipe.hlen(lot.key(model))
+        answers = pipe.execute()
+        return {
+            model: (sweeps and bool(answers[3 * i] or answers[3 * i + 1]), bool(answers[3 * i + 2]))
+            for i, model in enumerate(MODELS)
+        }
 
     def _heartbeat(self) -> None:
         """Tells readiness checks which queues this worker serves, and which it consumes now
@@ -287,9 +311,9 @@ class Housekeeping(bootsteps.StartStopStep):
         except Exception:  # noqa: BLE001 - a missed beat shows up as "not ready", as it should
             log.debug("heartbeat failed", exc_info=True)
 
-    def _step(self, model: str, release_parked: bool) -> None:
+    def _step(self, model: str, sweep: bool, release_parked: bool) -> None:
         try:
-            if settings().broker_is_redis:
+            if sweep:
                 rt.deadlines().sweep(model, queue=settings().queue_key(model),
                                      resend=self._resend_to_fallback(model, "deadline passed while queued"))
             if release_parked:
