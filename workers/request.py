@@ -57,17 +57,22 @@ class GuardedRequest(Request):
         """The call's own ticket: a probe's permit travels in its message; a call admitted in
         CLOSED, DISABLED or METRICS_ONLY holds no permit, so its ticket is the epoch it ran
         in, as long as the breaker is still in that epoch (if it moved on, the call's ticket
-        is stale and the store would not count it either)."""
+        is stale and the store would not count it either). The epoch is the one this
+        process heard of when the call began; for a breaker it had not heard of yet, the
+        current epoch counts if it began before the call (or is the first one)."""
         probe = probes.ticket_from(self.request_dict)
         if probe is not None:
             return probe
+        snap = rt.breakers().get(model).snapshot()  # one read, on this rare path
+        if snap.local or not snap.state.admits_everything:
+            return None
         began = getattr(self, "_fusebox_view", None)
-        now = rt.breakers().known_view(model)
-        if began is None or now is None or not began.state.admits_everything:
-            return None
-        if (now.epoch, now.incarnation, now.state) != (began.epoch, began.incarnation, began.state):
-            return None
-        return Ticket(breaker=model, epoch=began.epoch, incarnation=began.incarnation, state=began.state)
+        if began is not None:
+            if (began.epoch, began.incarnation) != (snap.epoch, snap.incarnation):
+                return None
+        elif snap.epoch != 0 and (self.time_start is None or snap.changed_at_ms / 1000 > self.time_start):
+            return None  # (epoch 0: never moved since it was created, by this very call perhaps)
+        return Ticket(breaker=model, epoch=snap.epoch, incarnation=snap.incarnation, state=snap.state)
 
     def _record_hard_timeout(self, model: str, timeout: float) -> None:
         """Records the timeout on the call's own ticket, never through a new admission: in
