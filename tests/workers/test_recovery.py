@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -148,3 +149,20 @@ def test_the_ramp_is_shown_by_the_cli_http_and_metrics(fleet: Fleet) -> None:
     assert [s.value for s in metrics["fusebox_breaker_ramp_limit"].samples] == [PROBES]
     assert [s.value for s in metrics["fusebox_breaker_ramp_in_flight"].samples] == [1]
     breakers.ramp("echo", "release", "a-call")
+
+
+def test_an_operators_cancel_consumer_holds_and_add_consumer_cannot_override_the_breaker(fleet: Fleet) -> None:
+    worker = next(w for w in fleet.workers if w.name.startswith("model-a"))
+    app = fleet.client.app
+    app.control.cancel_consumer("echo", destination=[worker.nodename], reply=True, timeout=5)
+    time.sleep(0.5)  # five consumption checks later
+    assert "echo" not in fleet.active_queues(worker)  # the operator's pause holds
+    app.control.add_consumer("echo", destination=[worker.nodename], reply=True, timeout=5)
+    assert wait_for(lambda: "echo" in fleet.active_queues(worker), 5)
+
+    fleet.breaker("echo").force_open(reason="drill")
+    assert wait_for(lambda: "echo" not in fleet.active_queues(worker), 5)
+    app.control.add_consumer("echo", destination=[worker.nodename], reply=True, timeout=5)
+    assert wait_for(lambda: "echo" not in fleet.active_queues(worker), 5)  # the breaker decides
+    fleet.breaker("echo").reset()
+    assert wait_for(lambda: "echo" in fleet.active_queues(worker), 5)
