@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 from kombu import Queue
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 #: The message header that carries a pre-granted probe's ticket (JSON).
 PROBE_HEADER = "fusebox_probe"
+
+#: Seconds a worker waits before asking again for a permit in a HALF_OPEN epoch whose
+#: permits were all out.
+REFUSED_RETRY = 1.0
 
 
 def probe_queue(model: str) -> str:
@@ -98,6 +103,10 @@ class ProbePump:
     def __init__(self, app: Any) -> None:
         self.app = app
         self._conn: Any = None
+        # model -> (epoch, monotonic time) of the last refusal: every permit is out, ask
+        # again in that epoch only after REFUSED_RETRY (each refusal is counted in the
+        # breaker's totals; a permit given back or reclaimed is taken a moment later).
+        self._refused: dict[str, tuple[int, float]] = {}
 
     def close(self) -> None:
         if self._conn is not None:
@@ -127,6 +136,11 @@ class ProbePump:
         """Takes as many probe permits as the breaker hands out and moves one queued job per
         permit; returns how many jobs were moved."""
         breaker = rt.breakers().get(model)
+        view = rt.breakers().known_view(model)
+        refused = self._refused.get(model)
+        if (view is not None and refused is not None and refused[0] == view.epoch
+                and time.monotonic() - refused[1] < REFUSED_RETRY):
+            return 0
         moved = 0
         for _ in range(breaker.policy.permitted_calls_in_half_open):
             if not self.queued(model):
@@ -134,6 +148,8 @@ class ProbePump:
             try:
                 ticket = breaker.admit()
             except CallNotPermitted:
+                if view is not None:
+                    self._refused[model] = (view.epoch, time.monotonic())
                 break  # every permit is out
             if ticket.state != State.HALF_OPEN or ticket.permit is None or ticket.local:
                 break  # closed (or decided locally) meanwhile: consumption resumes instead
