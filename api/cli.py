@@ -30,6 +30,7 @@ from api.services import ServiceError
 from api.settings import ApiSettings
 from api.views import snapshot_json
 from breaker import BreakerPolicy, BreakerSnapshot, Control, InputError, State
+from breaker.ramp import RampStatus
 from workers.models import MODELS
 from workers.settings import WorkerSettings
 
@@ -105,9 +106,10 @@ def _fmt_rate(rate: float, threshold: float) -> str:
     return f"[{style}]{text}[/]" if style else text
 
 
-def breakers_table(snaps: list[BreakerSnapshot]) -> Table:
+def breakers_table(snaps: list[BreakerSnapshot], ramps: dict[str, RampStatus] | None = None) -> Table:
     table = Table(title="fusebox breakers")
-    for column in ("breaker", "state", "calls", "failure rate", "slow rate", "probes in", "trips", "since"):
+    for column in ("breaker", "state", "calls", "failure rate", "slow rate", "probes in", "slow start", "trips",
+                   "since"):
         table.add_column(column)
     now_ms = time.time() * 1000
     for snap in snaps:
@@ -119,6 +121,7 @@ def breakers_table(snaps: list[BreakerSnapshot]) -> Table:
             _fmt_rate(snap.window.failure_rate, snap.policy.failure_rate_threshold),
             _fmt_rate(snap.window.slow_rate, snap.policy.slow_call_rate_threshold),
             f"{retry:.1f}s" if retry is not None else "-",
+            ((ramps or {}).get(snap.name) or RampStatus()).describe() or "-",  # "recovering: 8 of 32 slots"
             str(snap.totals.get("to_open", 0)),
             f"{max(0.0, (now_ms - snap.changed_at_ms) / 1000):.0f}s ago" if snap.changed_at_ms else "-",
         )
@@ -181,10 +184,11 @@ def breakers(as_json: Annotated[bool, typer.Option("--json", help="One JSON obje
     """Every breaker's state, window figures against thresholds, and trips."""
     with _client() as client:
         snaps = [client.breakers.get(n).snapshot() for n in sorted(set(MODELS) | set(client.breakers.names()))]
+        ramps = {s.name: client.breakers.ramp(s.name) for s in snaps}
     if as_json:
-        print(json.dumps({"breakers": [snapshot_json(s) for s in snaps]}))
+        print(json.dumps({"breakers": [snapshot_json(s, ramps[s.name]) for s in snaps]}))
     else:
-        out.print(breakers_table(snaps))
+        out.print(breakers_table(snaps, ramps))
 
 
 def _control(name: str, action: Control, reason: str) -> None:
@@ -246,6 +250,7 @@ def set_policy(
     permitted_calls_in_half_open: Annotated[Optional[int], _opt("Probe permits, cluster-wide.")] = None,
     max_wait_in_half_open: Annotated[Optional[float], _opt("Seconds before an unreported probe is reclaimed.")] = None,
     call_timeout: Annotated[Optional[float], _opt("Seconds a model call may take.")] = None,
+    slow_start: Annotated[Optional[float], _opt("Seconds over which calls ramp up after a recovery (0: off).")] = None,
     bypass_callers: Annotated[Optional[str], _opt("Comma-separated callers that may bypass it ('' for none).")] = None,
 ) -> None:
     """Change policy fields live: every worker uses them on its next call."""

@@ -179,7 +179,7 @@ def create_app(
     # -- breakers ----------------------------------------------------------------------------------
 
     def view(name: str) -> dict[str, Any]:
-        return snapshot_json(fb.breakers.get(name).snapshot())
+        return snapshot_json(fb.breakers.get(name).snapshot(), fb.breakers.ramp(name))
 
     @app.get("/breakers")
     def breakers() -> dict[str, Any]:

@@ -42,6 +42,11 @@ class FuseboxCollector(Collector):
         calls = CounterMetricFamily("fusebox_breaker_calls", "Guarded calls by outcome", labels=["breaker", "outcome"])
         transitions = CounterMetricFamily("fusebox_breaker_transitions", "Transitions into each state", labels=["breaker", "to"])
         probes = CounterMetricFamily("fusebox_breaker_probes_granted", "Half-open probe permits granted", labels=["breaker"])
+        ramp_limit = GaugeMetricFamily("fusebox_breaker_ramp_limit",
+                                       "Slow start after a recovery: calls allowed in flight fleet-wide (only while ramping)",
+                                       labels=["breaker"])
+        ramp_in_flight = GaugeMetricFamily("fusebox_breaker_ramp_in_flight",
+                                           "Slow start after a recovery: slots held (only while ramping)", labels=["breaker"])
         for name in names:
             snap = self.breakers.get(name).snapshot()
             for s in State:
@@ -55,7 +60,12 @@ class FuseboxCollector(Collector):
             for s in State:
                 transitions.add_metric([name, s.value], snap.totals.get(f"to_{s.value}", 0))
             probes.add_metric([name], snap.totals.get("probes_granted", 0))
-        yield from (state, failure_rate, slow_rate, window, threshold, calls, transitions, probes)
+            ramp = self.breakers.ramp(name)
+            if ramp.active and ramp.limit is not None:
+                ramp_limit.add_metric([name], ramp.limit)
+                ramp_in_flight.add_metric([name], ramp.in_flight)
+        yield from (state, failure_rate, slow_rate, window, threshold, calls, transitions, probes, ramp_limit,
+                    ramp_in_flight)
 
         jobs = CounterMetricFamily("fusebox_jobs", "Answered jobs by who served them", labels=["model", "served_by"])
         degraded = CounterMetricFamily("fusebox_jobs_degraded", "Jobs answered degraded (fallback or cache)", labels=["model"])

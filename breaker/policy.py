@@ -41,6 +41,10 @@ class BreakerPolicy(BaseModel):
       call_timeout: seconds a guarded call may take; past it the call is a timeout (a
         failure). Enforcing the limit is the caller's job (Celery's time limits do it in
         workers); the breaker classifies what it is told.
+      slow_start: seconds over which the fleet's concurrency on the model ramps up after a
+        recovery (HALF_OPEN to CLOSED): the limit starts at ``permitted_calls_in_half_open``
+        calls in flight cluster-wide and doubles each fifth of this period, then goes away.
+        0 lets every worker back at once. See breaker.ramp.
       tier: the named tier this policy was derived from, for display only.
       bypass_callers: callers allowed to send jobs past this breaker (fusebox routes them
         to a queue that is never paused, and runs them without asking the breaker or
@@ -61,6 +65,7 @@ class BreakerPolicy(BaseModel):
     permitted_calls_in_half_open: int = Field(3, ge=1, le=10_000)
     max_wait_in_half_open: float = Field(60.0, gt=0.0)
     call_timeout: float = Field(5.0, gt=0.0)
+    slow_start: float = Field(5.0, ge=0.0, le=3600.0)
     tier: TierName | None = None
     bypass_callers: tuple[str, ...] = ()
 

@@ -41,6 +41,7 @@ from breaker.events import BreakerEvent, Listener, Listeners
 from breaker.failsafe import STORE_ERRORS, FailSafe, OutcomeUncertain, StoreHealth
 from breaker.identity import process_identity
 from breaker.policy import BreakerPolicy
+from breaker.ramp import RampStatus
 from breaker.recorder import Recorder
 from breaker.settings import BreakerSettings, redis_client
 from breaker.state import (
@@ -426,3 +427,20 @@ class Breakers:
     def history(self, name: str | None = None, count: int = 100) -> list[BreakerEvent]:
         return self.failsafe.call(lambda shared: shared.history(name, count),
                                   lambda: self.local.history(name, count))
+
+    # -- slow start (breaker.ramp) ---------------------------------------------------------------
+
+    def ramp(self, name: str, action: str = "status", arg: str = "") -> RampStatus:
+        """A slow-start action on breaker ``name``: ``arm`` (``arg``: the current HALF_OPEN
+        epoch, whose recovery is to ramp), ``acquire`` / ``release`` a slot (``arg``: the caller's token), or
+        ``status``. Decided by the store like every breaker decision; by the local breaker
+        while the store is unreachable.
+
+        Parameters:
+          name: the breaker.
+          action: see above.
+          arg: see above.
+        """
+        policy = self.get(name).configured_policy
+        return self.failsafe.call(lambda shared: shared.ramp(name, policy, action, arg),
+                                  lambda: self.local.ramp(name, self.effective_policy(name), action, arg))

@@ -7,6 +7,7 @@ import ctypes
 import random
 import signal
 import time
+from typing import Literal
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +28,16 @@ class FaultSpec(BaseModel):
       stall: every call blocks like one stuck inside a driver: with the timeout's signals
         masked, so that only the task's hard time limit (the pool killing the process)
         ends it.
+      warmup_calls: a model that needs a warm-up after it recovers (a GPU model reloading,
+        a cache refilling): each of the first ``warmup_calls`` calls fleet-wide after the
+        switch is set takes ``warmup_base`` seconds more; one that starts while more than
+        ``warmup_capacity`` warm-up calls are in flight overloads the cold model: it takes
+        ``warmup_latency`` seconds more (``warmup_overload="slow"``) or fails with an out of
+        memory error (``"oom"``, a GPU still loading its weights). Later calls run normally.
+      warmup_capacity: warm-up calls the cold model takes at once.
+      warmup_base: seconds added to a warm-up call within that capacity.
+      warmup_latency: seconds added to an overloaded warm-up call (``slow``).
+      warmup_overload: what an overloaded warm-up call does: ``slow`` or ``oom``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -36,10 +47,17 @@ class FaultSpec(BaseModel):
     latency: float = Field(0.0, ge=0.0, le=3600.0)
     hang: bool = False
     stall: bool = False
+    warmup_calls: int = Field(0, ge=0, le=1_000_000)
+    warmup_capacity: int = Field(0, ge=0, le=10_000)
+    warmup_base: float = Field(0.0, ge=0.0, le=3600.0)
+    warmup_latency: float = Field(0.0, ge=0.0, le=3600.0)
+    warmup_overload: Literal["slow", "oom"] = "slow"
 
     @property
     def active(self) -> bool:
-        return bool(self.error_rate or self.oom_rate or self.latency or self.hang or self.stall)
+        return bool(self.error_rate or self.oom_rate or self.latency or self.hang or self.stall
+                    or (self.warmup_calls and (self.warmup_latency or self.warmup_base
+                                               or self.warmup_overload == "oom")))
 
 
 #: Seconds a worker process trusts the switch it last read: a switch reaches the whole fleet
@@ -61,7 +79,10 @@ class Faults:
         if not spec.active:
             self.clear(model)
             return
-        self.client.set(self.key(model), spec.model_dump_json())
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{self.key(model)}:warmup", f"{self.key(model)}:warmup:inflight")  # warm-up counts anew
+            pipe.set(self.key(model), spec.model_dump_json())
+            pipe.execute()
 
     def clear(self, model: str) -> None:
         self.client.delete(self.key(model))
@@ -84,11 +105,12 @@ class Faults:
         """Applies the model's switch to the call about to run."""
         self.apply(model, self.current(model))
 
-    @staticmethod
-    def apply(model: str, spec: FaultSpec) -> None:
+    def apply(self, model: str, spec: FaultSpec) -> None:
         """Does to the current call what ``spec`` says."""
         if not spec.active:
             return
+        if spec.warmup_calls:
+            self._warm_up(model, spec)
         if spec.latency:
             time.sleep(spec.latency)
         if spec.hang:
@@ -107,3 +129,16 @@ class Faults:
             raise MemoryError(f"simulated out of memory in {model} (fault injection)")
         if roll < spec.oom_rate + spec.error_rate:
             raise InjectedFault(f"injected failure in {model} (fault injection)")
+
+    def _warm_up(self, model: str, spec: FaultSpec) -> None:
+        key = f"{self.key(model)}:warmup"
+        if int(self.client.incr(key)) > spec.warmup_calls:
+            return
+        inflight = f"{key}:inflight"
+        try:
+            overloaded = int(self.client.incr(inflight)) > spec.warmup_capacity
+            if overloaded and spec.warmup_overload == "oom":
+                raise MemoryError(f"simulated out of memory in {model}: overloaded while warming up (fault injection)")
+            time.sleep(spec.warmup_latency if overloaded else spec.warmup_base)
+        finally:
+            self.client.decr(inflight)

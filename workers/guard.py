@@ -1,7 +1,9 @@
 """One job through its model's breaker: what every model task runs.
 
 validate (a caller's bad input is a clear error, never a model failure) -> deadline ->
-admission -> the model call under ``call_timeout`` -> outcome recorded -> result cached.
+a slot of the slow-start ramp (workers.slowstart) -> admission, unless the job is a probe
+that came with its permit (workers.probes) -> the model call under ``call_timeout`` ->
+outcome recorded on the job's ticket -> result cached.
 When the model cannot take the job now (breaker OPEN or FORCED_OPEN, no HALF_OPEN permit,
 deadline gone) or fails, the task replaces itself with the model's fallback task: the
 caller's ``AsyncResult`` gets the degraded answer under the same task id. A job that asked
@@ -17,15 +19,16 @@ from typing import Any, NoReturn
 from celery import Task
 from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 
-from breaker import CallNotPermitted, InputError, Outcome, State
+from breaker import CallNotPermitted, CircuitBreaker, InputError, Outcome, State, Ticket
 from breaker.errors import CallTimeout
+from workers import probes, slowstart, tracing
 from workers import runtime as rt
-from workers import tracing
 from workers.errors import InvalidJob
 from workers.inputs import load_input, parse_job
 from workers.jobs import Job, JobResult, Timings, one_or_many
 from workers.models import FALLBACK_QUEUE, ModelSpec
 from workers.parking import ParkedJob
+from workers.settings import settings
 from workers.store import StoreDown, best_effort, essential
 from workers.timeouts import call_timeout
 
@@ -116,20 +119,17 @@ def run_bypass(task: Task, spec: ModelSpec, job: Job, model_input: Any, started:
                   reason=f"bypass by {job.bypass}", state=breaker.state)
 
 
-@requeue_when_store_down
-def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
-    started = time.time()
-    job = parse_job(raw_job, spec)
-    if job.deadline is not None:
-        best_effort("clearing the deadline index", lambda: rt.deadlines().remove(spec.name, task.request.id), None)
-    model_input = essential("loading the job's input", lambda: load_input(spec, job))
-    breaker = rt.breakers().get(spec.name)
+def back_to_queue(task: Task, spec: ModelSpec, job: Job) -> NoReturn:
+    """Puts the job back at the end of its model's queue, under its task id: it waits there
+    (paused) until a probe permit or the recovery takes it."""
+    essential("requeueing a job", lambda: task.app.send_task(spec.task, args=[job.model_dump(mode="json")],
+                                                             task_id=task.request.id, queue=spec.queue))
+    raise Ignore()
 
-    if job.bypass is not None:
-        return run_bypass(task, spec, job, model_input, started)
-    if job.deadline_passed(started):
-        tracing.note(breaker=spec.name, breaker__decision="deadline")
-        degrade(task, spec, job, "deadline passed before the model could take the job")
+
+def admit(task: Task, spec: ModelSpec, job: Job, breaker: CircuitBreaker) -> Ticket:
+    """The breaker's ticket for a job that came without one; a refused job goes to its
+    fallback, or is parked when it asked to wait."""
     try:
         ticket = breaker.admit()
     except CallNotPermitted as refused:
@@ -138,7 +138,49 @@ def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
         if job.wait and refused.state != State.FORCED_OPEN:
             park(task, spec, job, f"{reason}; waiting for the model")
         degrade(task, spec, job, reason)
+    if (ticket.state == State.HALF_OPEN and ticket.permit is not None and not ticket.local
+            and settings().half_open_consumption == "probes"):
+        # A permit this job did not come with (it was taken off the queue just before the
+        # pause): probes are handed out by the pump, with a hard limit their permit
+        # outlives (workers.probes). Give it back; the job waits in its queue.
+        probes.give_back(spec.name, ticket)
+        tracing.note(breaker=spec.name, breaker__state=ticket.state, breaker__decision="requeued")
+        back_to_queue(task, spec, job)
+    return ticket
 
+
+@requeue_when_store_down
+def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
+    started = time.time()
+    probe = probes.ticket_from(task.request)  # pre-granted by the HALF_OPEN probe pump
+    try:
+        job = parse_job(raw_job, spec)
+        if job.deadline is not None:
+            best_effort("clearing the deadline index", lambda: rt.deadlines().remove(spec.name, task.request.id),
+                        None)
+        model_input = essential("loading the job's input", lambda: load_input(spec, job))
+        if job.bypass is not None:
+            return run_bypass(task, spec, job, model_input, started)
+        if job.deadline_passed(started):
+            tracing.note(breaker=spec.name, breaker__decision="deadline")
+            degrade(task, spec, job, "deadline passed before the model could take the job")
+    except BaseException:
+        if probe is not None:
+            probes.give_back(spec.name, probe)  # the permit goes to another queued job
+        raise
+    breaker = rt.breakers().get(spec.name)
+    if probe is not None:
+        return call_model(task, spec, job, model_input, breaker, probe, started)
+    # Slow start: after a recovery, wait for a slot of the fleet-wide ramp first.
+    with slowstart.ramp_slot(spec.name):
+        ticket = admit(task, spec, job, breaker)
+        return call_model(task, spec, job, model_input, breaker, ticket, started)
+
+
+def call_model(
+    task: Task, spec: ModelSpec, job: Job, model_input: Any, breaker: CircuitBreaker, ticket: Ticket, started: float,
+) -> dict[str, Any]:
+    """The model call under ``call_timeout``, its outcome recorded on ``ticket``."""
     tracing.note(breaker=spec.name, breaker__state=ticket.state,
                  breaker__decision="probe" if ticket.state == State.HALF_OPEN else "admitted")
     trace = rt.call_trace()
@@ -169,6 +211,9 @@ def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
     except BaseException:
         breaker.record(ticket, Outcome.IGNORED, time.perf_counter() - began)  # shutting down
         raise
+    finally:
+        if trace is not None:
+            best_effort("tracing a model call's end", lambda: trace.ended(spec.name, task.request.id), None)
     elapsed = time.perf_counter() - began
     outcome = Outcome.TIMEOUT if elapsed > breaker.policy.call_timeout else Outcome.SUCCESS
     breaker.record(ticket, outcome, elapsed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -60,6 +60,11 @@ class WorkerSettings(BaseModel):
       cache_ttl [FUSEBOX_CACHE_TTL]: seconds a model result is kept for the fallback cache.
       trace_model_calls [FUSEBOX_TRACE_MODEL_CALLS]: append every model call to a capped
         stream (``<prefix>:model-calls:<model>``), for drills, tests and benchmarks.
+      half_open_consumption [FUSEBOX_HALF_OPEN_CONSUMPTION]: ``probes`` (the default): a
+        HALF_OPEN model's queue stays paused and only jobs with a probe permit leave it
+        (workers.probes). ``all``: workers resume the queue in HALF_OPEN and jobs beyond the
+        permits go to the fallback (the behaviour before probe-only HALF_OPEN, kept for the
+        recovery benchmark's baseline).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -85,6 +90,7 @@ class WorkerSettings(BaseModel):
     payload_ttl: int = Field(7 * 24 * 3600, ge=60)
     cache_ttl: int = Field(24 * 3600, ge=1)
     trace_model_calls: bool = False
+    half_open_consumption: Literal["probes", "all"] = "probes"
 
     ENV: ClassVar[dict[str, str]] = {
         "redis_url": "REDIS_URL",
@@ -108,6 +114,7 @@ class WorkerSettings(BaseModel):
         "payload_ttl": "PAYLOAD_TTL",
         "cache_ttl": "CACHE_TTL",
         "trace_model_calls": "TRACE_MODEL_CALLS",
+        "half_open_consumption": "HALF_OPEN_CONSUMPTION",
     }
 
     @classmethod

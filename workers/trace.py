@@ -1,6 +1,7 @@
 """An optional record of every model call (FUSEBOX_TRACE_MODEL_CALLS=1): when it started,
 in which breaker state and epoch, on which worker. Drills and tests use it to prove that no
-model call starts after a trip except the permitted probes."""
+model call starts after a trip except the permitted probes, and (with the ends) how many
+calls were in flight at any instant."""
 
 from __future__ import annotations
 
@@ -32,6 +33,18 @@ class CallTrace:
             maxlen=self.maxlen,
             approximate=True,
         )
+
+    def ended(self, model: str, job_id: str) -> None:
+        """A model call ended (returned, raised, or its process was killed at the hard
+        limit): with :meth:`started`, drills count the calls in flight at any instant."""
+        self.client.xadd(f"{self.key(model)}:ends", {"at": repr(time.time()), "job": job_id},
+                         maxlen=self.maxlen, approximate=True)
+
+    def ends(self, model: str) -> list[dict[str, str]]:
+        return [
+            {k.decode(): v.decode() for k, v in fields.items()}
+            for _id, fields in self.client.xrange(f"{self.key(model)}:ends")
+        ]
 
     def calls(self, model: str) -> list[dict[str, str]]:
         return [

@@ -12,6 +12,7 @@ from breaker.backend import BreakerBackend, RecordRequest
 from breaker.events import BreakerEvent
 from breaker.machine import BreakerRecord, Machine, view_of
 from breaker.policy import BreakerPolicy
+from breaker.ramp import LocalRamps, RampStatus
 from breaker.state import (
     Admission,
     BreakerSnapshot,
@@ -187,6 +188,25 @@ class InMemoryBackend(BreakerBackend):
     def reset_lock(self) -> None:
         """After a fork: the parent's lock may have been held by one of its threads."""
         self._lock = threading.RLock()
+
+    def ramp(self, name: str, policy: BreakerPolicy, action: str, arg: str = "") -> RampStatus:
+        """One slow-start action, by the rules of ``ramp.lua`` (see breaker.ramp).
+
+        Parameters:
+          name: the breaker.
+          policy: the configured policy (a stored one wins).
+          action: ``arm``, ``acquire``, ``release`` or ``status``.
+          arg: the HALF_OPEN epoch for ``arm``, the slot token for ``acquire``/``release``.
+        """
+        ramps = self.__dict__.get("_ramps")
+        if ramps is None:
+            ramps = self.__dict__["_ramps"] = LocalRamps()
+        with self._lock:
+            now = self._now_ms()
+            m = self._machine(name, policy, now, [])
+            view = m.view(now)
+            effective, changed_at = m.policy, m.record.changed_at_ms
+        return ramps.run(name, effective, view.state, view.epoch, changed_at, now, action, arg)
 
     def forget(self) -> None:
         """Drops every breaker (a process rejoining the shared store starts clean next time)."""

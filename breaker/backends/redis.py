@@ -23,6 +23,7 @@ from breaker.backend import BreakerBackend, RecordRequest
 from breaker.events import BreakerEvent
 from breaker.failsafe import OutcomeUncertain, ScriptFailed, is_script_bug
 from breaker.policy import BreakerPolicy
+from breaker.ramp import RampStatus
 from breaker.state import (
     Admission,
     BreakerSnapshot,
@@ -388,6 +389,27 @@ class RedisBackend(BreakerBackend):
 
     def names(self) -> list[str]:
         return sorted(_decode(n) for n in self.client.smembers(self.keys.names))
+
+    # -- slow start (breaker.ramp) --------------------------------------------------------------
+
+    def ramp(self, name: str, policy: BreakerPolicy, action: str, arg: str = "") -> RampStatus:
+        """One slow-start action on breaker ``name``, atomically (``ramp.lua``).
+
+        Parameters:
+          name: the breaker.
+          policy: the caller's configured policy (a stored one wins).
+          action: ``arm`` (``arg``: the current HALF_OPEN epoch),
+            ``acquire`` / ``release`` (``arg``: the caller's slot token), or ``status``.
+          arg: see ``action``.
+        """
+        script = self.__dict__.get("_ramp_script")
+        if script is None:
+            script = self.__dict__["_ramp_script"] = self.client.register_script(script_source("ramp"))
+        base = self.keys.breaker(name)
+        keys = [*base, f"{base[0]}:ramp", f"{base[0]}:slots"]
+        default = BreakerPolicy.model_fields["slow_start"].default
+        raw = script(keys=keys, args=self._args(name, policy, "", action, arg, repr(default)))
+        return RampStatus.model_validate(json.loads(raw))
 
     def history(self, name: str | None = None, count: int = 100) -> list[BreakerEvent]:
         # Read back further than `count` when filtering by name: other breakers' events

@@ -18,7 +18,10 @@ from breaker import State  # noqa: E402
 def test_breaker_decisions_are_span_attributes(tmp_path: Path) -> None:
     fleet = Fleet()
     try:
-        env = {**fleet.env, "FUSEBOX_OTEL": "1", "FUSEBOX_TEST_SPANS_DIR": str(tmp_path)}
+        # HALF_OPEN consuming every job (not only the pump's probes), so that a job is
+        # refused at run time and its span shows the "rejected" decision.
+        env = {**fleet.env, "FUSEBOX_OTEL": "1", "FUSEBOX_TEST_SPANS_DIR": str(tmp_path),
+               "FUSEBOX_HALF_OPEN_CONSUMPTION": "all"}
         worker = WorkerProcess(["echo", "fallback"], f"traced-{fleet.prefix}", 2, env,
                                app_module="tests.support.traced_worker")
         worker.start(fleet.client.app)

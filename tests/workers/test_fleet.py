@@ -115,10 +115,11 @@ def test_a_worker_started_while_open_does_not_consume(fleet: Fleet) -> None:
     fleet.breaker("echo").force_open()
     late = fleet.start(["echo"], "late")
     try:
-        # Only the bypass queue: whitelisted callers go past the breaker, whatever its state.
-        assert fleet.active_queues(late) == ["echo.bypass"]
+        # Only the bypass queue (whitelisted callers go past the breaker, whatever its state)
+        # and the probe queue (jobs that come with a HALF_OPEN permit).
+        assert fleet.active_queues(late) == ["echo.bypass", "echo.probe"]
         fleet.breaker("echo").reset()
-        assert wait_for(lambda: sorted(fleet.active_queues(late)) == ["echo", "echo.bypass"], 5)
+        assert wait_for(lambda: sorted(fleet.active_queues(late)) == ["echo", "echo.bypass", "echo.probe"], 5)
     finally:
         late.stop()
         fleet.workers.remove(late)
@@ -132,7 +133,7 @@ def test_a_waiting_job_submitted_while_open_waits_in_the_paused_queue(fleet: Fle
     fleet.use_policy("echo", minimum_calls=1, wait_in_open=60.0)
     trip = fleet.breaker("echo").trip(reason="drill")
     # (A job sent within the millisecond before a worker's pause lands is taken, refused
-    # at run time and parked instead: the next test. Here, wait for the pause.)
+    # at run time and parked instead. Here, wait for the pause.)
     assert wait_for(lambda: paused_by(fleet, trip.epoch) == model_workers(fleet), 5)
     handle = fleet.client.submit_echo("patient", wait=True)
     assert handle.routed_to == "model"  # not to the fallback: it asked to wait
@@ -143,23 +144,27 @@ def test_a_waiting_job_submitted_while_open_waits_in_the_paused_queue(fleet: Fle
     assert result.served_by == "model" and result.job_id == handle.id
 
 
-def test_a_job_refused_at_run_time_while_waiting_is_parked(fleet: Fleet) -> None:
-    # HALF_OPEN with one permit, held by a slowish probe: a waiting job that a worker takes
-    # meanwhile is refused and parked, then runs on the model once the probe closes it.
+def test_half_open_takes_only_probes_and_the_backlog_waits_in_the_queue(fleet: Fleet) -> None:
+    # HALF_OPEN with one permit, held by a slowish probe: a waiting job sent meanwhile is
+    # not taken off the paused queue (it was refused and parked before HALF_OPEN became
+    # probe-only); it runs on the model once the probe closes the breaker.
     fleet.use_policy("echo", minimum_calls=1, wait_in_open=0.5, permitted_calls_in_half_open=1)
-    fleet.breaker("echo").trip()
-    assert fleet.wait_state("echo", State.HALF_OPEN, 10)
+    trip = fleet.breaker("echo").trip()
+    assert wait_for(lambda: paused_by(fleet, trip.epoch) == model_workers(fleet), 5)
     fleet.fault("echo", latency=0.6)  # below slow_call_duration (1 s): a healthy probe
     holder = fleet.client.submit_echo("takes the only permit", route="model")
-    time.sleep(0.2)
+    assert fleet.wait_state("echo", State.HALF_OPEN, 10)
+    assert wait_for(lambda: fleet.queued("echo") == 0, 5)  # the pump took it, with the permit
     patient = fleet.client.submit_echo("waits its turn", route="model", wait=True)
-    assert wait_for(lambda: patient.status == "PARKED", 10)
-    assert fleet.db.hlen(f"{fleet.prefix}:parked:echo") == 1
+    time.sleep(0.3)
+    assert patient.status == "PENDING" and fleet.queued("echo") == 1
+    assert fleet.db.hlen(f"{fleet.prefix}:parked:echo") == 0
     assert holder.get(timeout=20).served_by == "model"
     assert fleet.wait_state("echo", State.CLOSED, 5)
     result = patient.get(timeout=20)
     assert result.served_by == "model" and not result.degraded and result.job_id == patient.id
-    assert fleet.db.hlen(f"{fleet.prefix}:parked:echo") == 0
+    probes = [c for c in fleet.model_calls("echo") if c["state"] == "half_open"]
+    assert [c["job"] for c in probes] == [holder.id]
 
 
 def test_when_the_fallback_cannot_answer_the_job_is_parked_then_rerun(fleet: Fleet) -> None:

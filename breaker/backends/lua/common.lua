@@ -18,6 +18,9 @@ local POLICY_NUMBERS = {
   'window', 'wait_in_open', 'wait_in_open_multiplier', 'max_wait_in_open',
   'permitted_calls_in_half_open', 'max_wait_in_half_open', 'call_timeout',
 }
+-- Numbers a policy may lack (written by a version without them): converted and checked
+-- when present, nil otherwise (the script that reads one has its default).
+local OPTIONAL_NUMBERS = {slow_start = {0, 3600}}
 local STATE_NUMBERS = {
   'epoch', 'incarnation', 'changed_at', 'open_until', 'consecutive_trips', 'permit_seq',
   'probe_calls', 'probe_failures', 'probe_slow',
@@ -67,6 +70,17 @@ local function checked_policy(p)
       return nil, k .. ' out of range: ' .. tostring(p[k])
     end
     p[k] = v
+  end
+  for k, b in pairs(OPTIONAL_NUMBERS) do
+    if p[k] ~= nil and p[k] ~= '' then
+      local v = tonumber(p[k])
+      if v == nil or v ~= v or v < b[1] or v > b[2] then
+        return nil, k .. ' out of range: ' .. tostring(p[k])
+      end
+      p[k] = v
+    else
+      p[k] = nil
+    end
   end
   if p.max_wait_in_open < p.wait_in_open then
     return nil, 'max_wait_in_open < wait_in_open'
