@@ -27,6 +27,7 @@ a short outage of the store.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -34,11 +35,16 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 SENTINEL_SCHEME = "sentinel"
 DIRECT_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_SENTINEL_PORT = 26379
+#: At most this many seconds after the sentinels name a new master, a client built here
+#: stops writing to the old one (see :class:`FollowingSentinelPool`).
+MASTER_RECHECK_INTERVAL = 0.5
 #: Seconds a broker or result-backend connection waits on one sentinel before asking the
 #: next (Celery's own connections to the master keep Celery's timeouts).
 CELERY_SENTINEL_TIMEOUT = 2.0
@@ -84,6 +90,41 @@ class SentinelAddress(BaseModel):
         if self.sentinel_username is not None:
             kwargs["username"] = self.sentinel_username
         return kwargs
+
+
+class FollowingSentinelPool(SentinelConnectionPool):
+    """redis-py's Sentinel pool, which also asks the sentinels where the master is at most
+    every ``master_recheck`` seconds when a connection is taken, and drops its idle
+    connections (and, when they come back, the busy ones) to a master they no longer name.
+
+    Why: redis-py asks the sentinels only when it opens a connection. After a coordinated
+    failover (``SENTINEL FAILOVER``, or a master that was partitioned away and comes back)
+    the old master keeps accepting writes on the connections it has until the sentinels
+    demote it, which they do on their next look at it (up to 10 s later); everything
+    written there in between is thrown away when it resyncs from the new master. With this
+    pool fusebox's own clients move within ``master_recheck`` seconds. The check costs one
+    sentinel round trip, on whichever call takes a connection first after the interval.
+
+    Parameters:
+      service_name, sentinel_manager: as for :class:`redis.sentinel.SentinelConnectionPool`.
+      master_recheck: seconds between two questions to the sentinels.
+      kwargs: connection arguments.
+    """
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        self.master_recheck = float(kwargs.pop("master_recheck", MASTER_RECHECK_INTERVAL))
+        super().__init__(service_name, sentinel_manager, **kwargs)
+        self._next_check = time.monotonic() + self.master_recheck
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self.master_recheck
+            try:
+                self.get_master_address()  # disconnects idle connections if the master moved
+            except (RedisConnectionError, RedisTimeoutError):
+                pass  # no sentinel answers: keep what we have; a new connection will tell
+        return super().get_connection(*args, **kwargs)
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -186,7 +227,9 @@ def redact(url: str) -> str:
     return ";".join(out)
 
 
-def redis_client(url: str, timeout: float, *, fail_fast: bool = True, **kwargs: Any) -> redis.Redis:
+def redis_client(
+    url: str, timeout: float, *, fail_fast: bool = True, master_recheck: float = MASTER_RECHECK_INTERVAL, **kwargs: Any
+) -> redis.Redis:
     """A Redis client for ``url``: ``redis://``, ``rediss://``, ``unix://`` or ``sentinel://``.
 
     Parameters:
@@ -196,6 +239,8 @@ def redis_client(url: str, timeout: float, *, fail_fast: bool = True, **kwargs: 
       fail_fast: no retries (the breaker's store: its callers fall back to a local breaker
         rather than wait); False keeps redis-py's default retries with backoff (data such
         as payloads and results, which had rather wait out a failover).
+      master_recheck: with Sentinel, seconds between checks of where the master is
+        (:class:`FollowingSentinelPool`).
       kwargs: more redis-py connection arguments (``decode_responses``, ...).
     """
     kwargs.setdefault("retry", _no_retry() if fail_fast else _data_retry())
@@ -211,7 +256,10 @@ def redis_client(url: str, timeout: float, *, fail_fast: bool = True, **kwargs: 
             socket_connect_timeout=timeout,
             **kwargs,
         )
-        return sentinel.master_for(address.master_name, db=address.db, **credentials)
+        return sentinel.master_for(
+            address.master_name, connection_pool_class=FollowingSentinelPool, db=address.db,
+            master_recheck=master_recheck, **credentials,
+        )
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in DIRECT_SCHEMES:
         raise ValueError(

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from breaker import BreakerPolicy, State
+from breaker.connection import MASTER_RECHECK_INTERVAL
 from tests.support.failover import call_forever, read_score
 from tests.support.processes import SPAWN, make_breakers
 from tests.support.sentinel import SentinelCluster
@@ -63,7 +64,11 @@ def cluster() -> Iterator[SentinelCluster]:
         yield c
 
 
-def test_breakers_ride_out_a_sentinel_failover(cluster: SentinelCluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["kill", "coordinated"])
+def test_breakers_ride_out_a_sentinel_failover(cluster: SentinelCluster, tmp_path: Path, how: str) -> None:
+    """``kill``: kill -9 of the master, the replica is promoted after down-after-milliseconds.
+    ``coordinated``: ``SENTINEL FAILOVER``, the master is demoted to a replica while the
+    callers are connected to it (READONLY for whoever still writes there)."""
     prefix = "failover"
     operator = make_breakers(cluster.url, prefix, POLICY)
     before = operator.get("tripped").trip(reason="tripped before the failover")
@@ -82,16 +87,23 @@ def test_breakers_ride_out_a_sentinel_failover(cluster: SentinelCluster, tmp_pat
         every = lambda pred: all(pred(read_score(path)) for path in scores)  # noqa: E731
         assert wait_for(lambda: every(lambda s: count(s, "late", "shared", "ok") >= 20), 60), [read_score(p) for p in scores]
 
-        old = cluster.kill_master()
+        old = cluster.kill_master() if how == "kill" else cluster.failover()
         new = cluster.wait_failover(old.port)
         assert new.port != old.port
-        # Every process noticed, decided locally meanwhile, and is back on the shared store.
-        assert wait_for(lambda: every(lambda s: s.get("store", {}).get("regained", 0) >= 1 and not s["degraded"])), \
-            [read_score(p) for p in scores]
-        for path in scores:
-            s = read_score(path)
-            assert s["store"].get("lost", 0) >= 1, s
-            assert count(s, mode="local") > 0, f"no decision while the store failed over: {s}"
+        if how == "kill":
+            # Every process noticed, decided locally meanwhile, and is back on the shared store.
+            assert wait_for(lambda: every(lambda s: s.get("store", {}).get("regained", 0) >= 1
+                                          and not s["degraded"])), [read_score(p) for p in scores]
+            for path in scores:
+                s = read_score(path)
+                assert s["store"].get("lost", 0) >= 1, s
+                assert count(s, mode="local") > 0, f"no decision while the store failed over: {s}"
+        else:
+            assert wait_for(lambda: every(lambda s: not s["degraded"]))
+            # The demoted master accepts writes until the sentinels reconfigure it (up to
+            # 10 s); fusebox's clients ask the sentinels again within MASTER_RECHECK_INTERVAL
+            # and move: what they wrote there before is lost (docs/breaker.md).
+            time.sleep(2 * MASTER_RECHECK_INTERVAL)
         mark = [read_score(p) for p in scores]
 
         # Shared decisions on the promoted replica: an operator's trip reaches every process...
@@ -113,7 +125,7 @@ def test_breakers_ride_out_a_sentinel_failover(cluster: SentinelCluster, tmp_pat
         operator.close()
 
     final = [read_score(p) for p in scores]
-    print(json.dumps({"failover": {"old_master": old.port, "new_master": new.port},
+    print(json.dumps({"failover": {"how": how, "old_master": old.port, "new_master": new.port},
                       "callers": [{"local": count(s, mode="local"), "shared": count(s, mode="shared"),
                                    "store_events": s["store"]} for s in final]}))
     for s in final:
@@ -122,7 +134,11 @@ def test_breakers_ride_out_a_sentinel_failover(cluster: SentinelCluster, tmp_pat
         assert not raised, f"a guarded call raised something else than CallNotPermitted: {raised}"
         # The breaker OPEN before the failover never let a call through, in either mode.
         assert count(s, "tripped", result="ok") == 0 and count(s, "tripped", result="failed") == 0, s
-        assert count(s, "tripped", "local", "rejected") > 0, s
+        if how == "kill":
+            assert count(s, "tripped", "local", "rejected") > 0, s
+        # One failover is one loss of the store at most, not a flapping between the shared
+        # and the local breaker (a demoted master answering READONLY must not cause that).
+        assert s["store"].get("lost", 0) <= 1, s
     after = make_breakers(cluster.url, prefix, POLICY)
     try:
         snap = after.get("tripped").snapshot()

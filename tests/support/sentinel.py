@@ -4,8 +4,8 @@ three sentinels (``redis-server --sentinel``), with a URL fusebox understands.
     with SentinelCluster() as cluster:
         url = cluster.url                      # sentinel://127.0.0.1:p1;.../0?master_name=fusebox
         cluster.wait_replicated()              # every write so far is on the replica
-        cluster.kill_master()                  # kill -9
-        new = cluster.wait_failover()          # the replica the sentinels promoted
+        old = cluster.kill_master()            # kill -9 (or cluster.failover(): SENTINEL FAILOVER)
+        new = cluster.wait_failover(old.port)  # the replica the sentinels promoted
 """
 
 from __future__ import annotations
@@ -209,6 +209,13 @@ class SentinelCluster:
         """kill -9 of the current master; returns it (dead)."""
         old = self.current_master()
         old.kill()
+        return old
+
+    def failover(self) -> RedisServer:
+        """A coordinated failover (``SENTINEL FAILOVER``): the master is demoted to a replica
+        while it runs and clients are connected to it; returns it (alive, soon a replica)."""
+        old = self.current_master()
+        self.sentinel_client().execute_command("SENTINEL", "FAILOVER", self.master_name)
         return old
 
     def wait_failover(self, old_port: int, timeout: float = 30.0) -> RedisServer:
