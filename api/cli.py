@@ -29,7 +29,7 @@ from rich.table import Table
 from api.services import ServiceError
 from api.settings import ApiSettings
 from api.views import snapshot_json
-from breaker.connection import redis_client
+from breaker.connection import redact, redis_client
 from breaker import BreakerPolicy, BreakerSnapshot, Control, InputError, State
 from workers.models import MODELS
 from workers.settings import WorkerSettings
@@ -81,9 +81,7 @@ def _require_redis(settings: WorkerSettings) -> None:
 
 
 def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}***@{host}" if at else url
+    return redact(url)  # every part of a sentinel:// URL, and its sentinel_password
 
 
 def _client() -> Any:

@@ -223,7 +223,10 @@ def redact(url: str) -> str:
                 f"{k}=***" if k.endswith("password") else f"{k}={v[-1]}"
                 for k, v in parse_qs(query, keep_blank_values=True).items()
             )
-        out.append(split._replace(netloc=netloc, query=query).geturl())
+        if netloc == split.netloc and query == split.query:
+            out.append(part)
+        else:  # (geturl would drop the // of unix:///path)
+            out.append(f"{split.scheme}://{netloc}{split.path}" + (f"?{query}" if query else ""))
     return ";".join(out)
 
 

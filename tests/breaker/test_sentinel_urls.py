@@ -40,7 +40,10 @@ def test_passwords_master_and_sentinel() -> None:
         "master_name": "m",
         "sentinel_kwargs": {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "password": "s pw"},
     }
-    assert "p@ss" not in redact(url) and "s%20pw" not in redact(url)
+    assert redact(url) == ("sentinel://app:***@h1;sentinel://app:***@h2:26380/1"
+                           "?master_name=m&sentinel_password=***")
+    assert redact("unix:///run/r.sock?db=1&password=x") == "unix:///run/r.sock?db=1&password=***"
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"
 
 
 @pytest.mark.parametrize(
