@@ -29,6 +29,7 @@ from rich.table import Table
 from api.services import ServiceError
 from api.settings import ApiSettings
 from api.views import snapshot_json
+from breaker.connection import redact, redis_client
 from breaker import BreakerPolicy, BreakerSnapshot, Control, InputError, State
 from breaker.ramp import RampStatus
 from workers.models import MODELS
@@ -75,15 +76,13 @@ def _settings() -> WorkerSettings:
 def _require_redis(settings: WorkerSettings) -> None:
     # Without this a command would quietly act on its process-local fail-safe breaker.
     try:
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2).ping()
+        redis_client(settings.redis_url, 2, fail_fast=False).ping()
     except (redis.RedisError, OSError) as exc:
         raise UserError(f"cannot reach Redis at {_redact(settings.redis_url)} (FUSEBOX_REDIS_URL): {exc}") from None
 
 
 def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}***@{host}" if at else url
+    return redact(url)  # every part of a sentinel:// URL, and its sentinel_password
 
 
 def _client() -> Any:
@@ -327,7 +326,7 @@ def chaos(
     _model(name)
     settings = _settings()
     _require_redis(settings)
-    faults = Faults(redis.Redis.from_url(settings.redis_url), settings.key_prefix)
+    faults = Faults(redis_client(settings.redis_url, 5, fail_fast=False), settings.key_prefix)
     target = f"fallback.{name}" if fallback else name
     if off:
         if error_rate or oom_rate or latency or hang or stall:

@@ -26,6 +26,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from breaker import Breakers, InputError, State
+from breaker.connection import redis_client
 from workers.app import make_app
 from workers.errors import InvalidInput, InvalidJob
 from workers.images import decode_image
@@ -98,8 +99,6 @@ class FuseboxClient:
     def __init__(
         self, settings: WorkerSettings | None = None, app: Celery | None = None, breakers: Breakers | None = None
     ) -> None:
-        import redis
-
         self.settings = settings or WorkerSettings.from_env()
         self._owns_app = app is None
         self.app = app or make_app(self.settings)
@@ -108,7 +107,7 @@ class FuseboxClient:
             settings=self.settings.breaker_settings(),
             policies={name: spec.policy for name, spec in MODELS.items()},
         )
-        self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self._redis = redis_client(self.settings.redis_url, 5, fail_fast=False)
         self.payloads = PayloadStore(self._redis, self.settings.key_prefix, self.settings.payload_ttl)
         self.deadlines = DeadlineIndex(self._redis, self.settings.key_prefix)
 

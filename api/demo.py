@@ -29,7 +29,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from pydantic import BaseModel
 from rich.console import Console, Group
 from rich.live import Live
@@ -41,6 +40,7 @@ from api import samples
 from api.client import FuseboxClient, JobHandle
 from api.services import RedisServer, WorkerProcess, redis_answers
 from breaker import BreakerEvent, BreakerPolicy, State
+from breaker.connection import redis_client
 from workers.faults import SWITCH_TTL, Faults, FaultSpec
 from workers.jobs import JobResult
 from workers.models import MODELS
@@ -147,7 +147,7 @@ class Demo:
                 policy = BreakerPolicy.model_validate({**MODELS[model].policy.model_dump(), **DEMO_POLICY})
                 client.breakers.set_policy(model, policy, who="demo")
             client.breakers.add_listener(self._on_event)
-            faults = Faults(redis.Redis.from_url(redis_url), self.prefix)
+            faults = Faults(redis_client(redis_url, 5, fail_fast=False), self.prefix)
 
             self._note("starting the model worker (PP-OCRv5 mobile, sentiment, NER) and the fallback worker")
             for queues, name in ((list(DEMO_MODELS), "models"), (["fallback"], "fallback")):
@@ -380,7 +380,7 @@ class Demo:
         faulty queue, against the transition that told it to."""
         if trip is None or self.client is None:
             return None
-        db = redis.Redis.from_url(self.client.settings.redis_url, decode_responses=True)
+        db = redis_client(self.client.settings.redis_url, 5, fail_fast=False, decode_responses=True)
         try:
             for _, record in db.xrange(f"{self.prefix}:control"):
                 if record.get("model") == FAULTY and record.get("action") == "pause" and "trigger_at_ms" in record:
@@ -403,7 +403,7 @@ class Demo:
         return server.url, "started"
 
     def _remove_keys(self, url: str) -> None:
-        db = redis.Redis.from_url(url)
+        db = redis_client(url, 5, fail_fast=False)
         try:
             batch = []
             for key in db.scan_iter(f"{self.prefix}:*", count=1000):

@@ -42,6 +42,7 @@ from api.metrics import FuseboxCollector
 from api.settings import ApiSettings
 from api.views import snapshot_json
 from breaker import BreakerPolicy, Control, StoreUnavailable
+from breaker.connection import redis_client
 from breaker.errors import InputError
 from breaker.state import check_name
 from workers.control import heartbeat_key
@@ -96,7 +97,7 @@ def create_app(
     ws = worker_settings or WorkerSettings.from_env()
     api = api_settings or ApiSettings.from_env()
     fb = client or FuseboxClient(ws)
-    db = redis.Redis.from_url(ws.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    db = redis_client(ws.redis_url, 2, fail_fast=False)
     registry = CollectorRegistry()
     registry.register(FuseboxCollector(fb.breakers, db, ws))
     alerts = AlertSender(api.webhooks, db, ws.key_prefix, retries=api.alert_retries)

@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from breaker.connection import redis_client
+
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -55,7 +57,7 @@ def free_port() -> int:
 
 def redis_answers(url: str, timeout: float = 0.5) -> bool:
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = redis_client(url, timeout, fail_fast=False)
         try:
             return bool(client.ping())
         finally:

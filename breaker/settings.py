@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import redis
-from pydantic import BaseModel, ConfigDict, Field
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Kept importable from here: every Redis client is built by breaker.connection.
+from breaker.connection import check_redis_url
+from breaker.connection import redis_client as redis_client
 
 ENV_PREFIX = "FUSEBOX_"
 
@@ -18,7 +19,9 @@ class BreakerSettings(BaseModel):
 
     Parameters (each read from the environment variable in brackets):
       redis_url [FUSEBOX_REDIS_URL]: ``redis://``, ``rediss://`` (TLS) or
-        ``redis://:password@host:port/db``; also ``unix://`` sockets.
+        ``redis://:password@host:port/db``; also ``unix://`` sockets, and Redis Sentinel
+        as ``sentinel://host:26379;sentinel://host2:26379/0?master_name=NAME`` (see
+        :mod:`breaker.connection`).
       key_prefix [FUSEBOX_KEY_PREFIX]: first part of every key and of the events channel.
       redis_timeout [FUSEBOX_BREAKER_REDIS_TIMEOUT]: seconds any one breaker call to Redis
         may take before the process decides with its local breaker instead.
@@ -43,6 +46,11 @@ class BreakerSettings(BaseModel):
     stream_maxlen: int = Field(10_000, ge=100)
     record_linger: float = Field(0.02, ge=0, le=1)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        return check_redis_url(url)
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> BreakerSettings:
         env = os.environ if environ is None else environ
@@ -60,18 +68,3 @@ class BreakerSettings(BaseModel):
         }
         values.update(overrides)
         return cls.model_validate(values)
-
-
-def redis_client(url: str, timeout: float, **kwargs: Any) -> redis.Redis:
-    """A client that fails fast: ``timeout`` seconds to connect and to answer, no retries.
-
-    redis-py retries failed commands by default, which would multiply the time a worker
-    waits on a dead Redis; the breaker falls back to its local state instead.
-    """
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        **kwargs,
-    )

@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
+from breaker.connection import celery_transport_options, celery_url
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.settings import WorkerSettings, settings
 
@@ -28,7 +29,9 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
     """A fusebox Celery app; workers use the one below, producers may make their own for
     other settings (a test's private Redis, say)."""
     s = s or settings()
-    app = Celery("fusebox", broker=s.broker, backend=s.results, set_as_current=False)
+    # sentinel:// URLs: kombu's Sentinel transport and Celery's Sentinel result backend take
+    # the master's name and the sentinels' credentials as transport options.
+    app = Celery("fusebox", broker=celery_url(s.broker), backend=celery_url(s.results), set_as_current=False)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -44,10 +47,12 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
             "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 5)),
             "unacked_restore_throttle": 1,
             **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
+            **celery_transport_options(s.broker),
         },
-        result_backend_transport_options=(
-            {"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}
-        ),
+        result_backend_transport_options={
+            **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
+            **celery_transport_options(s.results),
+        },
         broker_connection_retry_on_startup=True,
         # A Redis restart must not lose a job being submitted: keep trying to publish.
         task_publish_retry=True,

@@ -15,6 +15,7 @@ from functools import lru_cache
 import redis
 
 from breaker import Breakers
+from breaker import connection
 from workers.cache import ResultCache
 from workers.deadlines import DeadlineIndex
 from workers.faults import Faults
@@ -35,7 +36,7 @@ def worker_id() -> str:
 def redis_client() -> redis.Redis:
     """For payloads, cache, parking and faults: ordinary timeouts (these are data, not the
     breaker's fast path)."""
-    return redis.Redis.from_url(settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
+    return connection.redis_client(settings().redis_url, 5, fail_fast=False)
 
 
 @lru_cache(maxsize=1)

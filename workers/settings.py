@@ -7,8 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from breaker.connection import check_redis_url, is_redis_url, is_sentinel_url
 from breaker.settings import BreakerSettings
 
 
@@ -26,7 +27,9 @@ class WorkerSettings(BaseModel):
 
     Parameters (environment variable in brackets):
       redis_url [FUSEBOX_REDIS_URL]: breaker store, result backend, payloads, and the broker
-        unless ``broker_url`` says otherwise.
+        unless ``broker_url`` says otherwise. ``redis://``, ``rediss://``, ``unix://``, or
+        Redis Sentinel: ``sentinel://host:26379;sentinel://host2:26379/0?master_name=NAME``
+        (:mod:`breaker.connection`), which the broker and the result backend then use too.
       broker_url [FUSEBOX_BROKER_URL]: e.g. ``amqp://guest:guest@host:5672//`` to carry jobs
         on RabbitMQ while the breakers stay in Redis. Deadline sweeping of queued jobs needs
         the Redis broker (with RabbitMQ deadlines are checked when a job is picked up).
@@ -126,6 +129,18 @@ class WorkerSettings(BaseModel):
         values.update(overrides)
         return cls.model_validate(values)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, url: str) -> str:
+        return check_redis_url(url)
+
+    @field_validator("broker_url", "result_url")
+    @classmethod
+    def _check_sentinel_url(cls, url: str | None) -> str | None:
+        # Other schemes (amqp://...) are Celery's to judge; a Sentinel URL is parsed here,
+        # so that a missing master_name is reported at start-up with the reason.
+        return check_redis_url(url) if url and is_sentinel_url(url) else url
+
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
@@ -140,7 +155,7 @@ class WorkerSettings(BaseModel):
 
     @property
     def broker_is_redis(self) -> bool:
-        return self.broker.startswith(("redis://", "rediss://", "unix://"))
+        return is_redis_url(self.broker)
 
     def ocr_model_dirs(self) -> tuple[Path, Path]:
         """The detection and recognition model directories, checked to exist."""
