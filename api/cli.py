@@ -164,8 +164,13 @@ def submit(
 
     if task not in MODELS or task == "echo":
         raise UserError(f"--task must be one of: {', '.join(m for m in MODELS if m != 'echo')}", 2)
-    if deadline is not None and deadline <= 0:
-        raise UserError("--deadline must be a positive number of seconds", 2)
+    if deadline is not None:
+        from workers.inputs import check_deadline
+
+        try:
+            check_deadline(deadline)  # before anything is read or stored: nan, inf, 1e308
+        except InputError as exc:
+            raise UserError(f"--{exc}", 2) from None
     with _client() as client:
         report = run_batch(client, task, paths, out_path=out_path, wait=wait, deadline=deadline, timeout=timeout,
                            console=err)

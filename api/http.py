@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import redis
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -88,6 +89,21 @@ class PolicyChange(BaseModel):
     bypass_callers: list[str] | None = None
 
 
+def _safe_text(value: Any) -> str:
+    """``value`` as text that encodes as UTF-8: lone surrogates become ``\\udcff``."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _safe_error(error: dict[str, Any]) -> dict[str, Any]:
+    """One validation error, reduced to what always serialises: where, what, which kind
+    (not the offending input, which may be huge, NaN, or not encodable)."""
+    return {
+        "loc": [p if isinstance(p, int) else _safe_text(p) for p in error.get("loc", ())],
+        "msg": _safe_text(error.get("msg", "")),
+        "type": _safe_text(error.get("type", "")),
+    }
+
+
 def create_app(
     worker_settings: WorkerSettings | None = None,
     api_settings: ApiSettings | None = None,
@@ -133,6 +149,13 @@ def create_app(
     @app.exception_handler(StoreUnavailable)
     async def _store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the offending input and field names as they came: a
+        # lone surrogate in a field name ("\udcff") cannot be encoded as UTF-8 and a NaN
+        # cannot be written as JSON, so a caller's bad request became a 500.
+        return JSONResponse({"detail": [_safe_error(e) for e in exc.errors()]}, status_code=422)
 
     @app.exception_handler(InputError)
     async def _bad_input(_: Request, exc: InputError) -> JSONResponse:
