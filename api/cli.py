@@ -6,7 +6,7 @@
     fusebox breaker trip|reset|disable|metrics-only|force-open NAME
     fusebox breaker set NAME --failure-rate-threshold 0.4 ...   live, no restart
     fusebox breaker clear-policy NAME | history [NAME]
-    fusebox chaos NAME --error-rate 0.5 --latency 2 --hang | --off
+    fusebox chaos NAME --error-rate 0.5 --latency 2 --hang [--for 10m] | --off
     fusebox serve                                    HTTP: health, metrics, breaker page
 
 Errors the user can fix (bad input, Redis not answering, an unknown breaker) print one line
@@ -29,7 +29,7 @@ from rich.table import Table
 from api.services import ServiceError
 from api.settings import ApiSettings
 from api.views import snapshot_json
-from breaker import BreakerPolicy, BreakerSnapshot, Control, InputError, State
+from breaker import BreakerPolicy, BreakerSnapshot, Control, InputError, State, StoreUnavailable
 from workers.models import MODELS
 from workers.settings import WorkerSettings
 
@@ -192,45 +192,49 @@ def breakers(as_json: Annotated[bool, typer.Option("--json", help="One JSON obje
         out.print(breakers_table(snaps))
 
 
-def _control(name: str, action: Control, reason: str) -> None:
+def _control(name: str, action: Control, reason: str, as_json: bool) -> None:
     with _client() as client:
         event = client.breakers.control(_model(name), action, reason or f"operator via CLI: {action.value}", who="cli")
-        state = client.breakers.get(name).snapshot().state
+        snap = client.breakers.get(name).snapshot()
+    if as_json:  # what POST /breakers/{name}/{action} answers
+        print(json.dumps({"event": event.model_dump(mode="json"), "breaker": snapshot_json(snap)}))
+        return
     frm = event.from_state.value if event.from_state else "?"
-    out.print(f"{name}: {frm} -> [{STATE_STYLE.get(state, '')}]{state.value}[/]")
+    out.print(f"{name}: {frm} -> [{STATE_STYLE.get(snap.state, '')}]{snap.state.value}[/]")
 
 
 Reason = Annotated[str, typer.Option("--reason", help="Recorded in the event stream.")]
+Json = Annotated[bool, typer.Option("--json", help="One JSON object, as the HTTP endpoint answers.")]
 
 
 @breaker_app.command()
-def trip(name: str, reason: Reason = "") -> None:
+def trip(name: str, reason: Reason = "", as_json: Json = False) -> None:
     """Open the breaker now (normal recovery follows: probes after the wait)."""
-    _control(name, Control.TRIP, reason)
+    _control(name, Control.TRIP, reason, as_json)
 
 
 @breaker_app.command()
-def reset(name: str, reason: Reason = "") -> None:
+def reset(name: str, reason: Reason = "", as_json: Json = False) -> None:
     """Back to CLOSED with an empty window."""
-    _control(name, Control.RESET, reason)
+    _control(name, Control.RESET, reason, as_json)
 
 
 @breaker_app.command()
-def disable(name: str, reason: Reason = "") -> None:
+def disable(name: str, reason: Reason = "", as_json: Json = False) -> None:
     """Always admit, record nothing."""
-    _control(name, Control.DISABLE, reason)
+    _control(name, Control.DISABLE, reason, as_json)
 
 
 @breaker_app.command("metrics-only")
-def metrics_only(name: str, reason: Reason = "") -> None:
+def metrics_only(name: str, reason: Reason = "", as_json: Json = False) -> None:
     """Record and report, never reject."""
-    _control(name, Control.METRICS_ONLY, reason)
+    _control(name, Control.METRICS_ONLY, reason, as_json)
 
 
 @breaker_app.command("force-open")
-def force_open(name: str, reason: Reason = "") -> None:
+def force_open(name: str, reason: Reason = "", as_json: Json = False) -> None:
     """Reject everything until reset (no probes)."""
-    _control(name, Control.FORCE_OPEN, reason)
+    _control(name, Control.FORCE_OPEN, reason, as_json)
 
 
 def _opt(help_text: str) -> Any:
@@ -252,9 +256,10 @@ def set_policy(
     max_wait_in_half_open: Annotated[Optional[float], _opt("Seconds before an unreported probe is reclaimed.")] = None,
     call_timeout: Annotated[Optional[float], _opt("Seconds a model call may take.")] = None,
     bypass_callers: Annotated[Optional[str], _opt("Comma-separated callers that may bypass it ('' for none).")] = None,
+    as_json: Json = False,
 ) -> None:
     """Change policy fields live: every worker uses them on its next call."""
-    changes = {k: v for k, v in locals().items() if k != "name" and v is not None}
+    changes = {k: v for k, v in locals().items() if k not in ("name", "as_json") and v is not None}
     if not changes:
         raise UserError("nothing to change: give at least one --option (see --help)", 2)
     if "bypass_callers" in changes:
@@ -266,6 +271,10 @@ def set_policy(
         except ValueError as exc:
             raise UserError(f"invalid policy: {_first_error(exc)}", 2) from None
         client.breakers.set_policy(name, policy, who="cli")
+        snap = client.breakers.get(name).snapshot()
+    if as_json:  # what PUT /breakers/{name}/policy answers
+        print(json.dumps(snapshot_json(snap)))
+        return
     out.print(f"{name}: " + ", ".join(f"{k}={getattr(policy, k)}" for k in changes))
 
 
@@ -278,10 +287,14 @@ def _first_error(exc: Exception) -> str:
 
 
 @breaker_app.command("clear-policy")
-def clear_policy(name: str) -> None:
+def clear_policy(name: str, as_json: Json = False) -> None:
     """Back to the policy the code configures (its tier's)."""
     with _client() as client:
         client.breakers.clear_policy(_model(name), who="cli")
+        snap = client.breakers.get(name).snapshot()
+    if as_json:  # what DELETE /breakers/{name}/policy answers
+        print(json.dumps(snapshot_json(snap)))
+        return
     out.print(f"{name}: configured policy restored")
 
 
@@ -291,9 +304,9 @@ def history(
     count: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Recent transitions and operator actions."""
+    """Recent transitions and operator actions, newest first (as ``GET /events``)."""
     with _client() as client:
-        events = client.breakers.history(_model(name) if name else None, count)
+        events = list(reversed(client.breakers.history(_model(name) if name else None, count)))
     if as_json:
         print(json.dumps({"events": [e.model_dump(mode="json") for e in events]}))
         return
@@ -310,6 +323,27 @@ def history(
 # -- chaos ----------------------------------------------------------------------------------------------------
 
 
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``2h`` -> seconds.
+
+    Raises:
+      UserError: not a positive duration, or longer than a day.
+    """
+    from workers.faults import MAX_FAULT_TTL
+
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:], None)
+    number = raw[:-1] if scale is not None else raw
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise UserError(f"--for takes a duration like 90s, 10m or 2h, not {text!r}", 2) from None
+    if not (0 < seconds <= MAX_FAULT_TTL):  # also refuses nan and inf
+        raise UserError(f"--for must be more than 0 and at most {MAX_FAULT_TTL / 3600:.0f}h, not {text!r}", 2)
+    return seconds
+
+
 @app.command()
 def chaos(
     name: str,
@@ -320,26 +354,37 @@ def chaos(
     stall: Annotated[bool, typer.Option("--stall", help="Every call blocks until the hard time limit.")] = False,
     off: Annotated[bool, typer.Option("--off", help="Turn the fault off.")] = False,
     fallback: Annotated[bool, typer.Option("--fallback", help="Target the model's fallback path instead.")] = False,
+    duration: Annotated[str, typer.Option("--for", help="How long the fault stays on (90s, 10m, 2h); it then "
+                                                        "turns itself off.")] = "10m",
+    as_json: Json = False,
 ) -> None:
-    """Inject a fault into one model across the fleet (no restart), or turn it off."""
+    """Inject a fault into one model across the fleet (no restart) for a while (--for), or
+    turn it off."""
+    from api.views import fault_json
     from workers.faults import Faults, FaultSpec
 
     _model(name)
+    ttl = parse_duration(duration)
     settings = _settings()
     _require_redis(settings)
     faults = Faults(redis.Redis.from_url(settings.redis_url), settings.key_prefix)
     target = f"fallback.{name}" if fallback else name
+    spec = FaultSpec(error_rate=error_rate, oom_rate=oom_rate, latency=latency, hang=hang, stall=stall)
     if off:
-        if error_rate or oom_rate or latency or hang or stall:
+        if spec.active:
             raise UserError("--off turns the fault off; give it alone", 2)
         faults.clear(target)
-        out.print(f"{target}: fault off")
-        return
-    spec = FaultSpec(error_rate=error_rate, oom_rate=oom_rate, latency=latency, hang=hang, stall=stall)
-    if not spec.active:
+    elif spec.active:
+        faults.set(target, spec, ttl)
+    else:
         raise UserError("no fault given: --error-rate, --oom-rate, --latency, --hang, --stall, or --off", 2)
-    faults.set(target, spec)
-    out.print(f"{target}: fault on ({spec.model_dump_json(exclude_defaults=True)})")
+    view = fault_json(name, fallback, faults.get(target), faults.remaining(target))
+    if as_json:  # what POST/DELETE/GET /chaos/{model} answer
+        print(json.dumps(view))
+    elif view["active"]:
+        out.print(f"{target}: fault on ({json.dumps(view['fault'])}) for {view['expires_in']:.0f}s more")
+    else:
+        out.print(f"{target}: fault off")
 
 
 # -- serve ----------------------------------------------------------------------------------------------------------
@@ -375,6 +420,10 @@ def main() -> None:
     except InputError as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(2)
+    except StoreUnavailable as exc:
+        # An operator action that needs the shared breaker store, which stopped answering.
+        err.print(f"[red]error:[/] {exc} (FUSEBOX_REDIS_URL)")
+        sys.exit(1)
     except (redis.RedisError, OSError) as exc:
         err.print(f"[red]error:[/] {type(exc).__name__}: {exc}")
         sys.exit(1)

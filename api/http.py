@@ -8,7 +8,10 @@
     POST /breakers/{name}/{action}    trip, reset, disable, metrics-only, force-open   [token]
     PUT  /breakers/{name}/policy      change policy fields live                         [token]
     DELETE /breakers/{name}/policy    back to the configured policy                     [token]
-    GET  /events                      recent transitions
+    GET  /events                      recent transitions, newest first
+    GET  /chaos/{model}               its fault switch, if any
+    POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [token]
+    DELETE /chaos/{model}             turn it off                                          [token]
     POST /jobs                        submit a job (text, texts or image_base64)        [token]
     GET  /jobs/{id}                   its status and answer
     GET  /                            the live breaker page
@@ -41,12 +44,13 @@ from api.alerts import AlertSender
 from api.client import FuseboxClient
 from api.metrics import FuseboxCollector
 from api.settings import ApiSettings
-from api.views import snapshot_json
+from api.views import fault_json, snapshot_json
 from breaker import BreakerPolicy, Control, StoreUnavailable
 from breaker.errors import InputError
 from breaker.state import check_name
 from workers.control import heartbeat_key
 from workers.models import FALLBACK_QUEUE, MODELS
+from workers.faults import DEFAULT_FAULT_TTL, MAX_FAULT_TTL, Faults, FaultSpec
 from workers.settings import WorkerSettings
 
 ACTIONS = {"trip": Control.TRIP, "reset": Control.RESET, "disable": Control.DISABLE,
@@ -68,6 +72,14 @@ class JobRequest(BaseModel):
     wait: bool = False
     route: Literal["auto", "model", "fallback"] = "auto"
     bypass: str | None = None
+
+
+class ChaosRequest(FaultSpec):
+    """``POST /chaos/{model}``: a fault (FaultSpec's fields), how long it lasts, and whether
+    it targets the model's fallback path."""
+
+    for_seconds: float = Field(DEFAULT_FAULT_TTL, gt=0, le=MAX_FAULT_TTL, allow_inf_nan=False)
+    fallback: bool = False
 
 
 class PolicyChange(BaseModel):
@@ -149,6 +161,10 @@ def create_app(
     @app.exception_handler(StoreUnavailable)
     async def _store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
+        return JSONResponse({"detail": f"Redis unreachable: {type(exc).__name__}: {exc}"}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -244,6 +260,38 @@ def create_app(
             known_breaker(breaker)
         history = fb.breakers.history(breaker, max(1, min(count, 500)))
         return {"events": [e.model_dump(mode="json") for e in reversed(history)]}
+
+    # -- fault injection --------------------------------------------------------------------------
+
+    faults = Faults(db, ws.key_prefix)
+
+    def known_model(model: str) -> str:
+        if model not in MODELS:
+            raise HTTPException(404, f"no model {model!r}; known: {', '.join(sorted(MODELS))}")
+        return model
+
+    def fault_view(model: str, fallback: bool) -> dict[str, Any]:
+        target = f"fallback.{model}" if fallback else model
+        return fault_json(model, fallback, faults.get(target), faults.remaining(target))
+
+    @app.get("/chaos/{model}")
+    def chaos_status(model: str, fallback: bool = False) -> dict[str, Any]:
+        return fault_view(known_model(model), fallback)
+
+    @app.post("/chaos/{model}", dependencies=[Depends(authorized)])
+    def chaos_on(model: str, request: ChaosRequest) -> dict[str, Any]:
+        known_model(model)
+        spec = FaultSpec.model_validate(request.model_dump(exclude={"for_seconds", "fallback"}))
+        if not spec.active:
+            raise HTTPException(422, "no fault given: error_rate, oom_rate, latency, hang or stall")
+        faults.set(f"fallback.{model}" if request.fallback else model, spec, request.for_seconds)
+        return fault_view(model, request.fallback)
+
+    @app.delete("/chaos/{model}", dependencies=[Depends(authorized)])
+    def chaos_off(model: str, fallback: bool = False) -> dict[str, Any]:
+        known_model(model)
+        faults.clear(f"fallback.{model}" if fallback else model)
+        return fault_view(model, fallback)
 
     # -- jobs -----------------------------------------------------------------------------------------
 
