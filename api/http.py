@@ -127,12 +127,17 @@ def create_app(
     db = redis.Redis.from_url(ws.redis_url, socket_timeout=2, socket_connect_timeout=2)
     registry = CollectorRegistry()
     registry.register(FuseboxCollector(fb.breakers, db, ws))
-    alerts = AlertSender(api.webhooks, db, ws.key_prefix, retries=api.alert_retries)
+    alerts = AlertSender(api.webhooks, db, ws.key_prefix, retries=api.alert_retries, lease=api.alert_lease)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         remove = fb.breakers.add_listener(alerts)
         alerts.start()
+        if api.webhooks:
+            try:  # what a sender that died left undelivered (marks make the rest a no-op)
+                alerts.replay(fb.breakers.history(None, 1000), api.alert_replay)
+            except (redis.RedisError, OSError, StoreUnavailable):
+                pass
         yield
         remove()
         alerts.stop()
