@@ -9,6 +9,7 @@
     fusebox chaos NAME --error-rate 0.5 --latency 2 --hang [--for 10m] | --off
     fusebox serve                                    HTTP: health, metrics, breaker page
     fusebox alerts [test]                            the alert service; a test message to every webhook
+    fusebox doctor [--json]                          Redis, broker, store, a worker per queue, faults left on
 
 Errors the user can fix (bad input, Redis not answering, an unknown breaker) print one line
 and exit non-zero; they never print a traceback.
@@ -389,6 +390,90 @@ def chaos(
         out.print(f"{target}: fault on ({json.dumps(view['fault'])}) for {view['expires_in']:.0f}s more")
     else:
         out.print(f"{target}: fault off")
+
+
+# -- doctor -----------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def doctor(as_json: Json = False) -> None:
+    """Check what fusebox depends on, from here: Redis, the broker, the breaker store, a
+    live worker for each queue, workers deciding on a local breaker, open breakers, fault
+    switches left on, parked jobs. Exit status 1 when anything fails (warnings do not)."""
+    from workers import probe
+    from workers.faults import Faults
+
+    settings = _settings()
+    checks: list[dict[str, str]] = []
+
+    def note(name: str, status: str, detail: str) -> None:
+        checks.append({"name": name, "status": status, "detail": detail})
+
+    db = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        db.ping()
+        note("redis", "ok", _redact(settings.redis_url))
+        redis_ok = True
+    except (redis.RedisError, OSError) as exc:
+        note("redis", "fail", f"{_redact(settings.redis_url)}: {type(exc).__name__}: {exc}")
+        redis_ok = False
+    from workers.app import make_app
+
+    celery_app = make_app(settings)
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        note("broker", "ok", _redact(settings.broker))
+    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+        note("broker", "fail", f"{_redact(settings.broker)}: {type(exc).__name__}: {exc}")
+    finally:
+        celery_app.close()
+    if redis_ok:
+        try:
+            view = probe.fleet(db, settings.key_prefix)
+            for cover in view.queues:
+                if cover.required or cover.workers:
+                    status = "ok" if cover.workers else ("fail" if cover.required else "warn")
+                    paused = sorted(set(cover.workers) - set(cover.consuming))
+                    detail = f"{len(cover.workers)} live worker(s)" + (f", paused on {', '.join(paused)}" if paused else "")
+                    note(f"queue {cover.queue}", status, detail)
+            note("breaker store on workers", "fail" if view.store_degraded else "ok",
+                 f"on a local breaker: {', '.join(view.store_degraded)}" if view.store_degraded
+                 else f"{len(view.workers)} live worker(s) share the store")
+            with _client() as client:
+                health = client.breakers.health()
+                note("breaker store here", "ok" if health.shared else "fail",
+                     "shared" if health.shared else f"local fail-safe: {health.last_error}")
+                for name in sorted(MODELS):
+                    snap = client.breakers.get(name).snapshot()
+                    if snap.state.rejects:
+                        note(f"breaker {name}", "warn", f"{snap.state.value} (trips: {snap.totals.get('to_open', 0)})")
+            faults = Faults(db, settings.key_prefix)
+            for name in sorted(MODELS):
+                for target in (name, f"fallback.{name}"):
+                    spec = faults.get(target)
+                    if spec.active:
+                        left = faults.remaining(target)
+                        note(f"fault {target}", "warn", f"{spec.model_dump_json(exclude_defaults=True)}"
+                                                        + (f", off in {left:.0f}s" if left is not None else ""))
+                parked = int(db.hlen(f"{settings.key_prefix}:parked:{name}"))
+                if parked:
+                    note(f"parked {name}", "warn", f"{parked} job(s) waiting for the model")
+        except (redis.RedisError, OSError) as exc:
+            note("fleet", "fail", f"{type(exc).__name__}: {exc}")
+    ok = all(c["status"] != "fail" for c in checks)
+    if as_json:
+        print(json.dumps({"ok": ok, "checks": checks}))
+    else:
+        table = Table(title="fusebox doctor")
+        for column in ("check", "status", "detail"):
+            table.add_column(column)
+        style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+        for c in checks:
+            table.add_row(c["name"], f"[{style[c['status']]}]{c['status']}[/]", c["detail"])
+        out.print(table)
+    if not ok:
+        raise typer.Exit(1)
 
 
 # -- alerts ---------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """``fusebox serve``: health, metrics, breakers, jobs, and a live breaker page.
 
     GET  /health/live                 the process answers
-    GET  /health/ready                broker, breaker store and a live worker for each queue
+    GET  /health/ready                this pod: broker and Redis answer, breaker store shared
+    GET  /health/fleet                a live worker for each queue; workers on a local breaker
     GET  /metrics                     Prometheus (the whole fleet, read from Redis)
     GET  /breakers                    every breaker's state, window and policy
     GET  /breakers/{name}
@@ -48,7 +49,7 @@ from api.views import fault_json, snapshot_json
 from breaker import BreakerPolicy, Control, StoreUnavailable
 from breaker.errors import InputError
 from breaker.state import check_name
-from workers.control import heartbeat_key
+from workers import probe
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.faults import DEFAULT_FAULT_TTL, MAX_FAULT_TTL, Faults, FaultSpec
 from workers.settings import WorkerSettings
@@ -190,6 +191,9 @@ def create_app(
 
     @app.get("/health/ready")
     def ready() -> JSONResponse:
+        """This pod: its broker and Redis answer, and its breakers decide with the shared
+        store. Nothing about other pods: a missing fleet worker must not take every API
+        replica out of the load balancer at once (that is /health/fleet)."""
         checks: dict[str, Any] = {}
         try:
             with fb.app.connection_for_write() as conn:
@@ -197,24 +201,26 @@ def create_app(
             checks["broker"] = {"ok": True}
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
             checks["broker"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        try:
+            checks["redis"] = {"ok": bool(db.ping())}
+        except (redis.RedisError, OSError) as exc:
+            checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         health = fb.breakers.health()
         checks["breaker_store"] = {"ok": health.shared, **health.model_dump()}
-        served: dict[str, list[str]] = {q: [] for q in [*MODELS, FALLBACK_QUEUE]}
-        try:
-            for key in db.scan_iter(heartbeat_key(ws.key_prefix, "*"), count=1000):
-                raw = db.get(key)
-                if raw:
-                    beat = json.loads(raw)
-                    for queue in beat["queues"]:
-                        served.setdefault(queue, []).append(beat["hostname"])
-        except (redis.RedisError, OSError) as exc:
-            checks["workers"] = {"ok": False, "error": str(exc)}
-        else:
-            required = [m for m, spec in MODELS.items() if not spec.drill] + [FALLBACK_QUEUE]
-            missing = sorted(q for q in required if not served.get(q))
-            checks["workers"] = {"ok": not missing, "queues": served, "missing": missing}
         ok = all(c["ok"] for c in checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/health/fleet")
+    def fleet_health() -> JSONResponse:
+        """Fleet coverage: a live worker for each queue (drill queues not required), and
+        which workers decide with their local breaker. 503 when a required queue has none."""
+        try:
+            view = probe.fleet(db, ws.key_prefix)
+        except (redis.RedisError, OSError) as exc:
+            return JSONResponse({"ok": False, "error": f"Redis unreachable: {type(exc).__name__}: {exc}"},
+                                status_code=503)
+        body = {"ok": view.ok, **view.model_dump(mode="json")}
+        return JSONResponse(body, status_code=200 if view.ok else 503)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -200,6 +200,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
                                   ex=HEARTBEAT_TTL)
         except Exception:  # noqa: BLE001 - a missed beat shows up as "not ready", as it should
             log.debug("heartbeat failed", exc_info=True)
+        __import__("workers.probe").probe.beat(beat)  # probe file and fleet index: workers/probe.py
 
     def _step(self, model: str, release_parked: bool) -> None:
         breakers = rt.breakers()
