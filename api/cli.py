@@ -566,7 +566,7 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="[FUSEBOX_API_HOST]")] = None,
     port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="[FUSEBOX_API_PORT]")] = None,
 ) -> None:
-    """HTTP: /health/live, /health/ready, /metrics, /breakers, /jobs, and the live page at /."""
+    """HTTP: /health/live, /health/ready, /health/fleet, /metrics, /breakers, /chaos, /jobs, and the live page at /."""
     import uvicorn
 
     from api.http import create_app

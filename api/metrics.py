@@ -15,7 +15,6 @@ admission decisions (``fusebox_breaker_rejected_total``) and late reports
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -63,7 +62,7 @@ class FuseboxCollector(Collector):
     def __init__(self, breakers: Breakers, client: redis.Redis, settings: WorkerSettings,
                  process: str | None = None) -> None:
         self.breakers, self.client, self.settings = breakers, client, settings
-        self.process = process or f"api:{socket.gethostname()}:{os.getpid()}"
+        self.process = process or f"api:{socket.gethostname()}"  # stable across restarts of the pod
 
     def collect(self) -> Iterator[Any]:
         names = sorted(set(self.breakers.names()) | set(MODELS))
