@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -40,7 +41,8 @@ class Receiver:
         self.fail_first = 0
         self.errcodes: dict[str, list[int]] = {}  # per path: errcodes to answer first, in order
         self.hold: set[str] = set()  # paths whose requests are held until release is set
-        self.hold_first: set[str] = set()  # paths whose first request is held for good, never recorded
+        self.hold_first: set[str] = set()
+        self.drop_first: set[str] = set()  # paths whose first request's connection is cut unanswered  # paths whose first request is held for good, never recorded
         self.release = threading.Event()
         self.release.set()
         self.forever = threading.Event()
@@ -52,6 +54,10 @@ class Receiver:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 path, _, query = self.path.partition("?")
                 receiver.hits[path] = receiver.hits.get(path, 0) + 1
+                if path in receiver.drop_first and receiver.hits[path] == 1:
+                    self.close_connection = True  # the receiver dies mid-request: no answer at all
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if path in receiver.hold_first and receiver.hits[path] == 1:
                     receiver.forever.wait(60)  # a request whose sender dies meanwhile
                     return
@@ -330,3 +336,17 @@ def test_fusebox_alerts_test_reports_each_hook(receiver: Receiver, redis_url: st
     none = subprocess.run([*fusebox_command(), "alerts", "test"], env={**env, "FUSEBOX_ALERT_WEBHOOKS": ""},
                           capture_output=True, text=True, timeout=60)
     assert none.returncode == 2 and "FUSEBOX_ALERT_WEBHOOKS" in none.stderr and "Traceback" not in none.stderr
+
+
+def test_a_receiver_that_dies_mid_request_gets_the_alert_again(
+    receiver: Receiver, breakers: Breakers, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    receiver.drop_first = {"/ding"}
+    [hook] = ApiSettings(webhooks=f"dingtalk={receiver.url('/ding')}").webhooks
+    sender = AlertSender([hook], redis_client, key_prefix, backoff=0.05).start()
+    breakers.add_listener(sender)
+    breakers.get("ocr").trip(reason="receiver drops the connection")
+    assert wait_for(lambda: receiver.count("/ding") == 1, 10)
+    sender.stop()
+    assert receiver.hits["/ding"] == 2 and (sender.sent, sender.failed) == (1, 0)
+    assert list(_alert_keys(redis_client, key_prefix).values()) == ["delivered"]
