@@ -191,8 +191,9 @@ def breakers(as_json: Annotated[bool, typer.Option("--json", help="One JSON obje
     """Every breaker's state, window figures against thresholds, and trips."""
     with _client() as client:
         snaps = [client.breakers.get(n).snapshot() for n in sorted(set(MODELS) | set(client.breakers.names()))]
-    if as_json:
-        print(json.dumps({"breakers": [snapshot_json(s) for s in snaps]}))
+        store = client.breakers.health().model_dump()
+    if as_json:  # what GET /breakers answers
+        print(json.dumps({"breakers": [snapshot_json(s) for s in snaps], "store": store, "at": time.time()}))
     else:
         out.print(breakers_table(snaps))
 

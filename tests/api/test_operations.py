@@ -73,6 +73,10 @@ def test_every_printing_verb_has_json_shaped_as_http(store: Fleet, http: TestCli
     assert stamps == sorted(stamps, reverse=True) and stamps[0] > stamps[-1]
     assert any(e["reason"] == "cli trip" for e in cli_events)
 
+    listing, over_http_listing = cli_json(store, "breakers"), http.get("/breakers").json()
+    assert set(listing) == set(over_http_listing) == {"breakers", "store", "at"}
+    assert [b["name"] for b in listing["breakers"]] == [b["name"] for b in over_http_listing["breakers"]]
+
     chaos = cli_json(store, "chaos", "echo", "--error-rate", "0.5")
     assert chaos == {**http.get("/chaos/echo").json(), "expires_in": chaos["expires_in"]}
     assert chaos["active"] and chaos["fault"] == {"error_rate": 0.5}
