@@ -145,7 +145,7 @@ def write_probe_file(health: WorkerHealth, path: Path | None = None) -> None:
     target = path or probe_file()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # two writer threads
         tmp.write_text(health.model_copy(update={"written_at": time.time()}).model_dump_json(), encoding="utf-8")
         os.replace(tmp, target)
     except OSError:
