@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import secrets
 import time
@@ -50,7 +49,7 @@ from breaker import BreakerPolicy, Control, StoreUnavailable
 from breaker.errors import InputError
 from breaker.state import check_name
 from workers import probe
-from workers.models import FALLBACK_QUEUE, MODELS
+from workers.models import MODELS
 from workers.faults import DEFAULT_FAULT_TTL, MAX_FAULT_TTL, Faults, FaultSpec
 from workers.settings import WorkerSettings
 

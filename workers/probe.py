@@ -23,7 +23,6 @@ heartbeat). That
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

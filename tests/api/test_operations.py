@@ -6,7 +6,6 @@ breaker store fails; fault switches that expire, and their HTTP endpoints."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 
