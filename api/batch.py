@@ -19,9 +19,12 @@ answered within ``--timeout``: a re-run collects it).
 
 from __future__ import annotations
 
+import codecs
 import glob
 import hashlib
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +41,9 @@ from api.client import FuseboxClient, JobHandle
 from breaker import InputError
 from workers.jobs import JobResult
 from workers.models import spec_for
+from workers.settings import WorkerSettings
+
+DEFAULT_MAX_IMAGE_BYTES: int = WorkerSettings.model_fields["max_image_bytes"].default
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 TEXT_SUFFIXES = {".txt", ".jsonl"}
@@ -92,58 +98,146 @@ def _files(arg: str, suffixes: set[str]) -> Iterator[Path | Item]:
         yield Item(arg, error="no such file or folder")
 
 
-def _read_bytes(path: Path) -> bytes | Item:
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _open_regular(path: Path) -> tuple[IO[bytes], int] | Item:
+    """``path`` opened for reading, with its size, if it is a regular file.
+
+    Opened without blocking and checked on the open descriptor: a FIFO named ``scan.png``
+    would block ``open()`` itself until a writer came (forever, whatever ``--timeout``
+    says), and checking the name first would leave a window to swap the file.
+    """
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
+        return Item(str(path), error=f"cannot read: {exc.strerror or exc}")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            return Item(str(path), error=f"not a regular file ({_kind(info.st_mode)}): only regular files are read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), info.st_size
+    except OSError as exc:
+        os.close(fd)
         return Item(str(path), error=f"cannot read: {exc.strerror or exc}")
 
 
-def _text_items(path: Path) -> Iterator[Item]:
-    raw = _read_bytes(path)
-    if isinstance(raw, Item):
-        yield raw
-        return
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        yield Item(str(path), error=f"not UTF-8 text ({exc.reason} at byte {exc.start})")
-        return
-    jsonl = path.suffix.lower() == ".jsonl"
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        source = f"{path}:{number}"
-        if not jsonl:
-            yield Item(source, line.strip())
-            continue
+def _image_item(path: Path, max_bytes: int) -> Item:
+    """One image file, its size checked before a byte is read."""
+    opened = _open_regular(path)
+    if isinstance(opened, Item):
+        return opened
+    stream, size = opened
+    with stream:
+        if size > max_bytes:
+            return Item(str(path), error=f"file too large: {size} bytes > limit of {max_bytes} (FUSEBOX_MAX_IMAGE_BYTES)")
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield Item(source, error=f"not JSON: {exc.msg}")
-            continue
-        if isinstance(value, dict) and isinstance(value.get("text"), str):
-            yield Item(source, value["text"])
-        elif isinstance(value, str):
-            yield Item(source, value)
-        else:
-            yield Item(source, error='each JSONL line must be a JSON string or an object with a "text" string')
+            data = stream.read(max_bytes + 1)  # bounded even if the file grows meanwhile
+        except OSError as exc:
+            return Item(str(path), error=f"cannot read: {exc.strerror or exc}")
+    if len(data) > max_bytes:
+        return Item(str(path), error=f"file too large: more than {max_bytes} bytes (FUSEBOX_MAX_IMAGE_BYTES)")
+    return Item(str(path), data)
 
 
-def collect_inputs(task: str, args: list[str]) -> list[Item]:
-    """Every input named by ``args``, in order; unreadable ones as items with an error."""
-    image_task = spec_for(task).input == "image"
-    items: list[Item] = []
+def _skip_line(stream: IO[bytes]) -> None:
+    """Reads past the rest of an over-long line, in bounded pieces."""
+    while True:
+        more = stream.readline(1 << 20)
+        if not more or more.endswith(b"\n"):
+            return
+
+
+def _text_items(path: Path, max_line_bytes: int) -> Iterator[Item]:
+    """The texts of one ``.txt`` (a line each) or ``.jsonl`` file, read a line at a time
+    (a 300 MB file costs one line of memory, and an absurd line is cut off unread). A
+    file in another encoding than UTF-8 is rejected as a whole from its first bad line;
+    a file without a single text is rejected too, as an empty folder is."""
+    opened = _open_regular(path)
+    if isinstance(opened, Item):
+        yield opened
+        return
+    stream, _ = opened
+    jsonl = path.suffix.lower() == ".jsonl"
+    texts = 0
+    with stream:
+        number = 0
+        while True:
+            try:
+                raw = stream.readline(max_line_bytes + 1)
+            except OSError as exc:
+                yield Item(str(path), error=f"cannot read: {exc.strerror or exc}")
+                return
+            if not raw:
+                break
+            number += 1
+            source = f"{path}:{number}"
+            texts += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                _skip_line(stream)
+                yield Item(source, error=f"line longer than {max_line_bytes} bytes")
+                continue
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                yield Item(str(path), error=f"not UTF-8 text (line {number}: {exc.reason} at byte {exc.start})")
+                return
+            if not line.strip():
+                texts -= 1
+                continue
+            if not jsonl:
+                yield Item(source, line.strip())
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield Item(source, error=f"not JSON: {exc.msg}")
+                continue
+            if isinstance(value, dict) and isinstance(value.get("text"), str):
+                yield Item(source, value["text"])
+            elif isinstance(value, str):
+                yield Item(source, value)
+            else:
+                yield Item(source, error='each JSONL line must be a JSON string or an object with a "text" string')
+    if not texts:
+        yield Item(str(path), error="file has no texts (empty, or only blank lines)")
+
+
+def iter_inputs(task: str, args: list[str], max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> Iterator[Item]:
+    """Every input named by ``args``, in order, read only when reached; unreadable ones
+    as items with an error.
+
+    Parameters:
+      task: the model; image models read image files, text models ``.txt``/``.jsonl``.
+      args: files, folders, glob patterns.
+      max_image_bytes: image files larger than this are rejected without being read.
+    """
+    spec = spec_for(task)
+    image_task = spec.input == "image"
+    # Room for a text at its longest limit, even with every character JSON-escaped.
+    max_line_bytes = 8 * spec.max_text_chars + 1024
     for arg in args:
         for found in _files(arg, IMAGE_SUFFIXES if image_task else TEXT_SUFFIXES):
             if isinstance(found, Item):
-                items.append(found)
+                yield found
             elif image_task:
-                data = _read_bytes(found)
-                items.append(data if isinstance(data, Item) else Item(str(found), data))
+                yield _image_item(found, max_image_bytes)
             else:
-                items.extend(_text_items(found))
-    return items
+                yield from _text_items(found, max_line_bytes)
+
+
+def collect_inputs(task: str, args: list[str], max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> list[Item]:
+    """:func:`iter_inputs`, as a list."""
+    return list(iter_inputs(task, args, max_image_bytes))
 
 
 def _previous(out_path: Path | None) -> tuple[set[str], dict[str, str]]:
@@ -200,7 +294,7 @@ def run_batch(
     """
     console = console or Console(stderr=True)
     report = BatchReport()
-    items = collect_inputs(task, args)
+    items = collect_inputs(task, args, client.settings.max_image_bytes)
     report.inputs = len(items)
     done, earlier = _previous(out_path)
     stream = out_path.open("a", encoding="utf-8") if out_path is not None else None

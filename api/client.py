@@ -30,7 +30,7 @@ from breaker.connection import redis_client
 from workers.app import make_app
 from workers.errors import InvalidInput, InvalidJob
 from workers.images import decode_image
-from workers.inputs import check_text, parse_job
+from workers.inputs import check_deadline, check_text, parse_job
 from workers.jobs import Job, JobResult
 from workers.models import FALLBACK_QUEUE, MODELS, spec_for
 from workers.payloads import PayloadStore
@@ -168,9 +168,8 @@ class FuseboxClient:
                 raise InvalidJob(f"caller {bypass!r} may not bypass the {model} breaker (not in its bypass_callers)")
             job_kwargs["bypass"] = bypass
         if deadline is not None:
-            if deadline <= 0:
-                raise InvalidJob(f"deadline must be a positive number of seconds, got {deadline}")
-            job_kwargs["deadline"] = time.time() + deadline
+            # Checked before any payload is stored: NaN passes `<= 0` and broke Redis later.
+            job_kwargs["deadline"] = time.time() + check_deadline(deadline)
         if spec.input == "image":
             if image is None or text is not None or texts is not None:
                 raise InvalidJob(f"{model} takes an image (bytes or a path)")

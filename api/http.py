@@ -1,14 +1,18 @@
 """``fusebox serve``: health, metrics, breakers, jobs, and a live breaker page.
 
     GET  /health/live                 the process answers
-    GET  /health/ready                broker, breaker store and a live worker for each queue
+    GET  /health/ready                this pod: broker and Redis answer, breaker store shared
+    GET  /health/fleet                a live worker for each queue; workers on a local breaker
     GET  /metrics                     Prometheus (the whole fleet, read from Redis)
     GET  /breakers                    every breaker's state, window and policy
     GET  /breakers/{name}
     POST /breakers/{name}/{action}    trip, reset, disable, metrics-only, force-open   [token]
     PUT  /breakers/{name}/policy      change policy fields live                         [token]
     DELETE /breakers/{name}/policy    back to the configured policy                     [token]
-    GET  /events                      recent transitions
+    GET  /events                      recent transitions, newest first
+    GET  /chaos/{model}               its fault switch, if any
+    POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [token]
+    DELETE /chaos/{model}             turn it off                                          [token]
     POST /jobs                        submit a job (text, texts or image_base64)        [token]
     GET  /jobs/{id}                   its status and answer
     GET  /                            the live breaker page
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import secrets
 import time
@@ -32,6 +35,7 @@ from typing import Any, Literal
 
 import redis
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -40,13 +44,14 @@ from api.alerts import AlertSender
 from api.client import FuseboxClient
 from api.metrics import FuseboxCollector
 from api.settings import ApiSettings
-from api.views import snapshot_json
+from api.views import fault_json, snapshot_json
 from breaker import BreakerPolicy, Control, StoreUnavailable
 from breaker.connection import redis_client
 from breaker.errors import InputError
 from breaker.state import check_name
-from workers.control import heartbeat_key
-from workers.models import FALLBACK_QUEUE, MODELS
+from workers import probe
+from workers.models import MODELS
+from workers.faults import DEFAULT_FAULT_TTL, MAX_FAULT_TTL, Faults, FaultSpec
 from workers.settings import WorkerSettings
 
 ACTIONS = {"trip": Control.TRIP, "reset": Control.RESET, "disable": Control.DISABLE,
@@ -70,6 +75,14 @@ class JobRequest(BaseModel):
     bypass: str | None = None
 
 
+class ChaosRequest(FaultSpec):
+    """``POST /chaos/{model}``: a fault (FaultSpec's fields), how long it lasts, and whether
+    it targets the model's fallback path."""
+
+    for_seconds: float = Field(DEFAULT_FAULT_TTL, gt=0, le=MAX_FAULT_TTL, allow_inf_nan=False)
+    fallback: bool = False
+
+
 class PolicyChange(BaseModel):
     """``PUT /breakers/{name}/policy``: the fields to change; the rest stay."""
 
@@ -89,6 +102,21 @@ class PolicyChange(BaseModel):
     bypass_callers: list[str] | None = None
 
 
+def _safe_text(value: Any) -> str:
+    """``value`` as text that encodes as UTF-8: lone surrogates become ``\\udcff``."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _safe_error(error: dict[str, Any]) -> dict[str, Any]:
+    """One validation error, reduced to what always serialises: where, what, which kind
+    (not the offending input, which may be huge, NaN, or not encodable)."""
+    return {
+        "loc": [p if isinstance(p, int) else _safe_text(p) for p in error.get("loc", ())],
+        "msg": _safe_text(error.get("msg", "")),
+        "type": _safe_text(error.get("type", "")),
+    }
+
+
 def create_app(
     worker_settings: WorkerSettings | None = None,
     api_settings: ApiSettings | None = None,
@@ -100,12 +128,17 @@ def create_app(
     db = redis_client(ws.redis_url, 2, fail_fast=False)
     registry = CollectorRegistry()
     registry.register(FuseboxCollector(fb.breakers, db, ws))
-    alerts = AlertSender(api.webhooks, db, ws.key_prefix, retries=api.alert_retries)
+    alerts = AlertSender(api.webhooks, db, ws.key_prefix, retries=api.alert_retries, lease=api.alert_lease)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         remove = fb.breakers.add_listener(alerts)
         alerts.start()
+        if api.webhooks:
+            try:  # what a sender that died left undelivered (marks make the rest a no-op)
+                alerts.replay(fb.breakers.history(None, 1000), api.alert_replay)
+            except (redis.RedisError, OSError, StoreUnavailable):
+                pass
         yield
         remove()
         alerts.stop()
@@ -135,6 +168,17 @@ def create_app(
     async def _store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    @app.exception_handler(redis.RedisError)
+    async def _redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
+        return JSONResponse({"detail": f"Redis unreachable: {type(exc).__name__}: {exc}"}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the offending input and field names as they came: a
+        # lone surrogate in a field name ("\udcff") cannot be encoded as UTF-8 and a NaN
+        # cannot be written as JSON, so a caller's bad request became a 500.
+        return JSONResponse({"detail": [_safe_error(e) for e in exc.errors()]}, status_code=422)
+
     @app.exception_handler(InputError)
     async def _bad_input(_: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=422)
@@ -147,6 +191,9 @@ def create_app(
 
     @app.get("/health/ready")
     def ready() -> JSONResponse:
+        """This pod: its broker and Redis answer, and its breakers decide with the shared
+        store. Nothing about other pods: a missing fleet worker must not take every API
+        replica out of the load balancer at once (that is /health/fleet)."""
         checks: dict[str, Any] = {}
         try:
             with fb.app.connection_for_write() as conn:
@@ -154,24 +201,26 @@ def create_app(
             checks["broker"] = {"ok": True}
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
             checks["broker"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        try:
+            checks["redis"] = {"ok": bool(db.ping())}
+        except (redis.RedisError, OSError) as exc:
+            checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         health = fb.breakers.health()
         checks["breaker_store"] = {"ok": health.shared, **health.model_dump()}
-        served: dict[str, list[str]] = {q: [] for q in [*MODELS, FALLBACK_QUEUE]}
-        try:
-            for key in db.scan_iter(heartbeat_key(ws.key_prefix, "*"), count=1000):
-                raw = db.get(key)
-                if raw:
-                    beat = json.loads(raw)
-                    for queue in beat["queues"]:
-                        served.setdefault(queue, []).append(beat["hostname"])
-        except (redis.RedisError, OSError) as exc:
-            checks["workers"] = {"ok": False, "error": str(exc)}
-        else:
-            required = [m for m, spec in MODELS.items() if not spec.drill] + [FALLBACK_QUEUE]
-            missing = sorted(q for q in required if not served.get(q))
-            checks["workers"] = {"ok": not missing, "queues": served, "missing": missing}
         ok = all(c["ok"] for c in checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/health/fleet")
+    def fleet_health() -> JSONResponse:
+        """Fleet coverage: a live worker for each queue (drill queues not required), and
+        which workers decide with their local breaker. 503 when a required queue has none."""
+        try:
+            view = probe.fleet(db, ws.key_prefix)
+        except (redis.RedisError, OSError) as exc:
+            return JSONResponse({"ok": False, "error": f"Redis unreachable: {type(exc).__name__}: {exc}"},
+                                status_code=503)
+        body = {"ok": view.ok, **view.model_dump(mode="json")}
+        return JSONResponse(body, status_code=200 if view.ok else 503)
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -222,6 +271,38 @@ def create_app(
             known_breaker(breaker)
         history = fb.breakers.history(breaker, max(1, min(count, 500)))
         return {"events": [e.model_dump(mode="json") for e in reversed(history)]}
+
+    # -- fault injection --------------------------------------------------------------------------
+
+    faults = Faults(db, ws.key_prefix)
+
+    def known_model(model: str) -> str:
+        if model not in MODELS:
+            raise HTTPException(404, f"no model {model!r}; known: {', '.join(sorted(MODELS))}")
+        return model
+
+    def fault_view(model: str, fallback: bool) -> dict[str, Any]:
+        target = f"fallback.{model}" if fallback else model
+        return fault_json(model, fallback, faults.get(target), faults.remaining(target))
+
+    @app.get("/chaos/{model}")
+    def chaos_status(model: str, fallback: bool = False) -> dict[str, Any]:
+        return fault_view(known_model(model), fallback)
+
+    @app.post("/chaos/{model}", dependencies=[Depends(authorized)])
+    def chaos_on(model: str, request: ChaosRequest) -> dict[str, Any]:
+        known_model(model)
+        spec = FaultSpec.model_validate(request.model_dump(exclude={"for_seconds", "fallback"}))
+        if not spec.active:
+            raise HTTPException(422, "no fault given: error_rate, oom_rate, latency, hang or stall")
+        faults.set(f"fallback.{model}" if request.fallback else model, spec, request.for_seconds)
+        return fault_view(model, request.fallback)
+
+    @app.delete("/chaos/{model}", dependencies=[Depends(authorized)])
+    def chaos_off(model: str, fallback: bool = False) -> dict[str, Any]:
+        known_model(model)
+        faults.clear(f"fallback.{model}" if fallback else model)
+        return fault_view(model, fallback)
 
     # -- jobs -----------------------------------------------------------------------------------------
 

@@ -17,6 +17,12 @@ class Webhook(BaseModel):
 
     format: WebhookFormat = "json"
     url: str = Field(pattern=r"^https?://")
+    secret: str | None = Field(None, min_length=1, description="DingTalk robot's signing secret (SEC...)")
+
+    def __repr__(self) -> str:  # the URL carries a token: never in a log line or traceback
+        return f"Webhook(format={self.format!r}, url=<redacted>, secret={'<set>' if self.secret else None})"
+
+    __str__ = __repr__
 
 
 class ApiSettings(BaseModel):
@@ -26,8 +32,13 @@ class ApiSettings(BaseModel):
         (operator actions, policy changes, job submission). Unset: those endpoints answer
         403, so that a server started without one is read-only rather than open.
       webhooks [FUSEBOX_ALERT_WEBHOOKS]: comma-separated ``format=url`` entries (format
-        ``json``, ``dingtalk`` or ``wecom``; a bare url is ``json``).
+        ``json``, ``dingtalk`` or ``wecom``; a bare url is ``json``); a signed DingTalk
+        robot as ``dingtalk:SECxxxx=url`` (its secret after the colon).
       alert_retries [FUSEBOX_ALERT_RETRIES]: attempts per webhook and transition.
+      alert_lease [FUSEBOX_ALERT_LEASE]: seconds a sender holds an alert before another
+        may take it over (renewed before each attempt).
+      alert_replay [FUSEBOX_ALERT_REPLAY]: seconds of past transitions a starting sender
+        re-checks (and sends, unless already delivered).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -37,6 +48,8 @@ class ApiSettings(BaseModel):
     token: str | None = None
     webhooks: tuple[Webhook, ...] = ()
     alert_retries: int = Field(4, ge=1, le=20)
+    alert_lease: float = Field(30.0, ge=1.0, le=3600.0)
+    alert_replay: float = Field(900.0, ge=0.0, le=7 * 24 * 3600.0)
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "API_HOST",
@@ -44,6 +57,8 @@ class ApiSettings(BaseModel):
         "token": "API_TOKEN",
         "webhooks": "ALERT_WEBHOOKS",
         "alert_retries": "ALERT_RETRIES",
+        "alert_lease": "ALERT_LEASE",
+        "alert_replay": "ALERT_REPLAY",
     }
 
     @field_validator("webhooks", mode="before")
@@ -54,7 +69,11 @@ class ApiSettings(BaseModel):
         hooks = []
         for entry in filter(None, (e.strip() for e in value.split(","))):
             fmt, sep, url = entry.partition("=")
-            hooks.append({"format": fmt, "url": url} if sep and not fmt.startswith("http") else {"url": entry})
+            if not sep or fmt.startswith("http"):
+                hooks.append({"url": entry})
+                continue
+            fmt, colon, secret = fmt.partition(":")
+            hooks.append({"format": fmt, "url": url, **({"secret": secret} if colon else {})})
         return hooks
 
     @classmethod

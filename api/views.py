@@ -20,3 +20,22 @@ def snapshot_json(snap: BreakerSnapshot, ramp: RampStatus | None = None) -> dict
         data["ramp"] = {**ramp.model_dump(include={"active", "limit", "in_flight", "started_ms", "ends_ms"}),
                         "text": ramp.describe()}
     return data
+
+
+def fault_json(model: str, fallback: bool, spec: Any, expires_in: float | None) -> dict[str, Any]:
+    """One fault switch as ``fusebox chaos --json`` and ``/chaos/{model}`` answer it.
+
+    Parameters:
+      model: the model.
+      fallback: whether the switch targets the model's fallback path.
+      spec: its FaultSpec (inactive when off).
+      expires_in: seconds until it turns itself off; None when off.
+    """
+    active = bool(spec.active)
+    return {
+        "model": model,
+        "target": f"fallback.{model}" if fallback else model,
+        "active": active,
+        "fault": spec.model_dump(exclude_defaults=True) if active else None,
+        "expires_in": round(expires_in, 3) if active and expires_in is not None else None,
+    }

@@ -310,6 +310,7 @@ class Housekeeping(bootsteps.StartStopStep):
                                   ex=HEARTBEAT_TTL)
         except Exception:  # noqa: BLE001 - a missed beat shows up as "not ready", as it should
             log.debug("heartbeat failed", exc_info=True)
+        __import__("workers.probe").probe.beat(beat)  # probe file and fleet index: workers/probe.py
 
     def _step(self, model: str, sweep: bool, release_parked: bool) -> None:
         try:

@@ -65,8 +65,16 @@ class FaultSpec(BaseModel):
 SWITCH_TTL = 0.25
 
 
+#: Seconds a fault switch stays on unless told otherwise: a drill someone forgets to turn
+#: off must not keep failing a model in production for days.
+DEFAULT_FAULT_TTL = 600.0
+#: The longest a switch may be set for (one day).
+MAX_FAULT_TTL = 24 * 3600.0
+
+
 class Faults:
-    """Reads and writes fault switches (``<prefix>:faults:<model>``)."""
+    """Reads and writes fault switches (``<prefix>:faults:<model>``); each expires after
+    its time to live (Redis removes the key, so an expired switch is simply off)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client, self.prefix = client, prefix
@@ -75,14 +83,30 @@ class Faults:
     def key(self, model: str) -> str:
         return f"{self.prefix}:faults:{model}"
 
-    def set(self, model: str, spec: FaultSpec) -> None:
+    def set(self, model: str, spec: FaultSpec, ttl: float = DEFAULT_FAULT_TTL) -> None:
+        """Turns ``spec`` on for ``model`` for ``ttl`` seconds (an inactive spec turns it off).
+
+        Parameters:
+          model: the model's name (``fallback.<model>`` for its fallback path).
+          spec: what to do to its calls.
+          ttl: seconds until the switch turns itself off; 0 < ttl <= MAX_FAULT_TTL.
+        Raises:
+          ValueError: ``ttl`` out of range.
+        """
+        if not 0 < ttl <= MAX_FAULT_TTL:
+            raise ValueError(f"a fault lasts more than 0 s and at most {MAX_FAULT_TTL:.0f} s, not {ttl}")
         if not spec.active:
             self.clear(model)
             return
         with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(f"{self.key(model)}:warmup", f"{self.key(model)}:warmup:inflight")  # warm-up counts anew
-            pipe.set(self.key(model), spec.model_dump_json())
+            pipe.set(self.key(model), spec.model_dump_json(), px=max(1, int(ttl * 1000)))
             pipe.execute()
+
+    def remaining(self, model: str) -> float | None:
+        """Seconds until the model's switch turns itself off; None when it is off."""
+        ms = int(self.client.pttl(self.key(model)))
+        return ms / 1000 if ms >= 0 else None
 
     def clear(self, model: str) -> None:
         self.client.delete(self.key(model))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -12,6 +13,33 @@ from workers.images import decode_image
 from workers.jobs import Job
 from workers.models import ModelSpec
 from workers.settings import settings
+
+
+#: The longest deadline a job may ask for, in seconds from submission: a job's uploaded
+#: image is kept for FUSEBOX_PAYLOAD_TTL (7 days by default), so a later deadline could
+#: never be met, and a larger figure is a unit mistake (milliseconds) rather than a wish.
+MAX_DEADLINE_SECONDS = 7 * 24 * 3600.0
+
+
+def check_deadline(seconds: Any) -> float:
+    """A job's deadline (seconds from now), checked before anything is stored.
+
+    Parameters:
+      seconds: what the caller gave: a number of seconds (bool, NaN, infinities refused).
+    Raises:
+      InvalidJob: not a number, not finite (NaN, inf), not positive, or longer than
+        MAX_DEADLINE_SECONDS. NaN passes a plain ``<= 0`` test, so it is named first.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise InvalidJob(f"deadline must be a number of seconds, got {type(seconds).__name__}")
+    value = float(seconds)
+    if not math.isfinite(value):
+        raise InvalidJob(f"deadline must be a finite number of seconds, got {value}")
+    if value <= 0:
+        raise InvalidJob(f"deadline must be a positive number of seconds, got {value:g}")
+    if value > MAX_DEADLINE_SECONDS:
+        raise InvalidJob(f"deadline of {value:g} s is longer than the limit of {MAX_DEADLINE_SECONDS:.0f} s (7 days)")
+    return value
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -34,6 +62,8 @@ def parse_job(raw: Any, spec: ModelSpec) -> Job:
         raise InvalidJob(f"invalid job ({_first_error(exc)})") from None
     except ValueError as exc:
         raise InvalidJob(f"invalid job ({exc})") from None
+    if job.deadline is not None and not math.isfinite(job.deadline):
+        raise InvalidJob(f"invalid job (deadline: not a finite time, got {job.deadline})")
     if job.model != spec.name:
         raise InvalidJob(f"job for model {job.model!r} sent to {spec.name!r}")
     if spec.input == "image" and job.payload is None:

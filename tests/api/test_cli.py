@@ -160,3 +160,14 @@ def test_demo_prints_a_summary_with_no_job_lost(fleet: Fleet) -> None:
     assert summary["redis"] == "existing"
     leftovers = list(fleet.db.scan_iter("fusebox-demo-*", count=1000))
     assert leftovers == []  # it removed its keys from a Redis it did not start
+
+
+def test_doctor_is_happy_with_a_complete_fleet(fleet: Fleet) -> None:
+    result = fusebox(fleet, "doctor", "--json")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    report = json.loads(result.stdout)
+    status = {c["name"]: c["status"] for c in report["checks"]}
+    assert report["ok"] and {status[f"queue {q}"] for q in ("ocr", "sentiment", "ner", "fallback")} == {"ok"}
+    assert "fail" not in status.values() and "warn" not in status.values()
+    table = fusebox(fleet, "doctor")
+    assert table.returncode == 0 and "queue ocr" in table.stdout

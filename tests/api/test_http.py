@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.http import create_app
 from api.samples import invoice
@@ -28,26 +29,50 @@ def http(fleet: Fleet) -> Iterator[TestClient]:
         yield client
 
 
-def test_liveness_and_readiness_with_every_queue_served(http: TestClient) -> None:
+def _scans(fleet: Fleet) -> int:
+    stats = fleet.db.info("commandstats")
+    return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+
+def test_liveness_readiness_of_the_pod_and_fleet_coverage(http: TestClient, fleet: Fleet) -> None:
     assert http.get("/health/live").json() == {"status": "ok"}
-    ready = wait_for(lambda: (r := http.get("/health/ready")).status_code == 200 and r, 10)
-    assert ready, http.get("/health/ready").json()
+    scans = _scans(fleet)
+    ready = http.get("/health/ready")
+    assert ready.status_code == 200, ready.json()
     checks = ready.json()["checks"]
-    assert checks["broker"]["ok"] and checks["breaker_store"]["shared"]
-    assert checks["workers"]["missing"] == []
-    assert any(h.startswith("models-") for h in checks["workers"]["queues"]["ocr"])
-    assert any(h.startswith("cpu-") for h in checks["workers"]["queues"]["fallback"])
+    assert checks["broker"]["ok"] and checks["redis"]["ok"] and checks["breaker_store"]["shared"]
+    assert "workers" not in checks  # the fleet is /health/fleet's business
+    assert _scans(fleet) == scans  # before: a SCAN of the keyspace on every probe
+
+    body = wait_for(lambda: (r := http.get("/health/fleet")).status_code == 200 and r.json(), 15)
+    assert body, http.get("/health/fleet").json()
+    queues = {q["queue"]: q for q in body["queues"]}
+    assert body["ok"] and body["missing"] == [] and body["store_degraded"] == []
+    assert any(h.startswith("models-") for h in queues["ocr"]["workers"])
+    assert any(h.startswith("cpu-") for h in queues["fallback"]["workers"])
+    assert _scans(fleet) == scans
 
 
-def test_not_ready_without_workers(fleet: Fleet) -> None:
+def test_a_missing_worker_fails_the_fleet_not_the_pod(fleet: Fleet) -> None:
     # Same Redis, a prefix no worker uses: nobody serves any queue.
     lonely = WorkerSettings.from_env({**fleet.env, "FUSEBOX_KEY_PREFIX": fleet.prefix + "-lonely"})
     with TestClient(create_app(lonely, ApiSettings())) as client:
-        response = client.get("/health/ready")
-    assert response.status_code == 503
-    body = response.json()
+        ready = client.get("/health/ready")
+        fleet_health = client.get("/health/fleet")
+    assert ready.status_code == 200, ready.json()  # before: 503 on every API replica at once
+    assert fleet_health.status_code == 503
     # Every production queue is missing; the drill queue (echo) is nobody's duty.
-    assert not body["ready"] and body["checks"]["workers"]["missing"] == ["fallback", "ner", "ocr", "sentiment"]
+    assert sorted(fleet_health.json()["missing"]) == ["fallback", "ner", "ocr", "sentiment"]
+
+
+def test_a_pod_whose_redis_is_down_is_not_ready(fleet: Fleet) -> None:
+    dead = WorkerSettings.from_env({**fleet.env, "FUSEBOX_REDIS_URL": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(dead, ApiSettings())) as client:
+        ready = client.get("/health/ready")
+        assert client.get("/health/fleet").status_code == 503
+    assert ready.status_code == 503
+    checks = ready.json()["checks"]
+    assert not checks["redis"]["ok"] and not checks["broker"]["ok"]
 
 
 def test_breakers_list_and_one(http: TestClient) -> None:
@@ -140,22 +165,30 @@ def test_metrics_cover_breakers_jobs_and_queues(http: TestClient, fleet: Fleet) 
     time.sleep(1.5)  # worker processes flush their job counts every second
 
     def sample(text: str, name: str, **labels: str) -> float:
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        for line in text.splitlines():
-            if line.startswith(f"{name}{{{want}}}") or (not labels and line.startswith(name + " ")):
-                return float(line.rsplit(" ", 1)[1])
-        raise AssertionError(f"{name}{{{want}}} not in /metrics")
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name and s.labels == labels:
+                    return float(s.value)
+        raise AssertionError(f"{name}{labels} not in /metrics")
 
     text = http.get("/metrics").text
-    assert sample(text, "fusebox_breaker_state", breaker="echo", state="open") == 1.0
-    assert sample(text, "fusebox_breaker_state", breaker="echo", state="closed") == 0.0
-    assert sample(text, "fusebox_breaker_calls_total", breaker="echo", outcome="success") >= 3
-    assert sample(text, "fusebox_breaker_transitions_total", breaker="echo", to="open") >= 1
+    assert sample(text, "fusebox_breaker_state", model="echo", state="open") == 1.0
+    assert sample(text, "fusebox_breaker_state", model="echo", state="closed") == 0.0
+    assert sample(text, "fusebox_breaker_calls_total", model="echo", outcome="success") >= 3
+    assert sample(text, "fusebox_breaker_transitions_total", model="echo", to="open") >= 1
+    assert sample(text, "fusebox_breaker_failure_ratio", model="echo") == 0.0
+    assert sample(text, "fusebox_breaker_failure_ratio_threshold", model="echo") > 0
     assert sample(text, "fusebox_jobs_total", model="echo", served_by="model") >= 3
     assert sample(text, "fusebox_jobs_degraded_total", model="echo") >= 1
     assert sample(text, "fusebox_job_latency_seconds_count", model="echo") >= 4
-    assert sample(text, "fusebox_queue_depth", queue="fallback") == 0
-    assert sample(text, "fusebox_breaker_store_degraded") == 0.0
+    assert sample(text, "fusebox_queue_depth", queue="fallback", model="") == 0
+    assert sample(text, "fusebox_queue_depth", queue="ocr.bypass", model="ocr") == 0
+    assert sample(text, "fusebox_queue_workers", queue="ocr", model="ocr") >= 1
+    assert sample(text, "fusebox_queue_workers", queue="fallback", model="") >= 1
+    assert sample(text, "fusebox_fleet_missing_queues") == 0
+    for worker in fleet.workers:  # each worker's own store flag, and this process's
+        assert sample(text, "fusebox_breaker_store_degraded", process=worker.nodename) == 0.0
+    assert any(line.startswith('fusebox_breaker_store_degraded{process="api:') for line in text.splitlines())
 
 
 def test_the_page_is_served(http: TestClient) -> None:
