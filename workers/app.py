@@ -59,7 +59,7 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
         task_publish_retry_policy={"max_retries": 60, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
         task_queues=[Queue(name) for name in MODELS]
         + [Queue(spec.bypass_queue) for spec in MODELS.values()]
-        + [Queue(f"{name}.probe") for name in MODELS]  # HALF_OPEN probes (workers.probes)
+        + [Queue(f"{name}.probe") for name in MODELS]  # HALF_OPEN probes (workers.probe_pump)
         + [Queue(FALLBACK_QUEUE)],
         task_default_queue=FALLBACK_QUEUE,
         task_routes={

@@ -11,7 +11,7 @@
   the broker (kombu 5.7 rejects it with requeue instead of crashing, the failure of
   celery/celery#2953); one that was already prefetched runs, finds the breaker OPEN, and is
   answered by the fallback or parked (never stuck in memory: #2564);
-- HALF_OPEN consumes only probes: a pump (workers.probes) takes a probe permit first and
+- HALF_OPEN consumes only probes: a pump (workers.probe_pump) takes a probe permit first and
   then one job from the paused queue, which it hands to the model's probe queue with the
   permit; the rest of the backlog stays queued. The pump arms the breaker's slow-start ramp
   (breaker.ramp), which model calls then go through after the probes close the breaker
@@ -52,11 +52,12 @@ from celery import bootsteps
 
 from breaker import BreakerEvent, State
 from breaker.registry import STORE_ERRORS
+from workers import probe as worker_probe
 from workers import runtime as rt
 from workers.jobs import Job
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.parking import ParkedJob
-from workers.probes import ProbePump, probe_queue
+from workers.probe_pump import ProbePump, probe_queue
 from workers.settings import settings
 
 log = logging.getLogger(__name__)
@@ -310,7 +311,7 @@ class Housekeeping(bootsteps.StartStopStep):
                                   ex=HEARTBEAT_TTL)
         except Exception:  # noqa: BLE001 - a missed beat shows up as "not ready", as it should
             log.debug("heartbeat failed", exc_info=True)
-        __import__("workers.probe").probe.beat(beat)  # probe file and fleet index: workers/probe.py
+        worker_probe.beat(beat)  # the probe file and the fleet index
 
     def _step(self, model: str, sweep: bool, release_parked: bool) -> None:
         try:

@@ -2,7 +2,7 @@
 
 validate (a caller's bad input is a clear error, never a model failure) -> deadline ->
 a slot of the slow-start ramp (workers.slowstart) -> admission, unless the job is a probe
-that came with its permit (workers.probes) -> the model call under ``call_timeout`` ->
+that came with its permit (workers.probe_pump) -> the model call under ``call_timeout`` ->
 outcome recorded on the job's ticket -> result cached.
 When the model cannot take the job now (breaker OPEN or FORCED_OPEN, no HALF_OPEN permit,
 deadline gone) or fails, the task replaces itself with the model's fallback task: the
@@ -142,7 +142,7 @@ def admit(task: Task, spec: ModelSpec, job: Job, breaker: CircuitBreaker) -> Tic
             and settings().half_open_consumption == "probes"):
         # A permit this job did not come with (it was taken off the queue just before the
         # pause): probes are handed out by the pump, with a hard limit their permit
-        # outlives (workers.probes). Give it back; the job waits in its queue.
+        # outlives (workers.probe_pump). Give it back; the job waits in its queue.
         probes.give_back(spec.name, ticket)
         tracing.note(breaker=spec.name, breaker__state=ticket.state, breaker__decision="requeued")
         back_to_queue(task, spec, job)

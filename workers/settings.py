@@ -65,7 +65,7 @@ class WorkerSettings(BaseModel):
         stream (``<prefix>:model-calls:<model>``), for drills, tests and benchmarks.
       half_open_consumption [FUSEBOX_HALF_OPEN_CONSUMPTION]: ``probes`` (the default): a
         HALF_OPEN model's queue stays paused and only jobs with a probe permit leave it
-        (workers.probes). ``all``: workers resume the queue in HALF_OPEN and jobs beyond the
+        (workers.probe_pump). ``all``: workers resume the queue in HALF_OPEN and jobs beyond the
         permits go to the fallback (the behaviour before probe-only HALF_OPEN, kept for the
         recovery benchmark's baseline).
     """
