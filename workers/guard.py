@@ -21,7 +21,7 @@ from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 
 from breaker import CallNotPermitted, CircuitBreaker, InputError, Outcome, State, Ticket
 from breaker.errors import CallTimeout
-from workers import probes, slowstart, tracing
+from workers import probe_pump, slowstart, tracing
 from workers import runtime as rt
 from workers.errors import InvalidJob
 from workers.inputs import load_input, parse_job
@@ -143,7 +143,7 @@ def admit(task: Task, spec: ModelSpec, job: Job, breaker: CircuitBreaker) -> Tic
         # A permit this job did not come with (it was taken off the queue just before the
         # pause): probes are handed out by the pump, with a hard limit their permit
         # outlives (workers.probe_pump). Give it back; the job waits in its queue.
-        probes.give_back(spec.name, ticket)
+        probe_pump.give_back(spec.name, ticket)
         tracing.note(breaker=spec.name, breaker__state=ticket.state, breaker__decision="requeued")
         back_to_queue(task, spec, job)
     return ticket
@@ -166,7 +166,7 @@ def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
             degrade(task, spec, job, "deadline passed before the model could take the job")
     except BaseException:
         if probe is not None:
-            probes.give_back(spec.name, probe)  # the permit goes to another queued job
+            probe_pump.give_back(spec.name, probe)  # the permit goes to another queued job
         raise
     breaker = rt.breakers().get(spec.name)
     if probe is not None:

@@ -21,7 +21,7 @@ from celery.worker import state as worker_state
 from celery.worker.request import Request
 
 from breaker import Outcome, Ticket
-from workers import probes
+from workers import probe_pump
 from workers import runtime as rt
 from workers.models import FALLBACK_QUEUE, spec_for
 
@@ -60,7 +60,7 @@ class GuardedRequest(Request):
         is stale and the store would not count it either). The epoch is the one this
         process heard of when the call began; for a breaker it had not heard of yet, the
         current epoch counts if it began before the call (or is the first one)."""
-        probe = probes.ticket_from(self.request_dict)
+        probe = probe_pump.ticket_from(self.request_dict)
         if probe is not None:
             return probe
         snap = rt.breakers().get(model).snapshot()  # one read, on this rare path
