@@ -207,9 +207,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
             remaining = breakers.open_remaining(model)
             if remaining is not None and remaining <= 0:
                 breakers.advance(model)
-            if settings().broker_is_redis:
-                rt.deadlines().sweep(model, queue=settings().queue_key(model),
-                                     resend=self._resend_to_fallback(model, "deadline passed while queued"))
+            rt.deadlines().sweep(model, resend=self._resend_to_fallback(model, "deadline passed while queued"))
             if release_parked:
                 self._release_parked(model, breakers.get(model).state)
         except Exception:  # noqa: BLE001 - keep the loop alive through a Redis hiccup
