@@ -72,6 +72,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         self._parking_due = 0.0
         self._heartbeat_due = 0.0
         self.queues: list[str] = []  # every queue this worker was started with
+        self._starting = False
 
     # -- lifecycle (the consumer restarts it after a broker connection loss) ------------------
 
@@ -90,9 +91,13 @@ class ConsumptionControl(bootsteps.StartStopStep):
             pass  # decided on the local breaker meanwhile; the subscriber rejoins later
         self._remove_listener = breakers.add_listener(self._on_event)
         self._stop.clear()
-        for model in self.models:
-            self._apply(model)  # a worker started while its model is OPEN does not consume
-            c.add_task_queue(MODELS[model].bypass_queue)  # whitelisted callers: never paused
+        self._starting = True
+        try:
+            for model in self.models:
+                self._apply(model)  # a worker started while its model is OPEN does not consume
+                self._add_queue(c, MODELS[model].bypass_queue)  # whitelisted callers: never paused
+        finally:
+            self._starting = False
         self._thread = threading.Thread(target=self._housekeeping, name="fusebox-control", daemon=True)
         self._thread.start()
 
@@ -137,8 +142,19 @@ class ConsumptionControl(bootsteps.StartStopStep):
             c.cancel_task_queue(model)
             self._note("pause", model, state, event)
         elif not state.rejects and not consuming:
-            c.add_task_queue(model)
+            self._add_queue(c, model)
             self._note("resume", model, state, event)
+
+    def _add_queue(self, c: Any, name: str) -> None:
+        """Consumes ``name`` from now on. While the step starts, the queue is only selected:
+        the consumer's loop starts consuming once its message callback is set (consuming
+        earlier lets RabbitMQ deliver a waiting message to a consumer without a callback,
+        which kills the worker)."""
+        if not self._starting:
+            c.add_task_queue(name)
+            return
+        queues = c.app.amqp.queues
+        c.task_consumer.add_queue(queues.select_add(queues[name]))
 
     def _note(self, action: str, model: str, state: State, event: BreakerEvent | None) -> None:
         now = time.time()
