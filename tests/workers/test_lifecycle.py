@@ -165,3 +165,32 @@ def test_the_fallback_exchange_routes_only_to_the_fallback_queue(fleet: Fleet) -
     ours = [b for b in bindings if b[1] in queue_names()]  # not Celery's own (pidbox, events)
     assert [b for b in ours if not b[0] == b[1] == b[2]] == [], bindings
     assert [b for b in bindings if b[0] == "fallback"] == [("fallback", "fallback", "fallback")]
+
+
+def test_an_interrupted_submit_wait_is_collected_not_resubmitted(fleet: Fleet, tmp_path: Path) -> None:
+    # No sentiment worker in this fleet: the jobs wait in their queue, as a long batch's do.
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("".join(f"第{i}条评论,很好\n" for i in range(5)), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, **fleet.env, "COLUMNS": "200"}
+    fusebox = [str(Path(sys.executable).parent / "fusebox")]
+    child = subprocess.Popen([*fusebox, "submit", str(reviews), "--task", "sentiment", "--out", str(out), "--wait"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def lines() -> list[dict[str, str]]:
+            return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] if out.exists() else []
+
+        assert wait_for(lambda: len(lines()) == 5, 60), lines()
+        assert child.poll() is None  # still waiting for the answers
+    finally:
+        child.kill()  # interrupted (kill -9: no chance to write anything more)
+        child.wait()
+    first = lines()
+    assert [r["status"] for r in first] == ["submitted"] * 5 and all(r["job_id"] for r in first)
+    from api.batch import run_batch
+
+    report = run_batch(fleet.client, "sentiment", [str(reviews)], out_path=out, wait=True, timeout=1)
+    assert (report.submitted, report.collected, report.pending) == (0, 5, 5)
+    assert {r["job_id"] for r in lines()[5:]} == {r["job_id"] for r in first}
+    for record in first:
+        fleet.client.cancel(record["job_id"])
