@@ -127,7 +127,8 @@ def test_bad_jobs_get_a_clear_4xx(http: TestClient, body: dict, needle: str) -> 
 
 
 def test_unknown_and_malformed_job_ids(http: TestClient) -> None:
-    assert http.get("/jobs/0a0a0a0a-0000-0000-0000-000000000000").json()["status"] == "PENDING"
+    unknown = http.get("/jobs/0a0a0a0a-0000-0000-0000-000000000000")  # never accepted: not PENDING forever
+    assert unknown.status_code == 404 and "unknown job" in unknown.json()["detail"]
     assert http.get("/jobs/" + "x" * 200).status_code == 422
 
 

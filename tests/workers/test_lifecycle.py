@@ -194,3 +194,14 @@ def test_an_interrupted_submit_wait_is_collected_not_resubmitted(fleet: Fleet, t
     assert {r["job_id"] for r in lines()[5:]} == {r["job_id"] for r in first}
     for record in first:
         fleet.client.cancel(record["job_id"])
+
+
+def test_queue_depths_come_from_the_broker(fleet: Fleet, http: TestClient) -> None:
+    pause_echo(fleet)
+    for i in range(3):
+        fleet.client.submit_echo(f"waiting {i}", route="model")
+    metrics = http.get("/metrics").text
+    depth = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+             for line in metrics.splitlines() if line.startswith("fusebox_queue_depth{")}
+    assert depth["echo"] == 3 and depth["fallback"] == 0
+    assert fleet.queued("echo") == 3
