@@ -119,6 +119,11 @@ class Fleet:
         return broker_io.queue_depths(self.settings, [queue])[queue]
 
     def unacked(self) -> int:
+        """Messages taken by a worker and not yet acknowledged."""
+        if self.vhost is not None:
+            from tests.support.rabbit import rabbit
+
+            return rabbit().unacked(self.vhost)
         return int(self.db.hlen("unacked"))
 
     def reset(self) -> None:

@@ -99,6 +99,11 @@ class Rabbit:
                 found.append((parts[0], parts[1], parts[3]))
         return found
 
+    def unacked(self, vhost: str) -> int:
+        """Messages delivered to consumers and not yet acknowledged, over every queue."""
+        out = _ctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers", "name", "messages_unacknowledged")
+        return sum(int(line.split("\t")[1]) for line in out.splitlines() if line.count("\t") == 1)
+
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
             try:
