@@ -148,12 +148,16 @@ def _text_items(path: Path) -> Iterator[Item]:
             yield Item(source, error='each JSONL line must be a JSON string or an object with a "text" string')
 
 
-def collect_inputs(task: str, args: list[str]) -> Iterator[Item]:
+def collect_inputs(task: str, args: list[str], exclude: Path | None = None) -> Iterator[Item]:
     """Every input named by ``args``, in order, read one at a time as the caller goes;
-    unreadable ones as items with an error."""
+    unreadable ones as items with an error. ``exclude`` (the results file, which may lie in
+    a folder being submitted and grows while it is walked) is never an input."""
     image_task = spec_for(task).input == "image"
+    skip = exclude.resolve() if exclude is not None else None
     for arg in args:
         for found in _files(arg, IMAGE_SUFFIXES if image_task else TEXT_SUFFIXES):
+            if skip is not None and isinstance(found, Path) and found.resolve() == skip:
+                continue
             if isinstance(found, Item):
                 yield found
             elif image_task:
@@ -229,7 +233,7 @@ def run_batch(
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
             bar = progress.add_task(f"{task}: submitting", total=None)
-            for item in collect_inputs(task, args):
+            for item in collect_inputs(task, args, exclude=out_path):
                 report.inputs += 1
                 base = {"input": item.source, "task": task}
                 if item.error is not None:

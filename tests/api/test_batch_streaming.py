@@ -25,3 +25,11 @@ def test_an_empty_folder_is_still_one_rejected_input(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     items = list(collect_inputs("ocr", [str(tmp_path / "empty")]))
     assert len(items) == 1 and items[0].error and "no " in items[0].error
+
+
+def test_the_results_file_is_never_an_input(tmp_path: Path) -> None:
+    (tmp_path / "reviews.txt").write_text("好评\n", encoding="utf-8")
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"input": "x", "status": "ok"}\n', encoding="utf-8")
+    items = list(collect_inputs("sentiment", [str(tmp_path)], exclude=out))
+    assert [(Path(i.source).name, i.content) for i in items] == [("reviews.txt:1", "好评")]
