@@ -41,6 +41,7 @@ from workers.parking import ParkingLot
 from workers.payloads import PayloadStore
 from workers.deadlines import DeadlineIndex
 from workers.settings import WorkerSettings
+from workers.store import essential
 
 Route = Literal["auto", "model", "fallback"]
 FINISHED = ("SUCCESS", "FAILURE")
@@ -275,9 +276,10 @@ class FuseboxClient:
             if state in (State.OPEN, State.FORCED_OPEN):
                 to_fallback, reason = True, f"breaker {state.value} at submission"
         body = job.model_dump(mode="json")
-        # Recorded before publishing: a worker may take the job at once. (The message's
-        # priority comes from the job's: workers.app.FuseboxCelery.)
-        self.ledger.record(task_id, model, "fallback" if to_fallback else "model")
+        # Recorded before publishing: a worker may take the job at once. Retried through a
+        # Redis restart, as publishing is. (The message's priority comes from the job's:
+        # workers.app.FuseboxCelery.)
+        essential("recording the job", lambda: self.ledger.record(task_id, model, "fallback" if to_fallback else "model"))
         if job.bypass is not None:
             result = self.app.send_task(spec.task, args=[body], task_id=task_id, queue=spec.bypass_queue)
             return JobHandle(id=task_id, model=model, routed_to="model", _result=result)
@@ -287,7 +289,8 @@ class FuseboxClient:
         else:
             if job.deadline is not None:
                 # Indexed before publishing: a worker claims the entry when the job starts.
-                self.deadlines.add(model, task_id, job.deadline, body)
+                deadline_at = job.deadline
+                essential("indexing the job's deadline", lambda: self.deadlines.add(model, task_id, deadline_at, body))
             result = self.app.send_task(spec.task, args=[body], task_id=task_id, queue=spec.queue)
         return JobHandle(id=task_id, model=model, routed_to="fallback" if to_fallback else "model", _result=result)
 
