@@ -118,6 +118,7 @@ def test_jobs_submit_and_read(http: TestClient) -> None:
         ({"model": "ocr", "image_base64": base64.b64encode(b"not an image").decode()}, "image"),
         ({"model": "sentiment", "text": "x", "colour": 1}, "colour"),
         ({"model": "sentiment", "text": "x", "deadline": -1}, "deadline"),
+        ({"model": "sentiment", "text": "x", "priority": 10}, "priority"),
     ],
 )
 def test_bad_jobs_get_a_clear_4xx(http: TestClient, body: dict, needle: str) -> None:

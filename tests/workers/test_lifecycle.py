@@ -16,6 +16,7 @@ from celery.exceptions import TaskRevokedError
 from fastapi.testclient import TestClient
 
 from api.client import CannotCancel, UnknownJob
+from workers.errors import InvalidJob
 from api.http import create_app
 from api.settings import ApiSettings
 from breaker import State
@@ -58,6 +59,13 @@ def test_a_high_priority_job_behind_a_low_priority_backlog_is_answered_first(fle
     # Each of the two workers takes one job as it resumes: the urgent one is among them.
     assert order.index(urgent.id) < len(model_workers(fleet)), order[:5]
     assert answered_before < len(backlog)
+
+
+def test_a_priority_out_of_range_is_refused_before_anything_is_sent(fleet: Fleet) -> None:
+    for bad in (-1, 10, 2.5, True, "9"):
+        with pytest.raises(InvalidJob, match="priority must be an integer from 0 to 9"):
+            fleet.client.submit_echo("x", priority=bad)
+    assert fleet.queued("echo") == 0
 
 
 def test_batch_jobs_default_below_interactive_ones(fleet: Fleet, tmp_path: Path) -> None:
