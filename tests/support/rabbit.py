@@ -51,6 +51,7 @@ class Rabbit:
         self.url = os.environ.get("FUSEBOX_TEST_AMQP_URL", DEFAULT_URL)
         self.process: subprocess.Popen[bytes] | None = None
         if answers(self.url):
+            _ctl("list_vhosts")  # fleets need vhosts of their own: rabbitmqctl must work here
             return
         server = shutil.which("rabbitmq-server")
         if server is None:
