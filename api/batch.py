@@ -1,11 +1,14 @@
 """``fusebox submit``: a folder of images or a file of texts, in, answered, out as JSONL.
 
 Every input gets one line in the results file, written as soon as its fate is known
-(appended and flushed: an interrupted batch loses nothing it had). A re-run with the same
-``--out`` skips inputs already answered (by content hash, so renaming a file does not
-matter and editing one does), and collects jobs it had submitted without waiting for them
-instead of submitting them twice. A bad file is a line with ``status: "rejected"``; it
-never stops the batch.
+(appended and flushed: an interrupted batch loses nothing it had). Inputs are read one at a
+time, as they are submitted (a folder of 100,000 images starts at once and stays flat in
+memory), and each submitted job gets its ``submitted`` line before anything is waited for:
+a re-run with the same ``--out`` skips inputs already answered (by content hash, so
+renaming a file does not matter and editing one does), and collects the jobs an earlier run
+submitted, with or without ``--wait``, instead of submitting them twice. A bad file is a
+line with ``status: "rejected"``; it never stops the batch. Batch jobs are submitted at a
+lower priority than interactive ones (``--priority``, 3 by default).
 
 Result lines::
 
@@ -13,8 +16,9 @@ Result lines::
      "job_id": "…", "degraded": false, "served_by": "model", "output": {…}}
 
 ``status`` is ``ok``, ``failed`` (the job ran and ended in an error), ``rejected`` (the
-input was refused before anything was enqueued), or ``submitted`` (not waited for, or not
-answered within ``--timeout``: a re-run collects it).
+input was refused before anything was enqueued), or ``submitted`` (written when the job is
+enqueued; followed by its ``ok`` or ``failed`` line when waited for, and written again with
+a note when not answered within ``--timeout``: a re-run collects it).
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.client import FuseboxClient, JobHandle
+from api.client import FuseboxClient
 from breaker import InputError
-from workers.jobs import JobResult
+from workers.jobs import BATCH_PRIORITY, JobResult
 from workers.models import spec_for
 from workers.settings import WorkerSettings
 
@@ -83,10 +87,12 @@ def _is_glob(text: str) -> bool:
 def _files(arg: str, suffixes: set[str]) -> Iterator[Path | Item]:
     path = Path(arg)
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        found = False
+        for file in _walk(path, suffixes):
+            found = True
+            yield file
         if not found:
             yield Item(arg, error=f"folder has no {'/'.join(sorted(suffixes))} files")
-        yield from found
     elif path.exists():
         yield path
     elif _is_glob(arg):
@@ -96,6 +102,17 @@ def _files(arg: str, suffixes: set[str]) -> Iterator[Path | Item]:
         yield from matches
     else:
         yield Item(arg, error="no such file or folder")
+
+
+def _walk(folder: Path, suffixes: set[str]) -> Iterator[Path]:
+    """The folder's files with one of ``suffixes``, folder by folder in name order, as they
+    are listed (no list of the whole tree first: a huge folder starts at once)."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            candidate = Path(root) / name
+            if candidate.suffix.lower() in suffixes and candidate.is_file():
+                yield candidate
 
 
 def _kind(mode: int) -> str:
@@ -212,32 +229,35 @@ def _text_items(path: Path, max_line_bytes: int) -> Iterator[Item]:
         yield Item(str(path), error="file has no texts (empty, or only blank lines)")
 
 
-def iter_inputs(task: str, args: list[str], max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> Iterator[Item]:
-    """Every input named by ``args``, in order, read only when reached; unreadable ones
-    as items with an error.
+def collect_inputs(
+    task: str, args: list[str], max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, exclude: Path | None = None
+) -> Iterator[Item]:
+    """Every input named by ``args``, in order, read one at a time as the caller goes (a
+    folder of 100 000 images starts at once and stays flat in memory); unreadable ones as
+    items with an error.
 
     Parameters:
       task: the model; image models read image files, text models ``.txt``/``.jsonl``.
       args: files, folders, glob patterns.
       max_image_bytes: image files larger than this are rejected without being read.
+      exclude: never an input (the results file, which may lie in a folder being
+        submitted and grows while it is walked).
     """
     spec = spec_for(task)
     image_task = spec.input == "image"
     # Room for a text at its longest limit, even with every character JSON-escaped.
     max_line_bytes = 8 * spec.max_text_chars + 1024
+    skip = exclude.resolve() if exclude is not None else None
     for arg in args:
         for found in _files(arg, IMAGE_SUFFIXES if image_task else TEXT_SUFFIXES):
+            if skip is not None and isinstance(found, Path) and found.resolve() == skip:
+                continue
             if isinstance(found, Item):
                 yield found
             elif image_task:
                 yield _image_item(found, max_image_bytes)
             else:
                 yield from _text_items(found, max_line_bytes)
-
-
-def collect_inputs(task: str, args: list[str], max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> list[Item]:
-    """:func:`iter_inputs`, as a list."""
-    return list(iter_inputs(task, args, max_image_bytes))
 
 
 def _previous(out_path: Path | None) -> tuple[set[str], dict[str, str]]:
@@ -279,6 +299,7 @@ def run_batch(
     deadline: float | None = None,
     timeout: float = 600.0,
     console: Console | None = None,
+    priority: int = BATCH_PRIORITY,
 ) -> BatchReport:
     """Submits every input of ``args`` for ``task``; see the module's docstring.
 
@@ -291,21 +312,22 @@ def run_batch(
       deadline: per-job deadline in seconds from submission.
       timeout: seconds to wait for all answers; the rest stay ``submitted``.
       console: where progress and the summary go (standard error).
+      priority: the jobs' priority (0 to 9); below interactive jobs by default.
     """
     console = console or Console(stderr=True)
     report = BatchReport()
-    items = collect_inputs(task, args, client.settings.max_image_bytes)
-    report.inputs = len(items)
     done, earlier = _previous(out_path)
     stream = out_path.open("a", encoding="utf-8") if out_path is not None else None
     writer = _Writer(stream or sys.stdout)
-    pending: dict[str, tuple[Item, str, JobHandle]] = {}
+    # Only what collecting needs: the input's name and hash, never its content.
+    pending: dict[str, tuple[str, str]] = {}
     image_task = spec_for(task).input == "image"
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
-            bar = progress.add_task(f"{task}: submitting", total=len(items))
-            for item in items:
+            bar = progress.add_task(f"{task}: submitting", total=None)
+            for item in collect_inputs(task, args, client.settings.max_image_bytes, exclude=out_path):
+                report.inputs += 1
                 base = {"input": item.source, "task": task}
                 if item.error is not None:
                     writer.write({**base, "input_hash": None, "status": "rejected", "error": item.error})
@@ -324,18 +346,21 @@ def run_batch(
                 else:
                     try:
                         kind = {"image": item.content} if image_task else {"text": item.content}
-                        handle = client.submit(task, **kind, deadline=deadline)
+                        handle = client.submit(task, **kind, deadline=deadline, priority=priority)
                     except InputError as exc:
                         writer.write({**base, "status": "rejected", "error": str(exc), "error_type": type(exc).__name__})
                         report.bad_inputs += 1
                         progress.advance(bar)
                         continue
                     report.submitted += 1
-                if not wait:
+                    # Written before any waiting: an interrupted run's re-run collects this
+                    # job instead of submitting the input again.
                     writer.write({**base, "status": "submitted", "job_id": handle.id, "routed_to": handle.routed_to})
+                if not wait:
                     progress.advance(bar)
                     continue
-                pending[handle.id] = (item, digest, handle)
+                pending[handle.id] = (item.source, digest)
+            progress.update(bar, total=report.inputs)
             if wait and pending:
                 progress.update(bar, description=f"{task}: answering")
                 _collect(client, task, pending, writer, report, timeout, lambda: progress.advance(bar))
@@ -349,7 +374,7 @@ def run_batch(
 def _collect(
     client: FuseboxClient,
     task: str,
-    pending: dict[str, tuple[Item, str, JobHandle]],
+    pending: dict[str, tuple[str, str]],
     writer: _Writer,
     report: BatchReport,
     timeout: float,
@@ -359,8 +384,8 @@ def _collect(
     try:
         # Redis result backend: one MGET per interval for all outstanding jobs.
         for task_id, meta in backend.get_many(list(pending), timeout=timeout, interval=0.1):
-            item, digest, handle = pending.pop(task_id)
-            base = {"input": item.source, "input_hash": digest, "task": task, "job_id": task_id}
+            source, digest = pending.pop(task_id)
+            base = {"input": source, "input_hash": digest, "task": task, "job_id": task_id}
             if meta["status"] == "SUCCESS":
                 result = JobResult.model_validate(meta["result"])
                 writer.write({**base, "status": "ok", "degraded": result.degraded, "served_by": result.served_by,
@@ -374,8 +399,8 @@ def _collect(
             tick()
     except CeleryTimeout:
         pass
-    for task_id, (item, digest, _) in pending.items():
-        writer.write({"input": item.source, "input_hash": digest, "task": task, "job_id": task_id,
+    for task_id, (source, digest) in pending.items():
+        writer.write({"input": source, "input_hash": digest, "task": task, "job_id": task_id,
                       "status": "submitted", "note": f"not answered within {timeout:.0f}s; a re-run collects it"})
         report.pending += 1
 

@@ -2,6 +2,7 @@
 
     fusebox demo [--jobs N] [--json]                 the whole story, on a fresh machine
     fusebox submit PATH... --task ocr|sentiment|ner  a folder of images, a file of texts
+    fusebox cancel JOB_ID [--json]                   cancel a queued or parked job
     fusebox breakers [--json]                        every breaker, at a glance
     fusebox breaker trip|reset|disable|metrics-only|force-open NAME
     fusebox breaker set NAME --failure-rate-threshold 0.4 ...   live, no restart
@@ -34,6 +35,7 @@ from api.views import snapshot_json
 from breaker import BreakerPolicy, BreakerSnapshot, Control, InputError, State, StoreUnavailable
 from breaker.connection import redact, redis_client
 from breaker.ramp import RampStatus
+from workers.jobs import BATCH_PRIORITY
 from workers.models import MODELS
 from workers.settings import WorkerSettings
 
@@ -164,6 +166,8 @@ def submit(
                                                                          "already answered there are skipped.")] = None,
     deadline: Annotated[Optional[float], typer.Option(help="Seconds after which a degraded answer is preferred.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for all answers.")] = 600.0,
+    priority: Annotated[int, typer.Option(min=0, max=9, help="0 (least urgent) to 9; batches default below "
+                                                             "interactive jobs (6).")] = BATCH_PRIORITY,
 ) -> None:
     """Submit a folder of images or a file of texts; results as JSONL, progress on screen.
     Exit status 1 when any input was rejected, failed, or was not answered in time."""
@@ -180,9 +184,37 @@ def submit(
             raise UserError(f"--{exc}", 2) from None
     with _client() as client:
         report = run_batch(client, task, paths, out_path=out_path, wait=wait, deadline=deadline, timeout=timeout,
-                           console=err)
+                           console=err, priority=priority)
     if report.failed or report.bad_inputs or report.pending:
         raise typer.Exit(1)
+
+
+@app.command()
+def cancel(
+    job_id: Annotated[str, typer.Argument(help="The job's id, as submitted (a `job_id` of `fusebox submit`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Cancel a queued or parked job: it is never run, and reads CANCELLED. Exit status 1
+    for an unknown job or one that already started or finished."""
+    from api.client import CannotCancel, UnknownJob
+
+    with _client() as client:
+        try:
+            outcome = client.cancel(job_id, reason="cancelled via CLI")
+        except UnknownJob as exc:
+            answer, code = {"job_id": job_id, "status": "unknown", "error": str(exc)}, 1
+        except CannotCancel as exc:
+            answer, code = {"job_id": job_id, "status": exc.status, "error": str(exc)}, 1
+        else:
+            answer, code = {"job_id": job_id, "status": "CANCELLED", "outcome": outcome}, 0
+    if as_json:
+        print(json.dumps(answer))
+    elif code:
+        err.print(f"{job_id}: {answer['error']}")
+    else:
+        out.print(f"{job_id}: {outcome}")
+    if code:
+        raise typer.Exit(code)
 
 
 # -- breakers ---------------------------------------------------------------------------------------------

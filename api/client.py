@@ -11,6 +11,10 @@ Input is validated here, before anything is enqueued: a bad file raises InvalidI
 once and costs the fleet nothing. Routing happens at submit time: when the model's breaker
 is OPEN or FORCED_OPEN the job goes straight to the fallback queue (its answer is
 ``degraded``), unless it asks to ``wait`` for the model.
+
+Every accepted job is recorded (workers.lifecycle), so that :meth:`FuseboxClient.status`
+answers "unknown job" for an id fusebox never accepted, and :meth:`FuseboxClient.cancel`
+can cancel a queued or parked job.
 """
 
 from __future__ import annotations
@@ -31,13 +35,33 @@ from workers.app import make_app
 from workers.errors import InvalidInput, InvalidJob
 from workers.images import decode_image
 from workers.inputs import check_deadline, check_text, parse_job
-from workers.jobs import Job, JobResult
+from workers.jobs import INTERACTIVE_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Job, JobResult
+from workers.lifecycle import CancelOutcome, JobLedger
 from workers.models import FALLBACK_QUEUE, MODELS, spec_for
+from workers.parking import ParkingLot
 from workers.payloads import PayloadStore
 from workers.deadlines import DeadlineIndex
 from workers.settings import WorkerSettings
+from workers.store import essential
 
 Route = Literal["auto", "model", "fallback"]
+FINISHED = ("SUCCESS", "FAILURE")
+
+
+class UnknownJob(LookupError):
+    """An id fusebox never accepted, or whose record (kept as long as results) expired."""
+
+
+class CannotCancel(RuntimeError):
+    """The job already started or finished: only a queued or parked job can be cancelled.
+
+    Parameters:
+      status: the job's status (``STARTED``, ``SUCCESS``, ``FAILURE``...).
+    """
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -58,8 +82,8 @@ class JobHandle:
     @property
     def status(self) -> str:
         """PENDING (queued), STARTED, PARKED (waiting for its model to recover), SUCCESS,
-        FAILURE."""
-        return str(self._result.state)
+        FAILURE, CANCELLED."""
+        return public_status(str(self._result.state))
 
     def ready(self) -> bool:
         return bool(self._result.ready())
@@ -110,6 +134,7 @@ class FuseboxClient:
         self._redis = redis_client(self.settings.redis_url, 5, fail_fast=False)
         self.payloads = PayloadStore(self._redis, self.settings.key_prefix, self.settings.payload_ttl)
         self.deadlines = DeadlineIndex(self._redis, self.settings.key_prefix)
+        self.ledger = JobLedger(self._redis, self.settings.key_prefix)
 
     def close(self) -> None:
         self.breakers.close()
@@ -138,6 +163,7 @@ class FuseboxClient:
         route: Route = "auto",
         task_id: str | None = None,
         bypass: str | None = None,
+        priority: int = INTERACTIVE_PRIORITY,
     ) -> JobHandle:
         """Validates and enqueues one job.
 
@@ -155,6 +181,9 @@ class FuseboxClient:
           task_id: reuse an id (re-submitting the same job), else a new one.
           bypass: this caller's name, if the model's breaker policy whitelists it in
             ``bypass_callers``: the job then goes past the breaker, to the model.
+          priority: 0 (least urgent) to 9 (most urgent); a queued job of higher priority
+            is taken first, on Redis and on RabbitMQ. Interactive jobs default to 6, batch
+            submissions (``fusebox submit``) to 3.
         Raises:
           InvalidInput, InvalidJob: before anything is enqueued.
         """
@@ -162,7 +191,9 @@ class FuseboxClient:
             spec = spec_for(model)
         except KeyError as exc:
             raise InvalidJob(str(exc.args[0])) from None
-        job_kwargs: dict[str, Any] = {"model": model, "options": options or {}, "wait": wait}
+        if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise InvalidJob(f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, got {priority!r}")
+        job_kwargs: dict[str, Any] = {"model": model, "options": options or {}, "wait": wait, "priority": priority}
         if bypass is not None:
             if bypass not in self.breakers.get(model).policy.bypass_callers:
                 raise InvalidJob(f"caller {bypass!r} may not bypass the {model} breaker (not in its bypass_callers)")
@@ -243,6 +274,10 @@ class FuseboxClient:
             if state in (State.OPEN, State.FORCED_OPEN):
                 to_fallback, reason = True, f"breaker {state.value} at submission"
         body = job.model_dump(mode="json")
+        # Recorded before publishing: a worker may take the job at once. Retried through a
+        # Redis restart, as publishing is. (The message's priority comes from the job's:
+        # workers.app.FuseboxCelery.)
+        essential("recording the job", lambda: self.ledger.record(task_id, model, "fallback" if to_fallback else "model"))
         if job.bypass is not None:
             result = self.app.send_task(spec.task, args=[body], task_id=task_id, queue=spec.bypass_queue)
             return JobHandle(id=task_id, model=model, routed_to="model", _result=result)
@@ -251,8 +286,9 @@ class FuseboxClient:
                                         task_id=task_id, queue=FALLBACK_QUEUE)
         else:
             if job.deadline is not None:
-                # Indexed before publishing: a worker removes the entry when the job starts.
-                self.deadlines.add(model, task_id, job.deadline)
+                # Indexed before publishing: a worker claims the entry when the job starts.
+                deadline_at = job.deadline
+                essential("indexing the job's deadline", lambda: self.deadlines.add(model, task_id, deadline_at, body))
             result = self.app.send_task(spec.task, args=[body], task_id=task_id, queue=spec.queue)
         return JobHandle(id=task_id, model=model, routed_to="fallback" if to_fallback else "model", _result=result)
 
@@ -273,3 +309,50 @@ class FuseboxClient:
     def handle(self, task_id: str, model: str) -> JobHandle:
         """A handle on a job submitted earlier (by id)."""
         return JobHandle(id=task_id, model=model, routed_to="model", _result=AsyncResult(task_id, app=self.app))
+
+    # -- job lifecycle -----------------------------------------------------------------------------
+
+    def status(self, task_id: str) -> str:
+        """A job's status (see :attr:`JobHandle.status`).
+
+        Raises:
+          UnknownJob: fusebox never accepted this id, or its record expired.
+        """
+        state = public_status(str(AsyncResult(task_id, app=self.app).state))
+        if state == "PENDING" and self.ledger.get(task_id) is None:
+            raise UnknownJob(f"unknown job {task_id!r}: never accepted here, or expired")
+        return state
+
+    def cancel(self, task_id: str, reason: str = "cancelled by the caller") -> CancelOutcome:
+        """Cancels a queued or parked job: it is never run, and reads CANCELLED (its
+        ``get()`` raises celery's TaskRevokedError). Answers ``cancelled``, or ``already
+        cancelled``.
+
+        Raises:
+          UnknownJob: fusebox never accepted this id, or its record expired.
+          CannotCancel: the job already started or finished.
+        """
+        state = public_status(str(AsyncResult(task_id, app=self.app).state))
+        if state == "CANCELLED":
+            return "already cancelled"
+        if state in FINISHED:
+            raise CannotCancel(f"job {task_id} already finished ({state})", state)
+        record = self.ledger.get(task_id)
+        outcome = self.ledger.cancel(task_id)
+        if outcome == "unknown" or record is None:
+            raise UnknownJob(f"unknown job {task_id!r}: never accepted here, or expired")
+        if outcome == "started":
+            raise CannotCancel(f"job {task_id} already started; it cannot be cancelled", "STARTED")
+        # The record now says cancelled: whichever worker takes the message drops it. What
+        # follows only tidies up (and tells Celery, for Flower and `AsyncResult`).
+        self.deadlines.remove(record.model, task_id)
+        self._redis.hdel(ParkingLot(self._redis, self.settings.key_prefix).key(record.model), task_id)
+        self.app.backend.mark_as_revoked(task_id, reason)
+        self.app.control.revoke(task_id)
+        return outcome
+
+
+def public_status(state: str) -> str:
+    """Celery's task state as fusebox names it (REVOKED is CANCELLED: fusebox revokes a
+    job only when its caller cancels it)."""
+    return "CANCELLED" if state == "REVOKED" else state

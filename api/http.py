@@ -14,7 +14,8 @@
     POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [token]
     DELETE /chaos/{model}             turn it off                                          [token]
     POST /jobs                        submit a job (text, texts or image_base64)        [token]
-    GET  /jobs/{id}                   its status and answer
+    GET  /jobs/{id}                   its status and answer (404 for an unknown job)
+    DELETE /jobs/{id}                 cancel a queued or parked job                      [token]
     GET  /                            the live breaker page
 
 [token]: ``Authorization: Bearer <FUSEBOX_API_TOKEN>``; without a configured token those
@@ -41,7 +42,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.alerts import AlertSender
-from api.client import FuseboxClient
+from api.client import CannotCancel, FuseboxClient, UnknownJob
 from api.metrics import FuseboxCollector
 from api.settings import ApiSettings
 from api.views import fault_json, snapshot_json
@@ -50,8 +51,9 @@ from breaker.connection import redis_client
 from breaker.errors import InputError
 from breaker.state import check_name
 from workers import probe
-from workers.models import MODELS
 from workers.faults import DEFAULT_FAULT_TTL, MAX_FAULT_TTL, Faults, FaultSpec
+from workers.jobs import INTERACTIVE_PRIORITY
+from workers.models import MODELS
 from workers.settings import WorkerSettings
 
 ACTIONS = {"trip": Control.TRIP, "reset": Control.RESET, "disable": Control.DISABLE,
@@ -73,6 +75,7 @@ class JobRequest(BaseModel):
     wait: bool = False
     route: Literal["auto", "model", "fallback"] = "auto"
     bypass: str | None = None
+    priority: int = Field(INTERACTIVE_PRIORITY, ge=0, le=9, description="0 (least urgent) to 9")
 
 
 class ChaosRequest(FaultSpec):
@@ -315,7 +318,8 @@ def create_app(
             except (binascii.Error, ValueError):
                 raise HTTPException(422, "image_base64 is not valid base64") from None
         handle = fb.submit(request.model, image=image, text=request.text, texts=request.texts, options=request.options,
-                           deadline=request.deadline, wait=request.wait, route=request.route, bypass=request.bypass)
+                           deadline=request.deadline, wait=request.wait, route=request.route, bypass=request.bypass,
+                           priority=request.priority)
         return {"job_id": handle.id, "model": handle.model, "routed_to": handle.routed_to, "status_url": f"/jobs/{handle.id}"}
 
     @app.get("/jobs/{job_id}")
@@ -323,7 +327,10 @@ def create_app(
         if not _TASK_ID.match(job_id):
             raise HTTPException(422, "not a job id")
         result = fb.app.AsyncResult(job_id)
-        state = result.state
+        try:
+            state = fb.status(job_id)
+        except UnknownJob as exc:
+            raise HTTPException(404, str(exc)) from None
         body: dict[str, Any] = {"job_id": job_id, "status": state}
         if state == "SUCCESS":
             body["result"] = result.result
@@ -333,6 +340,18 @@ def create_app(
         elif state == "PARKED":
             body["parked"] = result.info
         return body
+
+    @app.delete("/jobs/{job_id}", dependencies=[Depends(authorized)])
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        if not _TASK_ID.match(job_id):
+            raise HTTPException(422, "not a job id")
+        try:
+            outcome = fb.cancel(job_id, reason="cancelled via HTTP")
+        except UnknownJob as exc:
+            raise HTTPException(404, str(exc)) from None
+        except CannotCancel as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"job_id": job_id, "status": "CANCELLED", "outcome": outcome}
 
     # -- the page -------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from breaker import Breakers, State
 from workers import probe, stats
+from workers.broker import queue_depths
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.settings import WorkerSettings
 
@@ -141,14 +142,15 @@ class FuseboxCollector(Collector):
         parked = GaugeMetricFamily("fusebox_parked_jobs", "Jobs waiting for their model to recover", labels=["model"])
         pipe = self.client.pipeline(transaction=False)
         queues = [*MODELS, *(spec.bypass_queue for spec in MODELS.values()), FALLBACK_QUEUE]
-        for queue in queues:
-            pipe.llen(self.settings.queue_key(queue))
         for model in MODELS:
             pipe.hlen(f"{self.settings.key_prefix}:parked:{model}")
         answers = pipe.execute()
-        for queue, n in zip(queues, answers[: len(queues)]):
-            depth.add_metric([queue, _queue_owner(queue)], n)
-        for model, n in zip(MODELS, answers[len(queues) :]):
+        try:  # from the broker itself, Redis or RabbitMQ (workers.broker)
+            for queue, n in queue_depths(self.settings, queues, timeout=2).items():
+                depth.add_metric([queue, _queue_owner(queue)], n)
+        except Exception:  # noqa: BLE001 - a broker that does not answer leaves the gauge out
+            pass
+        for model, n in zip(MODELS, answers):
             parked.add_metric([model], n)
         yield from (depth, parked)
 

@@ -47,3 +47,13 @@ def private_redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_rabbitmq_we_started() -> Iterator[None]:
+    """A RabbitMQ node the tests had to start (tests.support.rabbit) stops with the session."""
+    yield
+    from tests.support import rabbit
+
+    if rabbit._rabbit is not None:
+        rabbit._rabbit.close()

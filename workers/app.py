@@ -5,7 +5,17 @@
 
 JSON only (no pickle); late acks with redelivery when a worker dies; prefetch of one job
 per process so that a paused queue leaves nothing stranded in a worker's memory; one queue
-per model plus ``fallback``.
+per model plus ``fallback``, each bound to a direct exchange of its own name (so that nothing
+published for one queue is copied into another), with message priorities on both brokers.
+
+Broker and result backend come from fusebox's settings alone (``FUSEBOX_BROKER_URL``, else
+``CELERY_BROKER_URL``, else ``FUSEBOX_REDIS_URL``; see WorkerSettings): the app pins them so
+that Celery's own environment variables cannot send workers to another broker than the one
+fusebox's sweeps, metrics and readiness read.
+
+Importing this module does not make its app Celery's *current* app: a producer embedding
+fusebox in its own Celery project keeps its own. ``celery -A workers`` makes it current in
+the worker itself.
 """
 
 from __future__ import annotations
@@ -14,9 +24,11 @@ import logging
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from breaker.connection import celery_transport_options, celery_url
+from workers.broker import transport_options
+from workers.jobs import INTERACTIVE_PRIORITY, MAX_PRIORITY
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.settings import WorkerSettings, settings
 
@@ -24,15 +36,70 @@ log = logging.getLogger(__name__)
 
 RUNNERS_READY = "fusebox runners loaded:"
 
+# Job priorities, 0 (least urgent) to 9 (most urgent), as AMQP numbers them. RabbitMQ orders
+# a queue by ``x-max-priority``; kombu's Redis transport keeps one list per priority step
+# (workers.broker) and serves the *lowest* number first, so :func:`broker_priority` turns
+# ours around for it.
+
+
+def broker_priority(priority: int, s: WorkerSettings) -> int:
+    """The priority to put on a message so that higher ``priority`` is served first on
+    this broker."""
+    return MAX_PRIORITY - priority if s.broker_is_redis else priority
+
+
+def queue(name: str) -> Queue:
+    """A queue bound to a direct exchange of its own name, with its own name as routing key.
+
+    Celery would bind a queue declared without an exchange to the default exchange
+    (``fallback``, from ``task_default_queue``) with the default routing key, so a message
+    published to ``fallback`` would be copied into every model queue."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name,
+                 queue_arguments={"x-max-priority": MAX_PRIORITY})
+
+
+def queue_names() -> list[str]:
+    """Every queue fusebox declares: each model's, its bypass queue, its HALF_OPEN probe
+    queue (workers.probe_pump), and ``fallback``."""
+    return [*MODELS, *(spec.bypass_queue for spec in MODELS.values()), *(f"{name}.probe" for name in MODELS),
+            FALLBACK_QUEUE]
+
+
+class FuseboxCelery(Celery):
+    """Celery, with every fusebox job message carrying its job's priority.
+
+    Every path a job takes (the producer's routing, ``Task.replace`` to the fallback, the
+    deadline sweeper, parked jobs sent back) publishes through ``send_task``: the priority
+    is set here once, from the job's own ``priority`` field, in the broker's numbering."""
+
+    fusebox_settings: WorkerSettings
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        if options.get("priority") is None and name.startswith("fusebox.") and args:
+            job = args[0]
+            wanted = job.get("priority", INTERACTIVE_PRIORITY) if isinstance(job, dict) else INTERACTIVE_PRIORITY
+            if isinstance(wanted, int) and 0 <= wanted <= MAX_PRIORITY:
+                options["priority"] = broker_priority(wanted, self.fusebox_settings)
+        return super().send_task(name, args, kwargs, **options)
+
 
 def make_app(s: WorkerSettings | None = None) -> Celery:
     """A fusebox Celery app; workers use the one below, producers may make their own for
     other settings (a test's private Redis, say)."""
     s = s or settings()
+    s.check_celery_environment()
     # sentinel:// URLs: kombu's Sentinel transport and Celery's Sentinel result backend take
     # the master's name and the sentinels' credentials as transport options.
-    app = Celery("fusebox", broker=celery_url(s.broker), backend=celery_url(s.results), set_as_current=False)
+    app = FuseboxCelery("fusebox", broker=celery_url(s.broker), backend=celery_url(s.results),
+                        set_as_current=False)
+    app.fusebox_settings = s
+    # Celery lets CELERY_BROKER_URL and CELERY_RESULT_BACKEND override what is passed here;
+    # the read/write URLs and the backend class are looked up before those variables.
+    app.backend_cls = celery_url(s.results)
     app.conf.update(
+        broker_url=s.broker,
+        broker_read_url=s.broker,
+        broker_write_url=s.broker,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
@@ -40,15 +107,7 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={
-            "visibility_timeout": s.visibility_timeout,
-            # kombu scans for messages of vanished workers every interval x throttle seconds
-            # (100 s by default); tie it to the visibility timeout instead.
-            "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 5)),
-            "unacked_restore_throttle": 1,
-            **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
-            **celery_transport_options(s.broker),
-        },
+        broker_transport_options={**transport_options(s), **celery_transport_options(s.broker)},
         result_backend_transport_options={
             **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
             **celery_transport_options(s.results),
@@ -57,11 +116,10 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
         # A Redis restart must not lose a job being submitted: keep trying to publish.
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 60, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
-        task_queues=[Queue(name) for name in MODELS]
-        + [Queue(spec.bypass_queue) for spec in MODELS.values()]
-        + [Queue(f"{name}.probe") for name in MODELS]  # HALF_OPEN probes (workers.probe_pump)
-        + [Queue(FALLBACK_QUEUE)],
+        task_queues=[queue(name) for name in queue_names()],
         task_default_queue=FALLBACK_QUEUE,
+        task_default_exchange=FALLBACK_QUEUE,
+        task_default_routing_key=FALLBACK_QUEUE,
         task_routes={
             **{spec.task: {"queue": spec.queue} for spec in MODELS.values()},
             **{spec.fallback_task: {"queue": FALLBACK_QUEUE} for spec in MODELS.values()},
@@ -88,7 +146,12 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
 
 
 app = make_app()
-app.set_current()
+
+
+@signals.worker_init.connect
+def _current_in_workers(sender: Any = None, **_: Any) -> None:
+    """In a worker (and only there) this app is the current one."""
+    app.set_current()
 
 
 @signals.worker_process_init.connect

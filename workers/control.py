@@ -96,6 +96,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         self._tref: Any = None
         self._pump: ProbePump | None = None
         self._stopping = False
+        self._starting = False
 
     def include_if(self, c: Any) -> bool:
         return _consumes_a_model(c)
@@ -118,10 +119,14 @@ class ConsumptionControl(bootsteps.StartStopStep):
             pass  # decided on the local breaker meanwhile; the subscriber rejoins later
         self._pump = ProbePump(c.app)
         self._remove_listener = breakers.add_listener(self._on_event)
-        for model in self.models:
-            self._apply(model)  # a worker started while its model is OPEN does not consume
-            c.add_task_queue(MODELS[model].bypass_queue)  # whitelisted callers: never paused
-            c.add_task_queue(probe_queue(model))  # pumped probes: never paused
+        self._starting = True  # queues are only selected until the consumer loop consumes
+        try:
+            for model in self.models:
+                self._apply(model)  # a worker started while its model is OPEN does not consume
+                self._add_queue(c, MODELS[model].bypass_queue)  # whitelisted callers: never paused
+                self._add_queue(c, probe_queue(model))  # pumped probes: never paused
+        finally:
+            self._starting = False
         self._tref = c.timer.call_repeatedly(CONTROL_INTERVAL, self._tick, priority=10)
 
     def stop(self, c: Any) -> None:
@@ -196,9 +201,20 @@ class ConsumptionControl(bootsteps.StartStopStep):
             self._paused.add(model)
             self._note("pause", model, state, event)
         elif wanted and not consuming and model in self._paused:
-            c.add_task_queue(model)
+            self._add_queue(c, model)
             self._paused.discard(model)
             self._note("resume", model, state, event)
+
+    def _add_queue(self, c: Any, name: str) -> None:
+        """Consumes ``name`` from now on. While the step starts, the queue is only selected:
+        the consumer's loop starts consuming once its message callback is set (consuming
+        earlier lets RabbitMQ deliver a waiting message to a consumer without a callback,
+        which kills the worker)."""
+        if not self._starting:
+            c.add_task_queue(name)
+            return
+        queues = c.app.amqp.queues
+        c.task_consumer.add_queue(queues.select_add(queues[name]))
 
     def _note(self, action: str, model: str, state: State, event: BreakerEvent | None) -> None:
         now = time.time()
@@ -285,7 +301,6 @@ class Housekeeping(bootsteps.StartStopStep):
 
     def _pending_work(self) -> dict[str, tuple[bool, bool]]:
         """Per model: (deadline sweep due, jobs parked), read in one round trip."""
-        sweeps = settings().broker_is_redis
         index, lot, now = rt.deadlines(), rt.parking(), time.time()
         pipe = rt.redis_client().pipeline(transaction=False)
         for model in MODELS:
@@ -294,7 +309,7 @@ class Housekeeping(bootsteps.StartStopStep):
             pipe.hlen(lot.key(model))
         answers = pipe.execute()
         return {
-            model: (sweeps and bool(answers[3 * i] or answers[3 * i + 1]), bool(answers[3 * i + 2]))
+            model: (bool(answers[3 * i] or answers[3 * i + 1]), bool(answers[3 * i + 2]))
             for i, model in enumerate(MODELS)
         }
 
@@ -316,8 +331,7 @@ class Housekeeping(bootsteps.StartStopStep):
     def _step(self, model: str, sweep: bool, release_parked: bool) -> None:
         try:
             if sweep:
-                rt.deadlines().sweep(model, queue=settings().queue_key(model),
-                                     resend=self._resend_to_fallback(model, "deadline passed while queued"))
+                rt.deadlines().sweep(model, resend=self._resend_to_fallback(model, "deadline passed while queued"))
             if release_parked:
                 self._release_parked(model, rt.breakers().get(model).state)
         except Exception:  # noqa: BLE001 - keep the timer alive through a Redis hiccup

@@ -1,80 +1,128 @@
 """Deadlines of queued jobs: a job still waiting in its model's queue (paused by an OPEN
 breaker, or behind a backlog) when its deadline passes is answered by the fallback.
 
-Producers index each job that has a deadline in a sorted set per model. Workers remove the
-entry when the job starts. A sweeper (every worker runs one; a lock keeps it to one at a
-time per model) takes due entries, finds their messages in the Redis queue list, moves each
-atomically to a reroute list, and re-sends it as the model's fallback task under the same
-task id. A crash between the move and the re-send leaves the message in the reroute list,
-where the next sweep finds it. This needs the Redis broker; with another broker a job's
-deadline is checked when a worker picks it up.
+It works the same on every broker and never reads the broker's storage. Producers index
+each job that has a deadline: its task id in a sorted set per model (scored by deadline)
+and its body in a hash. Whoever takes the entry out of the sorted set owns the job:
+
+- a worker that picks the job up claims it (:meth:`DeadlineIndex.claim`) and runs it;
+- a sweeper (every worker runs one; a short lock keeps it to one at a time per model) takes
+  due entries, marks each job *rerouted* and moves its body to a reroute list, all in one
+  Lua script, then re-sends each as the model's fallback task under the same task id. A
+  crash between the two leaves the body in the reroute list, where the next sweep finds it.
+
+The rerouted job's original message stays in the model's queue (RabbitMQ cannot take one
+message out of the middle of a queue, and the Redis broker's lists are kombu's business):
+when a worker finally takes it, the claim answers REROUTED and the worker drops it without
+running it. The queue depth counts such messages until then.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
 log = logging.getLogger(__name__)
 
-_MOVE = resources.files("workers").joinpath("lua/move.lua").read_text()
+Claim = Literal["run", "rerouted"]
 
+# KEYS: deadlines zset, bodies hash, reroute list. ARGV: now, limit, marker prefix, marker ttl.
+_TAKE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  local body = redis.call('HGET', KEYS[2], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('SET', ARGV[3] .. id, '1', 'EX', tonumber(ARGV[4]))
+  if body then
+    redis.call('RPUSH', KEYS[3], cjson.encode({id = id, job = body}))
+  end
+end
+return #due
+"""
 
-def decode_message(raw: bytes | str) -> tuple[str, str, list[Any], dict[str, Any]]:
-    """(task id, task name, args, kwargs) of a kombu message as the Redis transport stores it
-    (Celery task protocol 2, JSON body, base64 transfer encoding)."""
-    envelope = json.loads(raw)
-    headers = envelope["headers"]
-    body = envelope["body"]
-    if envelope.get("properties", {}).get("body_encoding") == "base64":
-        body = base64.b64decode(body)
-    args, kwargs, _embed = json.loads(body)
-    return headers["id"], headers["task"], args, kwargs
+# KEYS: deadlines zset, bodies hash, the job's rerouted marker. ARGV: task id.
+_CLAIM = """
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if removed == 1 then return 1 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+return 0
+"""
 
 
 class DeadlineIndex:
     """Parameters:
-      client: the Redis that is also the broker.
+      client: the Redis of fusebox's keys (any broker).
       prefix: key prefix.
-      grace: seconds after its deadline past which an entry whose message cannot be found
-        (taken by a worker that then died; it will be checked when it runs) is forgotten.
+      marker_ttl: seconds a rerouted job's marker is kept (its original message must be
+        taken from the queue within that time to be recognised; a week by default, like
+        results).
     """
 
-    def __init__(self, client: redis.Redis, prefix: str, grace: float = 3600.0) -> None:
-        self.client, self.prefix, self.grace = client, prefix, grace
-        self._move = client.register_script(_MOVE)
+    def __init__(self, client: redis.Redis, prefix: str, marker_ttl: int = 7 * 24 * 3600) -> None:
+        self.client, self.prefix, self.marker_ttl = client, prefix, marker_ttl
+        self._take_due = client.register_script(_TAKE_DUE)
+        self._claim = client.register_script(_CLAIM)
 
     def key(self, model: str) -> str:
         return f"{self.prefix}:deadlines:{model}"
 
+    def jobs_key(self, model: str) -> str:
+        return f"{self.prefix}:deadline-jobs:{model}"
+
     def reroute_key(self, model: str) -> str:
         return f"{self.prefix}:reroute:{model}"
 
-    def add(self, model: str, task_id: str, deadline: float) -> None:
-        self.client.zadd(self.key(model), {task_id: deadline})
+    def marker_prefix(self) -> str:
+        return f"{self.prefix}:rerouted:"
+
+    def add(self, model: str, task_id: str, deadline: float, job: dict[str, Any]) -> None:
+        """Indexes a job before it is published (so that no worker can take it unindexed)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.jobs_key(model), task_id, json.dumps(job))
+        pipe.zadd(self.key(model), {task_id: deadline})
+        pipe.execute()
 
     def remove(self, model: str, task_id: str) -> None:
-        self.client.zrem(self.key(model), task_id)
+        """Forgets a job (cancelled): the sweeper will not reroute it."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(self.key(model), task_id)
+        pipe.hdel(self.jobs_key(model), task_id)
+        pipe.execute()
+
+    def claim(self, model: str, task_id: str) -> Claim:
+        """Called by the worker that takes a job with a deadline: ``run`` when it may run it
+        (it took the entry, or the job was never indexed), ``rerouted`` when the sweeper
+        already handed it to the fallback."""
+        answer = int(self._claim(keys=[self.key(model), self.jobs_key(model), self.marker_prefix() + task_id],
+                                 args=[task_id]))
+        return "rerouted" if answer < 0 else "run"
+
+    def rerouted(self, task_id: str) -> bool:
+        return bool(self.client.exists(self.marker_prefix() + task_id))
+
+    def pending(self, model: str) -> int:
+        """Jobs with a deadline that no worker has taken yet."""
+        return int(self.client.zcard(self.key(model)))
 
     def sweep(
         self,
         model: str,
-        queue: str,
         resend: Callable[[str, list[Any], dict[str, Any]], None],
         now: float | None = None,
-        page: int = 500,
+        limit: int = 1000,
     ) -> int:
-        """Moves due jobs out of ``queue`` and re-sends them; returns how many were re-sent.
+        """Reroutes due jobs to the fallback; returns how many were re-sent.
 
-        ``resend(task_id, args, kwargs)`` publishes the fallback task.
+        ``resend(task_id, args, kwargs)`` publishes the fallback task (``args`` is
+        ``[job]``).
         """
         now = time.time() if now is None else now
         lock = f"{self.key(model)}:lock"
@@ -82,15 +130,8 @@ class DeadlineIndex:
         if not self.client.set(lock, token, nx=True, px=5_000):
             return 0
         try:
-            due = {_s(m) for m in self.client.zrangebyscore(self.key(model), "-inf", now, start=0, num=1000)}
-            if due:
-                moved = self._move_due(queue, model, due, page)
-                if moved:
-                    self.client.zrem(self.key(model), *moved)
-                stale = [m for m, score in self.client.zrangebyscore(
-                    self.key(model), "-inf", now - self.grace, withscores=True)]
-                if stale:
-                    self.client.zrem(self.key(model), *stale)
+            self._take_due(keys=[self.key(model), self.jobs_key(model), self.reroute_key(model)],
+                           args=[repr(now), limit, self.marker_prefix(), self.marker_ttl])
             return self._drain_reroute(model, resend)
         finally:
             self.client.eval(
@@ -98,32 +139,16 @@ class DeadlineIndex:
                 1, lock, token,
             )
 
-    def _move_due(self, queue: str, model: str, due: set[str], page: int) -> list[str]:
-        moved: list[str] = []
-        length = int(self.client.llen(queue))
-        for start in range(0, length, page):
-            for raw in self.client.lrange(queue, start, start + page - 1):
-                try:
-                    task_id = json.loads(raw)["headers"]["id"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # not a Celery message; leave it alone
-                if task_id in due and self._move(keys=[queue, self.reroute_key(model)], args=[raw]):
-                    moved.append(task_id)
-        return moved
-
     def _drain_reroute(self, model: str, resend: Callable[[str, list[Any], dict[str, Any]], None]) -> int:
         sent = 0
         for raw in self.client.lrange(self.reroute_key(model), 0, -1):
             try:
-                task_id, _name, args, kwargs = decode_message(raw)
+                entry = json.loads(raw)
+                task_id, job = str(entry["id"]), json.loads(entry["job"])
             except (ValueError, KeyError, TypeError):
-                log.exception("unreadable message in %s; left there", self.reroute_key(model))
+                log.exception("unreadable entry in %s; left there", self.reroute_key(model))
                 continue
-            resend(task_id, args, kwargs)
+            resend(task_id, [job], {})
             self.client.lrem(self.reroute_key(model), 1, raw)
             sent += 1
         return sent
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

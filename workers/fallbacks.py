@@ -32,7 +32,7 @@ from celery import Task
 from breaker import InputError
 from workers import runtime as rt
 from workers.fields import extract_key_fields
-from workers.guard import inject_faults, park, requeue_when_store_down, result
+from workers.guard import drop_if_cancelled, inject_faults, park, requeue_when_store_down, result
 from workers.inputs import load_input, parse_job
 from workers.errors import JobFailed
 from workers.jobs import MAX_RERUNS, Job, one_or_many
@@ -98,6 +98,7 @@ DEGRADED_PATHS: dict[str, Callable[[ModelSpec, Job], tuple[dict[str, Any], str]]
 def run_fallback(task: Task, spec: ModelSpec, raw_job: Any, reason: str) -> dict[str, Any]:
     started = time.time()
     job = parse_job(raw_job, spec)
+    drop_if_cancelled(task, spec)
     state = rt.breakers().get(spec.name).state
     cached = best_effort("reading the result cache", lambda: rt.result_cache().get(spec.name, job.content_hash), None)
     if cached is not None:

@@ -24,6 +24,7 @@ from breaker.errors import CallTimeout
 from workers import probe_pump, slowstart, tracing
 from workers import runtime as rt
 from workers.errors import InvalidJob
+from workers.cache import model_version
 from workers.inputs import load_input, parse_job
 from workers.jobs import Job, JobResult, Timings, one_or_many
 from workers.models import FALLBACK_QUEUE, ModelSpec
@@ -77,6 +78,7 @@ def park(task: Task, spec: ModelSpec, job: Job, reason: str, *, fallback_failed:
     entry = ParkedJob(task_id=task.request.id, model=spec.name, job=job.model_dump(mode="json"),
                       reason=reason, fallback_failed=fallback_failed)
     essential("parking a job", lambda: rt.parking().park(entry))
+    best_effort("marking a job parked", lambda: rt.ledger().begin(task.request.id, "parked"), None)
     best_effort("marking a job PARKED",
                 lambda: task.update_state(state=PARKED, meta={"reason": reason, "parked_at": entry.parked_at}), None)
     log.info("parked %s[%s]: %s", spec.name, task.request.id, reason)
@@ -88,6 +90,14 @@ def inject_faults(name: str) -> None:
     spec = best_effort("reading the fault switch", lambda: rt.faults().current(name), None)
     if spec is not None and spec.active:
         rt.faults().apply(name, spec)
+
+
+def drop_if_cancelled(task: Task, spec: ModelSpec) -> None:
+    """A job cancelled while it waited is never run: its message is dropped here (the
+    caller already reads it as cancelled). Without Redis, it runs."""
+    if not best_effort("reading the job's record", lambda: rt.ledger().begin(task.request.id), True):
+        log.info("%s[%s] was cancelled; dropped unrun", spec.name, task.request.id)
+        raise Ignore()
 
 
 def requeue_when_store_down(run: Any) -> Any:
@@ -152,12 +162,20 @@ def admit(task: Task, spec: ModelSpec, job: Job, breaker: CircuitBreaker) -> Tic
 @requeue_when_store_down
 def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
     started = time.time()
-    probe = probes.ticket_from(task.request)  # pre-granted by the HALF_OPEN probe pump
+    probe = probe_pump.ticket_from(task.request)  # pre-granted by the HALF_OPEN probe pump
     try:
         job = parse_job(raw_job, spec)
-        if job.deadline is not None:
-            best_effort("clearing the deadline index", lambda: rt.deadlines().remove(spec.name, task.request.id),
-                        None)
+        drop_if_cancelled(task, spec)
+        if job.deadline is not None and not job.reruns:
+            # The sweeper may have handed this job to the fallback already (same task id):
+            # then this message is a leftover, dropped unrun. Without Redis, run it (the
+            # deadline is checked below) rather than risk losing it.
+            claim = best_effort("claiming the job from the deadline index",
+                                lambda: rt.deadlines().claim(spec.name, task.request.id), "run")
+            if claim == "rerouted":
+                log.info("%s[%s] already rerouted to the fallback by its deadline; dropped", spec.name,
+                         task.request.id)
+                raise Ignore()
         model_input = essential("loading the job's input", lambda: load_input(spec, job))
         if job.bypass is not None:
             return run_bypass(task, spec, job, model_input, started)
@@ -218,5 +236,6 @@ def call_model(
     outcome = Outcome.TIMEOUT if elapsed > breaker.policy.call_timeout else Outcome.SUCCESS
     breaker.record(ticket, outcome, elapsed)
     tracing.note(breaker__outcome=outcome)
-    best_effort("caching a result", lambda: rt.result_cache().put(spec.name, job.content_hash, output), None)
+    best_effort("caching a result",
+                lambda: rt.result_cache().put(spec.name, model_version(spec.name), job.content_hash, output), None)
     return result(task, spec, job, output, served_by="model", started=started, state=ticket.state)

@@ -19,6 +19,12 @@ from breaker.state import State, check_name
 
 MAX_RERUNS = 3
 
+# Priorities, 0 (least urgent) to 9 (most urgent): interactive jobs go ahead of batches on
+# both brokers (see workers.app.broker_priority).
+MIN_PRIORITY, MAX_PRIORITY = 0, 9
+INTERACTIVE_PRIORITY = 6
+BATCH_PRIORITY = 3
+
 
 class Job(BaseModel):
     """One unit of work for one model.
@@ -40,6 +46,9 @@ class Job(BaseModel):
       reruns: how many times a parked job was sent back to its model. A rerun runs on the
         model whatever its deadline says; after MAX_RERUNS the job fails with a clear
         error rather than circling between a model and a fallback that both fail on it.
+      priority: 0 (least urgent) to 9 (most urgent); a queued job of higher priority is
+        taken first. Interactive submissions default to INTERACTIVE_PRIORITY, ``fusebox
+        submit`` batches to BATCH_PRIORITY. The job keeps it when rerouted or rerun.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +63,7 @@ class Job(BaseModel):
     submitted_at: float = Field(default_factory=time.time)
     bypass: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     reruns: int = Field(0, ge=0)
+    priority: int = Field(INTERACTIVE_PRIORITY, ge=MIN_PRIORITY, le=MAX_PRIORITY)
 
     @model_validator(mode="after")
     def _has_input(self) -> Job:
@@ -64,7 +74,8 @@ class Job(BaseModel):
 
     @property
     def content_hash(self) -> str:
-        """The result cache's key: the same input and options give the same answer."""
+        """The same input and options give the same answer (from the same model version: the
+        result cache adds the model's version to its key)."""
         h = hashlib.sha256()
         h.update(self.model.encode())
         h.update(b"\0")

@@ -19,6 +19,7 @@ from breaker import connection
 from workers.cache import ResultCache
 from workers.deadlines import DeadlineIndex
 from workers.faults import Faults
+from workers.lifecycle import JobLedger
 from workers.models import MODELS, spec_for
 from workers.parking import ParkingLot
 from workers.payloads import PayloadStore
@@ -93,6 +94,11 @@ def parking() -> ParkingLot:
 @lru_cache(maxsize=1)
 def deadlines() -> DeadlineIndex:
     return DeadlineIndex(redis_client(), settings().key_prefix)
+
+
+@lru_cache(maxsize=1)
+def ledger() -> JobLedger:
+    return JobLedger(redis_client(), settings().key_prefix)
 
 
 @lru_cache(maxsize=1)

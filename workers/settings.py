@@ -30,10 +30,13 @@ class WorkerSettings(BaseModel):
         unless ``broker_url`` says otherwise. ``redis://``, ``rediss://``, ``unix://``, or
         Redis Sentinel: ``sentinel://host:26379;sentinel://host2:26379/0?master_name=NAME``
         (:mod:`breaker.connection`), which the broker and the result backend then use too.
-      broker_url [FUSEBOX_BROKER_URL]: e.g. ``amqp://guest:guest@host:5672//`` to carry jobs
-        on RabbitMQ while the breakers stay in Redis. Deadline sweeping of queued jobs needs
-        the Redis broker (with RabbitMQ deadlines are checked when a job is picked up).
-      result_url [FUSEBOX_RESULT_URL]: result backend; ``redis_url`` by default.
+      broker_url [FUSEBOX_BROKER_URL, else CELERY_BROKER_URL]: e.g.
+        ``amqp://guest:guest@host:5672//`` to carry jobs on RabbitMQ while the breakers
+        stay in Redis; ``redis_url`` by default. This one value is what workers, producers,
+        sweeps, metrics and readiness use: Celery's own variables cannot point the workers
+        elsewhere (see :meth:`check_celery_environment`).
+      result_url [FUSEBOX_RESULT_URL, else CELERY_RESULT_BACKEND]: result backend;
+        ``redis_url`` by default.
       key_prefix [FUSEBOX_KEY_PREFIX]: prefix of every fusebox key in Redis.
       broker_key_prefix [FUSEBOX_BROKER_KEY_PREFIX]: prefix of the broker's and the result
         backend's keys (kombu's ``global_keyprefix``), so that two deployments (or the demo
@@ -126,6 +129,11 @@ class WorkerSettings(BaseModel):
         values: dict[str, Any] = {
             field: env[f"FUSEBOX_{var}"] for field, var in cls.ENV.items() if env.get(f"FUSEBOX_{var}")
         }
+        # Celery's names are read too, below fusebox's: a Celery user's CELERY_BROKER_URL then
+        # reaches every part of fusebox, not only the workers.
+        for field, celery_var in (("broker_url", "CELERY_BROKER_URL"), ("result_url", "CELERY_RESULT_BACKEND")):
+            if field not in values and env.get(celery_var):
+                values[field] = env[celery_var]
         values.update(overrides)
         return cls.model_validate(values)
 
@@ -140,6 +148,26 @@ class WorkerSettings(BaseModel):
         # Other schemes (amqp://...) are Celery's to judge; a Sentinel URL is parsed here,
         # so that a missing master_name is reported at start-up with the reason.
         return check_redis_url(url) if url and is_sentinel_url(url) else url
+
+    def check_celery_environment(self, environ: dict[str, str] | None = None) -> None:
+        """Refuses CELERY_BROKER_READ_URL / CELERY_BROKER_WRITE_URL naming another broker
+        than this process's settings: Celery lets those two win over any configuration, so
+        the workers would consume from one broker while fusebox's sweeps, metrics and
+        readiness read another. (CELERY_BROKER_URL and CELERY_RESULT_BACKEND need no check:
+        :func:`workers.app.make_app` pins the app to these settings, and ``from_env`` reads
+        them when fusebox's own variables are unset.)
+
+        Raises:
+          ValueError: naming the variable and both values (passwords hidden).
+        """
+        env = os.environ if environ is None else environ
+        for var in ("CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL"):
+            given = env.get(var)
+            if given and given != self.broker:
+                raise ValueError(
+                    f"{var}={_safe(given)} disagrees with fusebox's broker {_safe(self.broker)}: unset it and "
+                    f"set FUSEBOX_BROKER_URL (fusebox's settings decide which broker every part uses)"
+                )
 
     @property
     def broker(self) -> str:
@@ -173,6 +201,19 @@ class WorkerSettings(BaseModel):
 
     def breaker_settings(self) -> BreakerSettings:
         return BreakerSettings.from_env(redis_url=self.redis_url, key_prefix=self.key_prefix)
+
+
+def _safe(url: str) -> str:
+    """A URL with its password replaced, for error messages."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            return url.replace(f":{parts.password}@", ":***@", 1)
+    except ValueError:
+        pass
+    return url
 
 
 @lru_cache(maxsize=1)

@@ -119,7 +119,7 @@ def test_cli_rejects_a_fifo_without_opening_it_for_good(store: Fleet, tmp_path: 
     assert record["status"] == "rejected" and "FIFO" in record["error"]
     texts = tmp_path / "reviews.txt"
     os.mkfifo(texts)
-    [item] = collect_inputs("sentiment", [str(texts)])
+    [item] = list(collect_inputs("sentiment", [str(texts)]))
     assert item.error is not None and "FIFO" in item.error
 
 
@@ -143,7 +143,7 @@ def test_huge_files_are_rejected_by_size_before_being_read(store: Fleet, tmp_pat
     (tmp_path / "big.txt").write_bytes(b"")
     with open(tmp_path / "big.txt", "wb") as f:
         f.truncate(300 * 1024 * 1024)
-    items = collect_inputs("sentiment", [str(tmp_path / "big.txt")])
+    items = list(collect_inputs("sentiment", [str(tmp_path / "big.txt")]))
     assert len(items) == 1 and items[0].error is not None and "longer than" in items[0].error
 
 

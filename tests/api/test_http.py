@@ -143,6 +143,7 @@ def test_jobs_submit_and_read(http: TestClient) -> None:
         ({"model": "ocr", "image_base64": base64.b64encode(b"not an image").decode()}, "image"),
         ({"model": "sentiment", "text": "x", "colour": 1}, "colour"),
         ({"model": "sentiment", "text": "x", "deadline": -1}, "deadline"),
+        ({"model": "sentiment", "text": "x", "priority": 10}, "priority"),
     ],
 )
 def test_bad_jobs_get_a_clear_4xx(http: TestClient, body: dict, needle: str) -> None:
@@ -152,7 +153,8 @@ def test_bad_jobs_get_a_clear_4xx(http: TestClient, body: dict, needle: str) -> 
 
 
 def test_unknown_and_malformed_job_ids(http: TestClient) -> None:
-    assert http.get("/jobs/0a0a0a0a-0000-0000-0000-000000000000").json()["status"] == "PENDING"
+    unknown = http.get("/jobs/0a0a0a0a-0000-0000-0000-000000000000")  # never accepted: not PENDING forever
+    assert unknown.status_code == 404 and "unknown job" in unknown.json()["detail"]
     assert http.get("/jobs/" + "x" * 200).status_code == 422
 
 

@@ -1,7 +1,8 @@
 """A fleet of real Celery workers on a Redis of its own, for the worker tests.
 
 Queue names (``ocr``, ``echo``, ``fallback``) are global in a broker, so worker tests never
-share one: each fleet starts its own redis-server.
+share one: each fleet starts its own redis-server (breakers, results, and the broker unless
+``broker="rabbitmq"``: then jobs travel on a RabbitMQ vhost of the fleet's own).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import redis
 from api.client import FuseboxClient
 from api.services import RedisServer, WorkerProcess
 from breaker import BreakerPolicy, CircuitBreaker, State
+from workers import broker as broker_io
+from workers.app import queue_names
 from workers.faults import SWITCH_TTL, Faults, FaultSpec
 from workers.models import MODELS
 from workers.settings import WorkerSettings
@@ -39,14 +42,30 @@ def fresh(fleet: "Fleet") -> Iterator["Fleet"]:
 
 
 class Fleet:
-    def __init__(self, persistent: bool = False, **env: str) -> None:
+    """Parameters:
+      persistent: the Redis keeps an fsynced append-only file (restart tests).
+      broker: ``redis`` (the fleet's Redis) or ``rabbitmq`` (a fresh vhost on the test
+        RabbitMQ, tests.support.rabbit; the caller skips when there is none).
+      env: more FUSEBOX_* variables for the client and every worker.
+    """
+
+    def __init__(self, persistent: bool = False, broker: str = "redis", **env: str) -> None:
+        self.broker = broker
+        self.vhost: str | None = None
         self.redis = RedisServer(persistent=persistent).start()
         self.prefix = f"fleet-{uuid.uuid4().hex[:8]}"
+        broker_env = {}
+        if broker == "rabbitmq":
+            from tests.support.rabbit import rabbit
+
+            self.vhost = rabbit().add_vhost()
+            broker_env["FUSEBOX_BROKER_URL"] = rabbit().vhost_url(self.vhost)
         self.env = {
             "FUSEBOX_REDIS_URL": self.redis.url,
             "FUSEBOX_KEY_PREFIX": self.prefix,
             "FUSEBOX_TRACE_MODEL_CALLS": "1",
             "FUSEBOX_PRELOAD": "none",
+            **broker_env,
             **env,
         }
         self.settings = WorkerSettings.from_env(self.env)
@@ -96,9 +115,15 @@ class Fleet:
         return [{k.decode(): v.decode() for k, v in f.items()} for _, f in self.db.xrange(f"{self.prefix}:control")]
 
     def queued(self, queue: str) -> int:
-        return int(self.db.llen(queue))
+        """Messages waiting in a queue, as the broker counts them (Redis or RabbitMQ)."""
+        return broker_io.queue_depths(self.settings, [queue])[queue]
 
     def unacked(self) -> int:
+        """Messages taken by a worker and not yet acknowledged."""
+        if self.vhost is not None:
+            from tests.support.rabbit import rabbit
+
+            return rabbit().unacked(self.vhost)
         return int(self.db.hlen("unacked"))
 
     def reset(self) -> None:
@@ -111,12 +136,14 @@ class Fleet:
             self.db.delete(f"{self.prefix}:parked:{model}", f"{self.prefix}:model-calls:{model}")
         self.db.delete(f"{self.prefix}:control")
         time.sleep(SWITCH_TTL + 0.05)  # every worker sees the switches off
-        for model in MODELS:
-            self.db.delete(model)
-        self.db.delete("fallback")
+        broker_io.purge(self.settings, queue_names())
 
     def close(self) -> None:
         for worker in self.workers:
             worker.stop()
         self.client.close()
         self.redis.stop()
+        if self.vhost is not None:
+            from tests.support.rabbit import rabbit
+
+            rabbit().delete_vhost(self.vhost)

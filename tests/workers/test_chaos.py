@@ -13,6 +13,7 @@ import pytest
 from breaker import State
 from workers.jobs import JobResult
 from tests.support.fleet import Fleet, wait_for
+from tests.workers.conftest import BROKERS, needs_broker
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -26,8 +27,10 @@ def started_on(fleet: Fleet, handle_id: str) -> dict:
     return result.info if result.state == "STARTED" and isinstance(result.info, dict) else {}
 
 
-def test_pool_process_killed_mid_job_is_redelivered() -> None:
-    fleet = Fleet()
+@pytest.mark.parametrize("broker", BROKERS)
+def test_pool_process_killed_mid_job_is_redelivered(broker: str) -> None:
+    needs_broker(broker)
+    fleet = Fleet(broker=broker)
     try:
         worker = fleet.start(["echo"], "model")
         fleet.start(["fallback"], "cpu")
@@ -48,8 +51,11 @@ def test_pool_process_killed_mid_job_is_redelivered() -> None:
         fleet.close()
 
 
-def test_whole_worker_killed_mid_job_is_redelivered_to_another() -> None:
-    fleet = Fleet(FUSEBOX_VISIBILITY_TIMEOUT="5")
+@pytest.mark.parametrize("broker", BROKERS)
+def test_whole_worker_killed_mid_job_is_redelivered_to_another(broker: str) -> None:
+    # Redis: restored after the visibility timeout; RabbitMQ: at once, the connection gone.
+    needs_broker(broker)
+    fleet = Fleet(broker=broker, FUSEBOX_VISIBILITY_TIMEOUT="5")
     try:
         a = fleet.start(["echo"], "model-a")
         b = fleet.start(["echo"], "model-b")
@@ -61,7 +67,7 @@ def test_whole_worker_killed_mid_job_is_redelivered_to_another() -> None:
         assert wait_for(lambda: [c for c in fleet.model_calls("echo") if c["job"] == handle.id], 10)
         victim, survivor = (a, b) if meta["pid"] in a.children() else (b, a)
         victim.kill()  # SIGKILL to the worker and its pool: nothing is acked, nothing said
-        result = handle.get(timeout=60)  # restored after the visibility timeout
+        result = handle.get(timeout=60)
         assert result.served_by == "model" and result.output["text"] == "orphan"
         runs = [c for c in fleet.model_calls("echo") if c["job"] == handle.id]
         assert len(runs) == 2 and runs[-1]["worker"].split(":")[1] in map(str, survivor.children())

@@ -11,6 +11,7 @@ import pytest
 
 from breaker import State
 from tests.support.fleet import Fleet, wait_for
+from tests.workers.conftest import BROKERS, needs_broker
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -18,8 +19,10 @@ CYCLES = 300
 JOBS = 600
 
 
-def test_pause_resume_soak_accounts_for_every_job() -> None:
-    fleet = Fleet()
+@pytest.mark.parametrize("broker", BROKERS)
+def test_pause_resume_soak_accounts_for_every_job(broker: str) -> None:
+    needs_broker(broker)
+    fleet = Fleet(broker=broker)
     try:
         workers = [fleet.start(["echo"], "model-a", concurrency=2), fleet.start(["echo"], "model-b", concurrency=2)]
         fleet.start(["fallback"], "cpu", concurrency=2)

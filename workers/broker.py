@@ -1,0 +1,89 @@
+"""The broker, read the same way whichever it is (Redis or RabbitMQ): through kombu.
+
+Queue depths come from a passive ``queue_declare`` (RabbitMQ's message count; on Redis,
+kombu adds up the queue's priority lists), never from the broker's storage layout, so the
+metrics, readiness and tests read what the workers consume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Connection
+
+from breaker.connection import celery_transport_options, celery_url
+from workers.settings import WorkerSettings
+
+# kombu's Redis transport keeps one list per priority step: 0 to 9, every level its own.
+PRIORITY_STEPS = list(range(10))
+
+
+def transport_options(s: WorkerSettings) -> dict[str, Any]:
+    """kombu transport options for this broker (the Redis transport's; none for AMQP)."""
+    if not s.broker_is_redis:
+        return {}
+    return {
+        "visibility_timeout": s.visibility_timeout,
+        # kombu scans for messages of vanished workers every interval x throttle seconds
+        # (100 s by default); tie it to the visibility timeout instead.
+        "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 5)),
+        "unacked_restore_throttle": 1,
+        "priority_steps": PRIORITY_STEPS,
+        **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
+    }
+
+
+def connection(s: WorkerSettings, timeout: float = 5.0) -> Connection:
+    """A kombu connection to the broker the workers use (not yet connected)."""
+    options = {**transport_options(s), **celery_transport_options(s.broker)}
+    return Connection(celery_url(s.broker), transport_options=options, connect_timeout=timeout)
+
+
+def queue_depths(s: WorkerSettings, queues: list[str], timeout: float = 5.0) -> dict[str, int]:
+    """Messages waiting in each queue (taken but unacknowledged ones not counted). A queue
+    the broker does not know yet counts 0.
+
+    Raises:
+      the transport's connection errors when the broker does not answer.
+    """
+    depths: dict[str, int] = {}
+    with connection(s, timeout) as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        channel = conn.channel()
+        try:
+            for queue in queues:
+                try:
+                    _name, count, _consumers = channel.queue_declare(queue=queue, passive=True)
+                    depths[queue] = int(count)
+                except conn.channel_errors:
+                    depths[queue] = 0  # never declared (or, on Redis, empty)
+                    channel = _fresh(conn, channel)  # AMQP closes a channel on NOT_FOUND
+        finally:
+            _close(channel)
+    return depths
+
+
+def purge(s: WorkerSettings, queues: list[str]) -> None:
+    """Drops every message waiting in ``queues`` (tests, drills)."""
+    with connection(s) as conn:
+        channel = conn.channel()
+        try:
+            for queue in queues:
+                try:
+                    channel.queue_purge(queue)
+                except conn.channel_errors:
+                    channel = _fresh(conn, channel)
+        finally:
+            _close(channel)
+
+
+def _fresh(conn: Connection, channel: Any) -> Any:
+    _close(channel)
+    return conn.channel()
+
+
+def _close(channel: Any) -> None:
+    try:
+        channel.close()
+    except Exception:  # noqa: BLE001 - closing a channel the broker already closed
+        pass
