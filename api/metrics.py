@@ -112,6 +112,10 @@ class FuseboxCollector(Collector):
                     transitions, probes, ramp_limit, ramp_in_flight)
 
         jobs = CounterMetricFamily("fusebox_jobs", "Answered jobs by who served them", labels=["model", "served_by"])
+        dropped = CounterMetricFamily(
+            "fusebox_breaker_outcomes_dropped",
+            "Breaker outcomes dropped because a process's write-behind queue was full (fleet-wide; "
+            "each process's own count is in its health)", labels=["model"])
         degraded = CounterMetricFamily("fusebox_jobs_degraded", "Jobs answered degraded (fallback or cache)", labels=["model"])
         errors = CounterMetricFamily("fusebox_job_errors", "Jobs that ended in an error for the caller, by error type "
                                      "(known types; any other is \"other\")", labels=["model", "error"])
@@ -128,6 +132,8 @@ class FuseboxCollector(Collector):
             for label, value in sorted(by_error.items()):
                 errors.add_metric([model, label], value)
             degraded.add_metric([model], figures.get("degraded", 0))
+            own = self.breakers.health().dropped_by.get(model, 0)  # this API process's, never flushed
+            dropped.add_metric([model], figures.get("breaker_outcomes_dropped", 0) + own)
             buckets, running = [], 0.0
             for bound in stats.LATENCY_BUCKETS_MS:
                 running += figures.get(f"latency:le_{bound}", 0)
@@ -135,7 +141,7 @@ class FuseboxCollector(Collector):
             running += figures.get("latency:le_inf", 0)
             buckets.append(("+Inf", running))
             latency.add_metric([model], buckets, figures.get("latency:sum_ms", 0.0) / 1000)
-        yield from (jobs, degraded, errors, latency)
+        yield from (jobs, degraded, errors, latency, dropped)
 
         depth = GaugeMetricFamily("fusebox_queue_depth", "Jobs waiting in each queue (bypass queues included)",
                                   labels=["queue", "model"])

@@ -124,8 +124,8 @@ class ProbePump:
     def queued(self, model: str) -> int:
         """Messages waiting in the model's queue (cheap: asked before taking a permit, so
         that an empty queue costs no permit and no record)."""
-        if settings().broker_is_redis:
-            return int(rt.redis_client().llen(settings().queue_key(model)))
+        # A passive declare on both brokers (kombu's Redis transport adds up the queue's
+        # priority lists; a plain LLEN would miss every job sent with a priority).
         try:
             return int(self._channel().queue_declare(queue=model, passive=True).message_count)
         except Exception:  # noqa: BLE001 - unknown: try a permit, give it back if empty

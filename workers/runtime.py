@@ -108,4 +108,8 @@ def call_trace() -> CallTrace | None:
 
 @lru_cache(maxsize=1)
 def job_stats() -> JobStats:
-    return JobStats(redis_client, settings().key_prefix)
+    def dropped() -> dict[str, int]:
+        # Only a process that made guarded calls has outcomes to drop.
+        return breakers().health().dropped_by if breakers.cache_info().currsize else {}
+
+    return JobStats(redis_client, settings().key_prefix, dropped_outcomes=dropped)

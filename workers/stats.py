@@ -36,8 +36,19 @@ class JobStats:
       interval: seconds between flushes.
     """
 
-    def __init__(self, client: Callable[[], redis.Redis], prefix: str, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: Callable[[], redis.Redis],
+        prefix: str,
+        interval: float = 1.0,
+        dropped_outcomes: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
+        """Parameters (besides the above):
+          dropped_outcomes: this process's breaker outcomes dropped so far, per model
+            (cumulative); their growth is added to field ``breaker_outcomes_dropped``."""
         self._client, self.prefix, self.interval = client, prefix, interval
+        self._dropped_source = dropped_outcomes
+        self._dropped_seen: dict[str, int] = {}
         self._pid = -1
         self._reset()
 
@@ -79,7 +90,22 @@ class JobStats:
         with self._lock:
             self._counts.setdefault(model, Counter())[f"error:{error}"] += 1
 
+    def _note_dropped(self) -> None:
+        if self._dropped_source is None:
+            return
+        try:
+            now = dict(self._dropped_source())
+        except Exception:  # noqa: BLE001 - metrics must never break a worker
+            return
+        with self._lock:
+            for model, total in now.items():
+                grown = total - self._dropped_seen.get(model, 0)
+                if grown > 0:
+                    self._counts.setdefault(model, Counter())["breaker_outcomes_dropped"] += grown
+            self._dropped_seen = now
+
     def flush(self) -> None:
+        self._note_dropped()
         with self._lock:
             counts, sums = self._counts, self._sums
             self._counts, self._sums = {}, {}
