@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from breaker.errors import CallNotPermitted, ExceptionClassifier
+from breaker.errors import ExceptionClassifier
 from breaker.events import BreakerEvent
 from breaker.policy import BreakerPolicy
 from breaker.state import BreakerSnapshot, Control, Outcome, RecordResult, State, Ticket

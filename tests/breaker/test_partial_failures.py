@@ -22,21 +22,13 @@ from breaker.backend import RecordRequest
 from breaker.backends.memory import InMemoryBackend
 from breaker.failsafe import StoreFault
 from tests.support.processes import SPAWN, guarded_loop
+from tests.support.waiting import wait_for
 from tests.support.proxy import SilentProxy
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 POLICY = BreakerPolicy(minimum_calls=10, failure_rate_threshold=0.5, wait_in_open=60, call_timeout=1,
                        max_wait_in_half_open=5, window=60)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def settings(url: str, prefix: str, timeout: float = 0.05) -> BreakerSettings:

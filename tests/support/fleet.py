@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -17,20 +17,12 @@ import redis
 from api.client import FuseboxClient
 from api.services import RedisServer, WorkerProcess
 from breaker import BreakerPolicy, CircuitBreaker, State
+from tests.support.waiting import wait_for
 from workers import broker as broker_io
 from workers.app import queue_names
 from workers.faults import SWITCH_TTL, Faults, FaultSpec
 from workers.models import MODELS
 from workers.settings import WorkerSettings
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def fresh(fleet: "Fleet") -> Iterator["Fleet"]:
