@@ -16,6 +16,9 @@ local POLICY_NUMBERS = {
   'minimum_calls', 'failure_rate_threshold', 'slow_call_duration', 'slow_call_rate_threshold',
   'window', 'wait_in_open', 'wait_in_open_multiplier', 'max_wait_in_open',
   'permitted_calls_in_half_open', 'max_wait_in_half_open', 'call_timeout',
+  -- optional (nil when absent or empty: policies stored before it existed still load);
+  -- the caller scales durations by it before recording (BreakerPolicy.size_factor)
+  'reference_megapixels',
 }
 local STATE_NUMBERS = {
   'epoch', 'incarnation', 'changed_at', 'open_until', 'consecutive_trips', 'permit_seq',
