@@ -46,6 +46,11 @@ class BreakerPolicy(BaseModel):
         calls in flight cluster-wide and doubles each fifth of this period, then goes away.
         0 lets every worker back at once. See breaker.ramp.
       tier: the named tier this policy was derived from, for display only.
+      reference_megapixels: the input size, in megapixels, up to which ``call_timeout`` and
+        ``slow_call_duration`` apply as they are; a larger input gets both multiplied by
+        its megapixels / this (a 36 MP page with 4 here: 9x), so that a big valid input is
+        the caller's load, not the model's sickness. None (the default): input size is not
+        considered. Callers that know their input's size ask :meth:`size_factor`.
       bypass_callers: callers allowed to send jobs past this breaker (fusebox routes them
         to a queue that is never paused, and runs them without asking the breaker or
         counting their outcome): for the rare caller that must reach the model even while
@@ -67,6 +72,7 @@ class BreakerPolicy(BaseModel):
     call_timeout: float = Field(5.0, gt=0.0)
     slow_start: float = Field(5.0, ge=0.0, le=3600.0)
     tier: TierName | None = None
+    reference_megapixels: float | None = Field(None, gt=0.0)
     bypass_callers: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -105,6 +111,14 @@ class BreakerPolicy(BaseModel):
         grown = self.wait_in_open * self.wait_in_open_multiplier ** max(consecutive_trips - 1, 0)
         return min(grown, self.max_wait_in_open)
 
+    def size_factor(self, megapixels: float | None) -> float:
+        """How many times ``call_timeout`` and ``slow_call_duration`` an input of
+        ``megapixels`` is allowed: 1 up to ``reference_megapixels`` (or when either is
+        unknown), then in proportion to the input's size."""
+        if self.reference_megapixels is None or megapixels is None:
+            return 1.0
+        return max(1.0, megapixels / self.reference_megapixels)
+
     def to_redis(self) -> dict[str, str]:
         """Flat string fields, as stored in the policy hash and read by the Lua scripts."""
         flat = {}
@@ -120,8 +134,9 @@ class BreakerPolicy(BaseModel):
             for k, v in fields.items()
         }
         known = {k: v for k, v in decoded.items() if k in cls.model_fields}
-        if known.get("tier") == "":
-            known["tier"] = None
+        for optional in ("tier", "reference_megapixels"):
+            if known.get(optional) == "":
+                known[optional] = None
         if "bypass_callers" in known:
             known["bypass_callers"] = tuple(c for c in known["bypass_callers"].split(",") if c)
         return cls.model_validate(known)

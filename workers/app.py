@@ -137,6 +137,8 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
+        # KiB; also how a process whose model ran out of memory is recycled (workers/gpu.py).
+        worker_max_memory_per_child=s.max_memory_per_child * 1024 or None,
     )
     from workers.control import ConsumptionControl, Housekeeping
 

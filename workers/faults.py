@@ -22,7 +22,10 @@ class FaultSpec(BaseModel):
 
     Parameters:
       error_rate: fraction of calls that raise InjectedFault.
-      oom_rate: fraction of calls that raise MemoryError, as a GPU out of memory does.
+      oom_rate: fraction of calls that raise MemoryError, as a GPU out of memory does
+        (the worker then recycles the process that hit it: workers/gpu.py).
+      grow_mb: megabytes every call leaves allocated in its process, never freed: memory
+        that creeps up, until ``FUSEBOX_MAX_MEMORY_PER_CHILD`` recycles the process.
       latency: seconds added to every call.
       hang: every call blocks until its timeout interrupts it.
       stall: every call blocks like one stuck inside a driver: with the timeout's signals
@@ -44,6 +47,7 @@ class FaultSpec(BaseModel):
 
     error_rate: float = Field(0.0, ge=0.0, le=1.0)
     oom_rate: float = Field(0.0, ge=0.0, le=1.0)
+    grow_mb: float = Field(0.0, ge=0.0, le=4096.0)
     latency: float = Field(0.0, ge=0.0, le=3600.0)
     hang: bool = False
     stall: bool = False
@@ -55,9 +59,13 @@ class FaultSpec(BaseModel):
 
     @property
     def active(self) -> bool:
-        return bool(self.error_rate or self.oom_rate or self.latency or self.hang or self.stall
+        return bool(self.error_rate or self.oom_rate or self.grow_mb or self.latency or self.hang or self.stall
                     or (self.warmup_calls and (self.warmup_latency or self.warmup_base
                                                or self.warmup_overload == "oom")))
+
+
+#: What the ``grow_mb`` fault has leaked in this process (kept referenced on purpose).
+_LEAKED: list[bytearray] = []
 
 
 #: Seconds a worker process trusts the switch it last read: a switch reaches the whole fleet
@@ -133,6 +141,9 @@ class Faults:
         """Does to the current call what ``spec`` says."""
         if not spec.active:
             return
+        if spec.grow_mb:
+            # Written, not just reserved: the pages must be resident to count.
+            _LEAKED.append(bytearray(b"\x01") * int(spec.grow_mb * 1024 * 1024))
         if spec.warmup_calls:
             self._warm_up(model, spec)
         if spec.latency:

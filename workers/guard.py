@@ -25,11 +25,13 @@ from workers import probe_pump, slowstart, tracing
 from workers import runtime as rt
 from workers.errors import InvalidJob
 from workers.cache import model_version
+from workers.gpu import is_out_of_memory, request_recycle
 from workers.inputs import load_input, parse_job
 from workers.jobs import Job, JobResult, Timings, one_or_many
 from workers.models import FALLBACK_QUEUE, ModelSpec
 from workers.parking import ParkedJob
 from workers.settings import settings
+from workers.runners.sizing import allowance
 from workers.store import StoreDown, best_effort, essential
 from workers.timeouts import call_timeout
 
@@ -121,7 +123,7 @@ def run_bypass(task: Task, spec: ModelSpec, job: Job, model_input: Any, started:
     if job.bypass not in breaker.policy.bypass_callers:
         raise InvalidJob(f"caller {job.bypass!r} may not bypass the {spec.name} breaker (not in bypass_callers)")
     tracing.note(breaker=spec.name, breaker__state=breaker.state, breaker__decision="bypass")
-    with call_timeout(breaker.policy.call_timeout):
+    with call_timeout(allowance(breaker.policy, model_input, rt.settings().hard_time_limit).timeout):
         output = rt.runner(spec.name).run(model_input, job.options)
     if spec.input == "text":
         output = one_or_many(job, output)
@@ -204,9 +206,12 @@ def call_model(
     trace = rt.call_trace()
     if trace is not None:
         best_effort("tracing a model call", lambda: trace.started(spec.name, ticket, task.request.id, rt.worker_id()), None)
+    # A big valid input gets proportionally more time, and the breaker judges its duration
+    # per reference-size input (workers/runners/sizing.py): the caller's load, not sickness.
+    allowed = allowance(breaker.policy, model_input, rt.settings().hard_time_limit)
     began = time.perf_counter()
     try:
-        with call_timeout(breaker.policy.call_timeout):
+        with call_timeout(allowed.timeout):
             inject_faults(spec.name)
             output = rt.runner(spec.name).run(model_input, job.options)
             if spec.input == "text":
@@ -217,12 +222,19 @@ def call_model(
         raise
     except (CallTimeout, SoftTimeLimitExceeded) as exc:
         elapsed = time.perf_counter() - began
-        breaker.record(ticket, Outcome.TIMEOUT, elapsed)
+        breaker.record(ticket, Outcome.TIMEOUT, allowed.recorded(elapsed))
         tracing.note(breaker__outcome="timeout")
         log.warning("%s timed out after %.1fs on %s: %s", spec.name, elapsed, task.request.id, exc)
         degrade(task, spec, job, f"model timed out after {elapsed:.1f}s")
     except Exception as exc:  # noqa: BLE001 - any model error is a failure the breaker must count
-        breaker.record(ticket, Outcome.FAILURE, time.perf_counter() - began)
+        breaker.record(ticket, Outcome.FAILURE, allowed.recorded(time.perf_counter() - began))
+        if is_out_of_memory(exc):
+            # Counted like any failure, told apart, and this process is replaced after
+            # the job so that its (GPU) memory is returned (workers/gpu.py).
+            tracing.note(breaker__outcome="out_of_memory")
+            log.warning("%s ran out of memory on %s: %s: %s", spec.name, task.request.id, type(exc).__name__, exc)
+            request_recycle(f"{spec.name} ran out of memory: {exc}")
+            degrade(task, spec, job, f"model out of memory: {type(exc).__name__}: {exc}")
         tracing.note(breaker__outcome="failure")
         log.warning("%s failed on %s: %s: %s", spec.name, task.request.id, type(exc).__name__, exc)
         degrade(task, spec, job, f"model failed: {type(exc).__name__}: {exc}")
@@ -233,8 +245,8 @@ def call_model(
         if trace is not None:
             best_effort("tracing a model call's end", lambda: trace.ended(spec.name, task.request.id), None)
     elapsed = time.perf_counter() - began
-    outcome = Outcome.TIMEOUT if elapsed > breaker.policy.call_timeout else Outcome.SUCCESS
-    breaker.record(ticket, outcome, elapsed)
+    outcome = Outcome.TIMEOUT if elapsed > allowed.timeout else Outcome.SUCCESS
+    breaker.record(ticket, outcome, allowed.recorded(elapsed))
     tracing.note(breaker__outcome=outcome)
     best_effort("caching a result",
                 lambda: rt.result_cache().put(spec.name, model_version(spec.name), job.content_hash, output), None)

@@ -14,11 +14,22 @@ from workers.settings import WorkerSettings
 FALLBACK_QUEUE = "fallback"
 
 
+def _device(s: WorkerSettings) -> str:
+    """This pool process's device (one GPU per process with FUSEBOX_DEVICE=gpu), with
+    Paddle's GPU memory flags exported before Paddle is imported."""
+    from workers.gpu import export_paddle_memory_flags, process_device
+
+    if s.device != "cpu":
+        export_paddle_memory_flags(s.gpu_allocator, s.gpu_memory_fraction)
+    return process_device(s.device)
+
+
 def _ocr_runner(s: WorkerSettings) -> ModelRunner:
     from workers.runners.ocr import OcrRunner
 
     det, rec = s.ocr_model_dirs()
-    return OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, device=s.device, cpu_threads=s.cpu_threads)
+    return OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, device=_device(s), cpu_threads=s.cpu_threads,
+                     onednn=s.ocr_onednn, det_max_side=s.ocr_det_max_side or None)
 
 
 def _ocr_cpu_runner(s: WorkerSettings) -> ModelRunner:
@@ -27,19 +38,19 @@ def _ocr_cpu_runner(s: WorkerSettings) -> ModelRunner:
 
     det, rec = s.ocr_model_dirs()
     return OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, device="cpu", cpu_threads=s.cpu_threads,
-                     max_side=s.fallback_ocr_max_side)
+                     max_side=s.fallback_ocr_max_side, onednn=s.ocr_onednn)
 
 
 def _sentiment_runner(s: WorkerSettings) -> ModelRunner:
     from workers.nlp.serving import SentimentRunner
 
-    return SentimentRunner(s.nlp_models_dir / "sentiment", device=s.device, threads=s.cpu_threads)
+    return SentimentRunner(s.nlp_models_dir / "sentiment", device=_device(s), threads=s.cpu_threads)
 
 
 def _ner_runner(s: WorkerSettings) -> ModelRunner:
     from workers.nlp.serving import NerRunner
 
-    return NerRunner(s.nlp_models_dir / "ner", device=s.device, threads=s.cpu_threads)
+    return NerRunner(s.nlp_models_dir / "ner", device=_device(s), threads=s.cpu_threads)
 
 
 def _ner_rules(s: WorkerSettings) -> ModelRunner:
@@ -107,9 +118,10 @@ MODELS: dict[str, ModelSpec] = {
             name="ocr",
             input="image",
             # A core model: trips at 40 %. CPU OCR takes seconds per page, so the timeouts
-            # are generous; GPU hosts may tighten them live (`fusebox breaker set`).
+            # are generous; GPU hosts may tighten them live (`fusebox breaker set`). Pages
+            # above 4 megapixels get proportionally longer (a big page is the caller's load).
             policy=BreakerPolicy.for_tier("core", call_timeout=30.0, slow_call_duration=15.0,
-                                          max_wait_in_half_open=120.0),
+                                          max_wait_in_half_open=120.0, reference_megapixels=4.0),
             runner=_ocr_runner,
             fallback_runner=_ocr_cpu_runner,
             description="PaddleOCR PP-OCRv5: text lines with boxes, plus key fields",

@@ -54,8 +54,26 @@ class WorkerSettings(BaseModel):
         PaddleX names, which must match the directories.
       nlp_models_dir [FUSEBOX_NLP_MODELS_DIR]: where the trained ``sentiment/`` and ``ner/``
         models are (the ones shipped in workers/nlp/models by default).
-      device [FUSEBOX_DEVICE]: ``cpu`` or ``gpu:N`` for the model runners.
+      device [FUSEBOX_DEVICE]: ``cpu``, ``gpu:N`` (every pool process on GPU N) or ``gpu``
+        (each pool process pinned to one visible GPU, round-robin: workers/gpu.py).
       cpu_threads [FUSEBOX_CPU_THREADS]: Paddle threads per worker process.
+      ocr_onednn [FUSEBOX_OCR_ONEDNN]: run OCR on CPU with oneDNN (2-4x faster with
+        paddlepaddle 3.2.2); a start-up self-check turns it off, with a warning, where it
+        fails. ``0`` turns it off.
+      ocr_det_max_side [FUSEBOX_OCR_DET_MAX_SIDE]: longest side, in pixels, of the image
+        the OCR text detector sees (bigger pages are scaled down for detection only;
+        recognition reads the full-resolution page); 0 keeps PaddleOCR's own limit (4000).
+      gpu_allocator [FUSEBOX_GPU_ALLOCATOR]: Paddle's GPU allocator strategy,
+        ``auto_growth`` (memory taken as needed; several processes per GPU) or
+        ``naive_best_fit`` (a share reserved up front).
+      gpu_memory_fraction [FUSEBOX_GPU_MEMORY_FRACTION]: share of a GPU's memory each
+        process starts with (Paddle's ``FLAGS_fraction_of_gpu_memory_to_use``); unset:
+        Paddle's default.
+      max_memory_per_child [FUSEBOX_MAX_MEMORY_PER_CHILD]: megabytes of host memory after
+        which a pool process is replaced once its job is done (Celery's
+        ``worker_max_memory_per_child``): memory that creeps up is given back. The same
+        mechanism recycles a process whose model ran out of memory, so 0 (off) also turns
+        that off.
       fallback_ocr_max_side [FUSEBOX_FALLBACK_OCR_MAX_SIDE]: the CPU fallback shrinks images
         to at most this many pixels on their longer side.
       fallback_ocr_budget [FUSEBOX_FALLBACK_OCR_BUDGET]: seconds the CPU fallback may take.
@@ -89,6 +107,11 @@ class WorkerSettings(BaseModel):
     nlp_models_dir: Path = Path(__file__).parent / "nlp" / "models"
     device: str = Field("cpu", pattern=r"^(cpu|gpu(:\d+)?)$")
     cpu_threads: int = Field(1, ge=1, le=256)
+    ocr_onednn: bool = True
+    ocr_det_max_side: int = Field(2048, ge=0)
+    gpu_allocator: Literal["auto_growth", "naive_best_fit"] = "auto_growth"
+    gpu_memory_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    max_memory_per_child: int = Field(4096, ge=0)
     fallback_ocr_max_side: int = Field(960, ge=64)
     fallback_ocr_budget: float = Field(10.0, gt=0)
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
@@ -113,6 +136,11 @@ class WorkerSettings(BaseModel):
         "nlp_models_dir": "NLP_MODELS_DIR",
         "device": "DEVICE",
         "cpu_threads": "CPU_THREADS",
+        "ocr_onednn": "OCR_ONEDNN",
+        "ocr_det_max_side": "OCR_DET_MAX_SIDE",
+        "gpu_allocator": "GPU_ALLOCATOR",
+        "gpu_memory_fraction": "GPU_MEMORY_FRACTION",
+        "max_memory_per_child": "MAX_MEMORY_PER_CHILD",
         "fallback_ocr_max_side": "FALLBACK_OCR_MAX_SIDE",
         "fallback_ocr_budget": "FALLBACK_OCR_BUDGET",
         "max_image_bytes": "MAX_IMAGE_BYTES",

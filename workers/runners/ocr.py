@@ -1,16 +1,44 @@
-"""PaddleOCR (PP-OCR detection + recognition) from local model directories."""
+"""PaddleOCR (PP-OCR detection + recognition) from local model directories.
+
+On CPU the runner turns oneDNN (MKL-DNN) on by default: with paddlepaddle 3.2.2 it is 2-4x
+faster than Paddle's plain CPU kernels with the same text out (paddlepaddle 3.3.0/3.3.1
+break it: Paddle issue #77340, which is why the ``cpu`` extra pins 3.2.2). A start-up
+self-check reads a rendered line with oneDNN on; if that raises or reads wrong, the runner
+reloads with oneDNN off and logs why (``onednn_active`` says which one it runs).
+
+The detector sees at most ``det_max_side`` pixels on a page's longer side (PaddleOCR's
+``text_det_limit_type="max"``): a 6000x6000 scan costs the detector what a 2048x2048 one
+does, and recognition still reads crops of the full-resolution page.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from workers.fields import extract_key_fields
 from workers.runners.base import ModelRunner
+
+log = logging.getLogger(__name__)
+
+#: What the self-check renders and must read back.
+SELF_CHECK_TEXT = "FUSEBOX 2026-11-30 No.4217"
+
+
+def self_check_image() -> Image.Image:
+    """One line of text rendered with Pillow's bundled font: what the start-up self-check reads."""
+    image = Image.new("RGB", (640, 96), "white")
+    ImageDraw.Draw(image).text((24, 24), SELF_CHECK_TEXT, fill="black", font=ImageFont.load_default(size=36))
+    return image
+
+
+def _squashed(text: str) -> str:
+    return "".join(text.split()).upper()
 
 
 class OcrRunner(ModelRunner):
@@ -21,6 +49,10 @@ class OcrRunner(ModelRunner):
       cpu_threads: Paddle's CPU threads in this process.
       max_side: shrink images to at most this many pixels on the longer side first (the
         CPU fallback's "smaller input"); None keeps them as they are.
+      onednn: use oneDNN on CPU (checked at load, turned off if it fails); ignored on GPU.
+      det_max_side: longest side, in pixels, of the image the text detector sees (larger
+        pages are scaled down for detection only); None keeps PaddleOCR's default (up to
+        4000 pixels).
     """
 
     name = "ocr"
@@ -34,19 +66,29 @@ class OcrRunner(ModelRunner):
         device: str = "cpu",
         cpu_threads: int = 1,
         max_side: int | None = None,
+        onednn: bool = True,
+        det_max_side: int | None = 2048,
     ) -> None:
         super().__init__()
         self.det_dir, self.rec_dir = det_dir, rec_dir
         self.det_name, self.rec_name = det_name, rec_name
         self.device, self.cpu_threads, self.max_side = device, cpu_threads, max_side
+        self.onednn, self.det_max_side = onednn, det_max_side
+        #: Whether oneDNN is what this runner actually runs with (after the self-check).
+        self.onednn_active = False
+        #: Why oneDNN was turned off at load, if it was.
+        self.onednn_fallback_reason: str | None = None
         self._ocr: Any = None
 
-    def _load(self) -> None:
+    def _build(self, onednn: bool) -> Any:
         # Local directories only: no model hub is asked, nothing is downloaded.
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
         from paddleocr import PaddleOCR  # heavy import, only in processes that run OCR
 
-        self._ocr = PaddleOCR(
+        det_limits: dict[str, Any] = {}
+        if self.det_max_side is not None:
+            det_limits = {"text_det_limit_type": "max", "text_det_limit_side_len": self.det_max_side}
+        return PaddleOCR(
             text_detection_model_name=self.det_name,
             text_detection_model_dir=str(self.det_dir),
             text_recognition_model_name=self.rec_name,
@@ -55,11 +97,37 @@ class OcrRunner(ModelRunner):
             use_doc_unwarping=False,
             use_textline_orientation=False,
             device=self.device,
-            # Paddle 3.3's oneDNN path fails on the first predict with
-            # "ConvertPirAttribute2RuntimeAttribute not support".
-            enable_mkldnn=False,
+            enable_mkldnn=onednn,
             cpu_threads=self.cpu_threads,
+            **det_limits,
         )
+
+    def _self_check(self) -> str | None:
+        """Reads the self-check line; returns why it failed, or None when it read right."""
+        try:
+            got = self.run(self_check_image(), {})["text"]
+        except Exception as exc:  # noqa: BLE001 - whatever oneDNN raises, the answer is "off"
+            return f"the first predict raised {type(exc).__name__}: {exc}"
+        if _squashed(got) != _squashed(SELF_CHECK_TEXT):
+            return f"the self-check line read {got!r} instead of {SELF_CHECK_TEXT!r}"
+        return None
+
+    def _load(self) -> None:
+        want = self.onednn and self.device == "cpu"
+        self._ocr = self._build(onednn=want)
+        self.onednn_active = want
+        if not want:
+            return
+        problem = self._self_check()
+        if problem is None:
+            return
+        # Keep the worker serving: the same models without oneDNN are slower, not wrong.
+        log.warning("OCR: oneDNN turned off, %s; running Paddle's plain CPU kernels (2-4x slower). "
+                    "Pin paddlepaddle==3.2.2 (the `cpu` extra) or set FUSEBOX_OCR_ONEDNN=0 to silence this.",
+                    problem)
+        self.onednn_fallback_reason = problem
+        self._ocr = self._build(onednn=False)
+        self.onednn_active = False
 
     def run(self, inputs: Image.Image, options: dict[str, Any]) -> dict[str, Any]:
         image = inputs
@@ -75,3 +143,4 @@ class OcrRunner(ModelRunner):
             lines.append({"text": str(text), "score": round(float(score), 4), "box": box})
         full_text = "\n".join(line["text"] for line in lines)
         return {"lines": lines, "text": full_text, "key_fields": extract_key_fields(full_text)}
+

@@ -20,7 +20,9 @@ local POLICY_NUMBERS = {
 }
 -- Numbers a policy may lack (written by a version without them): converted and checked
 -- when present, nil otherwise (the script that reads one has its default).
-local OPTIONAL_NUMBERS = {slow_start = {0, 3600}}
+-- reference_megapixels: the caller scales durations by it before recording
+-- (BreakerPolicy.size_factor); the scripts only check it.
+local OPTIONAL_NUMBERS = {slow_start = {0, 3600}, reference_megapixels = {1e-9, math.huge}}
 local STATE_NUMBERS = {
   'epoch', 'incarnation', 'changed_at', 'open_until', 'consecutive_trips', 'permit_seq',
   'probe_calls', 'probe_failures', 'probe_slow',

@@ -1,0 +1,136 @@
+"""The OCR runner itself, in process: oneDNN on CPU reads exactly what Paddle's plain CPU
+kernels read, the start-up self-check, and the detector's bound on big pages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.support.images import cjk_font_path, render
+from tests.support.ocr_pages import big_page, id_card, receipt_en, receipt_zh
+from tests.workers.test_ocr import CHINESE, ENGLISH
+from workers.images import decode_image
+from workers.runners.ocr import SELF_CHECK_TEXT, OcrRunner, self_check_image
+from workers.settings import WorkerSettings
+
+pytestmark = [pytest.mark.slow]
+
+
+def make_runner(**kwargs: Any) -> OcrRunner:
+    s = WorkerSettings()
+    det, rec = s.ocr_model_dirs()
+    return OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, cpu_threads=2, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def onednn() -> Iterator[OcrRunner]:
+    runner = make_runner(onednn=True)
+    runner.load()
+    yield runner
+
+
+def test_onednn_is_on_by_default_and_passes_its_self_check(onednn: OcrRunner) -> None:
+    from workers.models import MODELS
+
+    configured = MODELS["ocr"].runner(WorkerSettings())  # what a worker builds (not loaded)
+    assert isinstance(configured, OcrRunner) and configured.onednn and configured.det_max_side == 2048
+    assert onednn.onednn_active, onednn.onednn_fallback_reason  # the pinned paddlepaddle 3.2.2
+    assert onednn.onednn_fallback_reason is None
+    assert onednn.run(self_check_image(), {})["text"].replace(" ", "") == SELF_CHECK_TEXT.replace(" ", "")
+
+
+def test_onednn_reads_the_same_text_and_boxes_as_plain_cpu(onednn: OcrRunner) -> None:
+    pages = [render(ENGLISH)] + ([render(CHINESE, cjk=True)] if cjk_font_path() else [])
+    images = [decode_image(p, max_bytes=1 << 26, max_pixels=1 << 26) for p in pages]
+    images += [id_card(3), receipt_en(4), receipt_zh(5)]
+    plain = make_runner(onednn=False)
+    plain.load()
+    assert not plain.onednn_active
+    for image in images:
+        fast, slow = onednn.run(image, {}), plain.run(image, {})
+        assert len(fast["lines"]) >= 3
+        assert [(line["text"], line["box"]) for line in fast["lines"]] == [
+            (line["text"], line["box"]) for line in slow["lines"]
+        ]
+        assert all(abs(a["score"] - b["score"]) <= 0.002 for a, b in zip(fast["lines"], slow["lines"]))
+
+
+def test_the_detector_bound_keeps_a_big_page_readable(onednn: OcrRunner) -> None:
+    """6000x6000 seen by the detector at 2048 on its longer side; recognition still reads
+    the full-resolution crops."""
+    page = big_page(6000, font_size=120, seed=4)
+    texts = [line["text"].replace(" ", "") for line in onednn.run(page, {})["lines"]]
+    assert len(texts) == 5
+    assert texts[0].startswith("INVOICENo.INV-2026-") and texts[1:2] == ["Date:2026-11-24"]
+    assert texts[3] == "NorthwindTradingLtd." and texts[4].startswith("Phone:+86138")
+
+
+class _BrokenOneDnn:
+    """What Paddle 3.3.x does with oneDNN on CPU: the first predict raises."""
+
+    def predict(self, image: Any) -> Any:
+        raise RuntimeError("(Unimplemented) ConvertPirAttribute2RuntimeAttribute not support [pir::ArrayAttribute]")
+
+
+def test_self_check_turns_onednn_off_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """Pure unit test: a predictor that fails with oneDNN, as Paddle 3.3 does."""
+    built: list[bool] = []
+
+    class Runner(OcrRunner):
+        def _build(self, onednn: bool) -> Any:
+            built.append(onednn)
+            return _BrokenOneDnn() if onednn else _Reads(SELF_CHECK_TEXT)
+
+    runner = Runner(*_dirs(), "det", "rec", onednn=True)
+    with caplog.at_level(logging.WARNING, logger="workers.runners.ocr"):
+        runner.load()
+    assert built == [True, False]
+    assert not runner.onednn_active
+    assert "ConvertPirAttribute2RuntimeAttribute" in (runner.onednn_fallback_reason or "")
+    assert any("oneDNN turned off" in r.getMessage() for r in caplog.records)
+    assert runner.run(Image.new("RGB", (64, 32), "white"), {})["text"] == SELF_CHECK_TEXT
+
+
+def test_self_check_also_catches_a_wrong_reading() -> None:
+    built: list[bool] = []
+
+    class Runner(OcrRunner):
+        def _build(self, onednn: bool) -> Any:
+            built.append(onednn)
+            return _Reads("F#S3BOX") if onednn else _Reads(SELF_CHECK_TEXT)
+
+    runner = Runner(*_dirs(), "det", "rec", onednn=True)
+    runner.load()
+    assert built == [True, False] and not runner.onednn_active
+    assert "read 'F#S3BOX'" in (runner.onednn_fallback_reason or "")
+
+
+def test_no_self_check_when_onednn_is_off_or_on_gpu() -> None:
+    built: list[bool] = []
+
+    class Runner(OcrRunner):
+        def _build(self, onednn: bool) -> Any:
+            built.append(onednn)
+            return _BrokenOneDnn()
+
+    Runner(*_dirs(), "det", "rec", onednn=False).load()
+    Runner(*_dirs(), "det", "rec", device="gpu:0", onednn=True).load()
+    assert built == [False, False]
+
+
+class _Reads:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def predict(self, image: Any) -> Any:
+        return [{"rec_texts": [self.text], "rec_scores": [0.99], "rec_polys": [[[0, 0], [9, 0], [9, 9], [0, 9]]]}]
+
+
+def _dirs() -> tuple[Any, Any]:
+    from pathlib import Path
+
+    return Path("det"), Path("rec")
