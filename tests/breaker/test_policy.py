@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import pytest
+import redis
 from pydantic import ValidationError
 
+from breaker import Control, State
+from breaker.backends.redis import KeySpace, RedisBackend
 from breaker.errors import CallTimeout, ExceptionClassifier, InputError
 from breaker.policy import TIERS, BreakerPolicy
 from breaker.settings import BreakerSettings
@@ -92,3 +95,18 @@ def test_settings_from_env() -> None:
     assert BreakerSettings.from_env({}).redis_timeout <= 0.05
     with pytest.raises(ValidationError):
         BreakerSettings.from_env({"FUSEBOX_BREAKER_REDIS_TIMEOUT": "soon"})
+
+
+def test_optional_numbers_absent_null_or_empty_load_in_lua(redis_client: redis.Redis, key_prefix: str) -> None:
+    """A policy sent as JSON has null for an unset optional number (reference_megapixels);
+    stored as a hash it is empty or missing. The scripts must take all three as unset."""
+
+    backend = RedisBackend(redis_client, KeySpace(key_prefix))
+    policy = BreakerPolicy(reference_megapixels=None, slow_start=0)
+    assert backend.control("m", policy, Control.TRIP, "test").to_state == State.OPEN  # JSON: null
+    backend.set_policy("m", policy, "test")  # hash: ""
+    assert backend.snapshot("m", policy).policy == policy
+    redis_client.hdel(f"{key_prefix}:breaker:m:policy", "reference_megapixels", "slow_start")  # missing
+    assert backend.get_policy("m") is not None
+    assert backend.admit("m", policy, "test").state == State.OPEN
+    assert not backend.policy_problems

@@ -74,7 +74,7 @@ local function checked_policy(p)
     p[k] = v
   end
   for k, b in pairs(OPTIONAL_NUMBERS) do
-    if p[k] ~= nil and p[k] ~= '' then
+    if p[k] ~= nil and p[k] ~= '' and p[k] ~= cjson.null then
       local v = tonumber(p[k])
       if v == nil or v ~= v or v < b[1] or v > b[2] then
         return nil, k .. ' out of range: ' .. tostring(p[k])
