@@ -97,9 +97,10 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
     # the read/write URLs and the backend class are looked up before those variables.
     app.backend_cls = celery_url(s.results)
     app.conf.update(
-        broker_url=s.broker,
-        broker_read_url=s.broker,
-        broker_write_url=s.broker,
+        broker_url=celery_url(s.broker),
+        broker_read_url=celery_url(s.broker),
+        broker_write_url=celery_url(s.broker),
+        result_backend=celery_url(s.results),
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
