@@ -237,9 +237,9 @@ def breakers(as_json: Annotated[bool, typer.Option("--json", help="One JSON obje
 def _control(name: str, action: Control, reason: str, as_json: bool) -> None:
     with _client() as client:
         event = client.breakers.control(_model(name), action, reason or f"operator via CLI: {action.value}", who="cli")
-        snap = client.breakers.get(name).snapshot()
+        snap, ramp = client.breakers.get(name).snapshot(), client.breakers.ramp(name)
     if as_json:  # what POST /breakers/{name}/{action} answers
-        print(json.dumps({"event": event.model_dump(mode="json"), "breaker": snapshot_json(snap)}))
+        print(json.dumps({"event": event.model_dump(mode="json"), "breaker": snapshot_json(snap, ramp)}))
         return
     frm = event.from_state.value if event.from_state else "?"
     out.print(f"{name}: {frm} -> [{STATE_STYLE.get(snap.state, '')}]{snap.state.value}[/]")
@@ -314,9 +314,9 @@ def set_policy(
         except ValueError as exc:
             raise UserError(f"invalid policy: {_first_error(exc)}", 2) from None
         client.breakers.set_policy(name, policy, who="cli")
-        snap = client.breakers.get(name).snapshot()
+        snap, ramp = client.breakers.get(name).snapshot(), client.breakers.ramp(name)
     if as_json:  # what PUT /breakers/{name}/policy answers
-        print(json.dumps(snapshot_json(snap)))
+        print(json.dumps(snapshot_json(snap, ramp)))
         return
     out.print(f"{name}: " + ", ".join(f"{k}={getattr(policy, k)}" for k in changes))
 
@@ -334,9 +334,9 @@ def clear_policy(name: str, as_json: Json = False) -> None:
     """Back to the policy the code configures (its tier's)."""
     with _client() as client:
         client.breakers.clear_policy(_model(name), who="cli")
-        snap = client.breakers.get(name).snapshot()
+        snap, ramp = client.breakers.get(name).snapshot(), client.breakers.ramp(name)
     if as_json:  # what DELETE /breakers/{name}/policy answers
-        print(json.dumps(snapshot_json(snap)))
+        print(json.dumps(snapshot_json(snap, ramp)))
         return
     out.print(f"{name}: configured policy restored")
 

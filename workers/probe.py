@@ -178,7 +178,7 @@ def check(path: Path, max_age: float = PROBE_MAX_AGE, ready: bool = False, now: 
     if ready and not health.redis_ok:
         return False, f"{health.hostname}: Redis did not answer its last beat"
     if ready and not health.store_shared:
-        return False, f"{health.hostname}: breakers decide locally (breaker store unreachable)"
+        return False, f"{health.hostname}: breakers decide locally (breaker store unavailable)"
     return True, (f"{health.hostname}: ok, beat {beaten:.1f}s ago, serving {','.join(health.queues) or '-'}, "
                   f"consuming {','.join(health.consuming) or '-'}")
 

@@ -97,7 +97,7 @@ def test_store_unavailable_is_one_line_and_exit_1(store: Fleet, broken_store: Re
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "breaker store unreachable" in lines[0], result.stderr
+    assert len(lines) == 1 and "breaker store unavailable" in lines[0], result.stderr
 
 
 def test_fault_switches_expire_and_for_sets_how_long(store: Fleet) -> None:
