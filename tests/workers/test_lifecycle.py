@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -209,7 +210,7 @@ def test_queue_depths_come_from_the_broker(fleet: Fleet, http: TestClient) -> No
     for i in range(3):
         fleet.client.submit_echo(f"waiting {i}", route="model")
     metrics = http.get("/metrics").text
-    depth = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+    depth = {re.search(r'queue="([^"]*)"', line).group(1): float(line.rsplit(" ", 1)[1])  # type: ignore[union-attr]
              for line in metrics.splitlines() if line.startswith("fusebox_queue_depth{")}
     assert depth["echo"] == 3 and depth["fallback"] == 0
     assert fleet.queued("echo") == 3
