@@ -62,9 +62,13 @@ class StateSync:
             owner.failsafe.lost(exc)
             return None
         owner.cache.observe_store_time(store_now)
-        # Never seen by the store: nobody has tripped it, CLOSED is the truth.
-        unseen = StateView(state=State.CLOSED, epoch=0, incarnation=0, now_ms=store_now)
-        owner.cache.update(name, views.get(name) or unseen)
+        view = views.get(name)
+        if view is None:
+            # Never seen by the store: nobody has tripped it, CLOSED is the truth. Not
+            # cached: its epoch and incarnation are not the ones the store will give the
+            # breaker, and tickets must carry those (the first admission creates it).
+            return StateView(state=State.CLOSED, epoch=0, incarnation=0, now_ms=store_now)
+        owner.cache.update(name, view)
         return owner.cache.get(name)
 
     def known_state(self, name: str) -> State:

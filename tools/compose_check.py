@@ -447,7 +447,11 @@ def exercise(report: Report) -> None:
         if not result.degraded or not result.served_by.startswith("fallback"):
             raise CheckFailed(f"OCR during the trip not answered by the fallback: {result.model_dump()}")
         time.sleep(3)  # heartbeats every 2 s: a worker that consumed would have taken the job by now
-        queued = r.llen(settings.queue_key("ocr"))
+        # Through kombu, as the workers see it (priority lists included: a plain LLEN of the
+        # queue's key misses every job sent with a priority).
+        from workers.broker import queue_depths
+
+        queued = queue_depths(settings, ["ocr"])["ocr"]
         report.trip_paused_all = waiting.status == "PENDING" and queued == 1 and not any(consuming("ocr").values())
         if not report.trip_paused_all:
             raise CheckFailed(f"during the trip: waiting job {waiting.status}, {queued} queued, {consuming('ocr')}")

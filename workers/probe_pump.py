@@ -127,7 +127,14 @@ class ProbePump:
         # A passive declare on both brokers (kombu's Redis transport adds up the queue's
         # priority lists; a plain LLEN would miss every job sent with a priority).
         try:
-            return int(self._channel().queue_declare(queue=model, passive=True).message_count)
+            channel = self._channel()
+            try:
+                return int(channel.queue_declare(queue=model, passive=True).message_count)
+            except self._conn.channel_errors:
+                # NOT_FOUND: on Redis an empty queue has no key at all; on RabbitMQ the
+                # queue was never declared. Either way nothing waits: no permit to take.
+                self.close()  # AMQP closes the channel on NOT_FOUND
+                return 0
         except Exception:  # noqa: BLE001 - unknown: try a permit, give it back if empty
             self.close()
             return 1

@@ -67,6 +67,8 @@ class GuardedRequest(Request):
         if snap.local or not snap.state.admits_everything:
             return None
         began = getattr(self, "_fusebox_view", None)
+        if began is not None and began.incarnation == 0:
+            began = None  # the breaker did not exist in the store yet when the call began
         if began is not None:
             if (began.epoch, began.incarnation) != (snap.epoch, snap.incarnation):
                 return None
