@@ -52,15 +52,29 @@ def queue_depths(s: WorkerSettings, queues: list[str], timeout: float = 5.0) -> 
         channel = conn.channel()
         try:
             for queue in queues:
-                try:
-                    _name, count, _consumers = channel.queue_declare(queue=queue, passive=True)
-                    depths[queue] = int(count)
-                except conn.channel_errors:
-                    depths[queue] = 0  # never declared (or, on Redis, empty)
+                depths[queue] = waiting(channel, queue, s.broker_is_redis, conn.channel_errors)
+                if depths[queue] < 0:
+                    depths[queue] = 0  # never declared
                     channel = _fresh(conn, channel)  # AMQP closes a channel on NOT_FOUND
         finally:
             _close(channel)
     return depths
+
+
+def waiting(channel: Any, queue: str, redis_broker: bool, channel_errors: tuple[type[BaseException], ...]) -> int:
+    """Messages waiting in ``queue`` on an open kombu channel; -1 when the broker does not
+    know the queue (AMQP's NOT_FOUND, after which the channel is closed).
+
+    On Redis, kombu's own size (LLEN of each priority list, with the transport's key
+    prefix) rather than a passive declare: kombu checks a Redis queue's existence with an
+    EXISTS that its ``global_keyprefix`` does not prefix, so with a broker key prefix every
+    queue would look missing, and an empty one has no key at all anyway."""
+    if redis_broker:
+        return int(channel._size(queue))
+    try:
+        return int(channel.queue_declare(queue=queue, passive=True).message_count)
+    except channel_errors:
+        return -1
 
 
 def purge(s: WorkerSettings, queues: list[str]) -> None:

@@ -28,6 +28,7 @@ from kombu import Queue
 
 from breaker import BreakerPolicy, CallNotPermitted, Outcome, State, Ticket
 from workers import runtime as rt
+from workers.broker import waiting
 from workers.models import spec_for
 from workers.settings import settings
 
@@ -128,16 +129,14 @@ class ProbePump:
         # priority lists; a plain LLEN would miss every job sent with a priority).
         try:
             channel = self._channel()
-            try:
-                return int(channel.queue_declare(queue=model, passive=True).message_count)
-            except self._conn.channel_errors:
-                # NOT_FOUND: on Redis an empty queue has no key at all; on RabbitMQ the
-                # queue was never declared. Either way nothing waits: no permit to take.
-                self.close()  # AMQP closes the channel on NOT_FOUND
-                return 0
+            count = waiting(channel, model, settings().broker_is_redis, self._conn.channel_errors)
         except Exception:  # noqa: BLE001 - unknown: try a permit, give it back if empty
             self.close()
             return 1
+        if count < 0:  # never declared: nothing waits, no permit to take
+            self.close()  # AMQP closed the channel
+            return 0
+        return count
 
     def pump(self, model: str) -> int:
         """Takes as many probe permits as the breaker hands out and moves one queued job per
