@@ -16,10 +16,11 @@ the trip through the shared store. Two phases, in the same run:
   have promoted the replica, when the shared state on the new master is OPEN, when B first
   rejects; and how many failing calls A made in all (the model's exposure).
 
-Today a process forgets what its local breaker learned when it rejoins the shared store,
-so the trip reaches B only once A's failures after the rejoin have filled the shared
-window again; carrying a local OPEN into the shared state at rejoin would shorten
-``kill_to_b_rejects_ms`` to about ``kill_to_promoted_ms`` plus a reconnect interval.
+A process hands back what its local breaker learned when it rejoins the shared store
+(``lua/merge.lua``), so A's failures during the failover trip the shared breaker on the
+new master at A's rejoin, and B hears it: ``kill_to_b_rejects_ms`` is about
+``kill_to_promoted_ms`` plus A's rejoin wait, and A's exposure stays near
+``minimum_calls``.
 """
 
 from __future__ import annotations

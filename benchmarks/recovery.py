@@ -41,6 +41,7 @@ import redis
 
 from breaker import BreakerPolicy, State
 from breaker.ramp import ramp_limit
+from tests.support.waiting import wait_for
 from workers.faults import SWITCH_TTL, FaultSpec
 
 MODEL = "echo"
@@ -221,15 +222,6 @@ class _Sampler(threading.Thread):
                 limit, started = None, None
             self.run_.samples.append(Sample(time.time(), (state or b"closed").decode(), int(queued), limit, started))
             self.stop.wait(0.02)
-
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def drill(fleet: DrillFleet, backlog: int = 120, hurried: int = 5, warmup: FaultSpec | None = WARMUP,

@@ -3,40 +3,20 @@ same task id) as degraded, not as the model's success."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from typing import Any
 
 import httpx
 import pytest
 
-from api.services import free_port
 from tests.support.fleet import Fleet, wait_for
+from tests.support.flower import AUTH, running_flower
 
 pytest.importorskip("flower", reason="the `flower` extra is not installed")
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-AUTH = ("admin", "pw")
 
 
 def test_a_model_task_replaced_by_its_fallback_reads_degraded_in_flower(fleet: Fleet) -> None:
-    port = free_port()
-    flower = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}", "--address=127.0.0.1",
-         "--basic-auth=admin:pw"],
-        env={**os.environ, **fleet.env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        def up() -> bool:
-            try:
-                return httpx.get(base + "/api/workers", auth=AUTH, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert wait_for(up, 30, interval=0.2), "flower did not start"
-        time.sleep(1.0)  # flower's event receiver subscribes after its HTTP server starts
+    with running_flower(fleet) as base:
         fleet.use_policy("echo", minimum_calls=1000)  # keep the breaker closed: a failure, replaced
         fleet.fault("echo", error_rate=1.0)
         replaced = fleet.client.submit_echo("fails on the model", route="model")
@@ -58,6 +38,4 @@ def test_a_model_task_replaced_by_its_fallback_reads_degraded_in_flower(fleet: F
         assert "model failed: InjectedFault" in seen["kwargs"]
         assert "'degraded': True, 'served_by': 'fallback:neutral'" in seen["result"]
         assert ok["name"] == "fusebox.echo" and "'degraded': False, 'served_by': 'model'" in ok["result"]
-    finally:
-        flower.terminate()
-        flower.wait(10)
+
