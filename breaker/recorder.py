@@ -45,7 +45,7 @@ class Recorder:
     def __init__(
         self,
         send: Callable[[Sequence[RecordRequest]], None],
-        max_batch: int = 256,
+        max_batch: int = 1024,
         max_queue: int = 100_000,
         linger: float = 0.02,
     ) -> None:
