@@ -362,12 +362,22 @@ class FailSafe:
             self.fault = classify(exc)
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
+        names = owner.local.names()
+        local_open = {
+            name: view.state in (State.OPEN, State.HALF_OPEN)
+            for name, view in owner.local.views(names)[1].items()
+        }
+        # Hand back first, still deciding locally: if the store fails again halfway, the
+        # local breaker (a local OPEN above all) is kept, not forgotten for a rejoin that
+        # did not happen.
+        try:
+            self.hand_back(local_open, while_degraded=True)
+        except STORE_ERRORS as exc:
+            self.schedule.failed(now)
+            self.fault = classify(exc)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return False
         with self._lock:
-            names = owner.local.names()
-            local_open = {
-                name: view.state in (State.OPEN, State.HALF_OPEN)
-                for name, view in owner.local.views(names)[1].items()
-            }
             self.degraded = False
             self.since = None
             self.fault = None
@@ -376,19 +386,26 @@ class FailSafe:
             self.schedule.rejoined(now)
         log.warning("breaker store usable again; rejoined the shared breakers")
         owner.resubscribe()
-        self.hand_back(local_open)
+        self.hand_back()  # what was decided locally while the first hand-back ran
         owner.listeners.dispatch(BreakerEvent(kind="store", reason="regained", who=who))
         return True
 
-    def hand_back(self, local_open: Mapping[str, bool] | None = None) -> None:
-        """Merges every local tally into the shared window (``lua/merge.lua``)."""
+    def hand_back(self, local_open: Mapping[str, bool] | None = None, *, while_degraded: bool = False) -> None:
+        """Merges every local tally into the shared window (``lua/merge.lua``).
+
+        Parameters:
+          local_open: per breaker, whether the local breaker is OPEN (the trip's reason
+            says so).
+          while_degraded: called by a rejoin before it switches back: a store error is
+            raised (the tally kept), not taken as a new loss.
+        """
         owner = self.owner
         shared = owner.shared
         if shared is None:
             return
         who = process_identity()
         for name in self.tally.names():
-            if self.degraded:
+            if self.degraded and not while_degraded:
                 return
             tally = self.tally.take(name)
             if tally is None:
@@ -400,6 +417,8 @@ class FailSafe:
                 tally.settle(shared.applied_batches(name, list(tally.uncertain)))
             except STORE_ERRORS as exc:
                 self.tally.restore(name, tally)
+                if while_degraded:
+                    raise
                 self.lost(exc)
                 return
             if not tally.totals:
@@ -412,6 +431,8 @@ class FailSafe:
             except STORE_ERRORS as exc:
                 # It may have run: keep the counts under the hand-back's id, to be asked about.
                 self.tally.restore(name, tally.as_uncertain(batch))
+                if while_degraded:
+                    raise
                 self.lost(exc)
                 return
             owner.cache.update(name, view)
