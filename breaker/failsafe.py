@@ -306,18 +306,9 @@ class FailSafe:
         with self._lock:
             if self.degraded:
                 return
-            # First of all: nothing below may reach for the store again.
-            self.degraded = True
-            self.since = time.time()
-            self.fault = fault
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self.losses += 1
-            self.schedule.lost(time.monotonic())
-            owner.cache.subscribed = False
-            if fault == StoreFault.SCRIPT_ERROR:
-                self.log_once(logging.ERROR, "breaker script error (a bug; deciding with the local breaker): %s", exc)
-            else:
-                log.warning("breaker store %s (%s); deciding with the local breaker", fault.value, exc)
+            # Seed the local breaker before switching to it: a caller that sees the switch
+            # must find every breaker as it was last seen (an OPEN one OPEN), never a fresh
+            # CLOSED one. (Seeding reads only this process's cache, never the store.)
             who = process_identity()
             store_now = owner.cache.store_now_ms()
             for name in owner.breaker_names():
@@ -330,6 +321,17 @@ class FailSafe:
                 if store_now is not None:
                     open_for = (view.open_until_ms - store_now) / 1000
                 owner.local.seed(name, policy, view.state, open_for, who)
+            self.degraded = True
+            self.since = time.time()
+            self.fault = fault
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.losses += 1
+            self.schedule.lost(time.monotonic())
+            owner.cache.subscribed = False
+            if fault == StoreFault.SCRIPT_ERROR:
+                self.log_once(logging.ERROR, "breaker script error (a bug; deciding with the local breaker): %s", exc)
+            else:
+                log.warning("breaker store %s (%s); deciding with the local breaker", fault.value, exc)
         owner.listeners.dispatch(BreakerEvent(kind="store", reason=f"lost ({fault.value}): {self.last_error}",
                                               who=who, local=True))
 
