@@ -62,7 +62,11 @@ def test_the_backlog_waits_for_the_model_and_comes_back_through_the_ramp(fleet: 
     assert len(ramp_starts) > 10  # the ramp was exercised, not skipped
     assert run.ramp_violations() == 0
     assert run.peak_after_close() <= 2 * PROBES
-    assert max(run.in_flight(s) for s in ramp_starts) > PROBES  # and it did grow
+    # ... and it did grow: the limit read from Redis during the ramp went past the probe
+    # count (how many calls then ran at once depends on how fast a loaded machine drains
+    # the backlog, so that is not asserted).
+    limits = [s.ramp_limit for s in run.samples if s.at >= closed and s.ramp_limit is not None]
+    assert limits and max(limits) > PROBES, limits
 
 
 def test_a_probe_hung_in_c_code_is_killed_before_its_permit_lapses(fleet: Fleet) -> None:
