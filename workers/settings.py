@@ -5,7 +5,7 @@ reads :func:`settings`; nothing else in the code reads the environment for fuseb
 breaker library takes its share as a :class:`~breaker.settings.BreakerSettings` built by
 :meth:`Settings.breaker_settings` (a library is configured by its caller, not by the
 environment). The README's configuration table is generated from the fields below
-(``python -m tools.settings_table --write``; a test fails when it is out of date).
+(``python -m tools.doc_tables --write``; a test fails when it is out of date).
 """
 
 from __future__ import annotations

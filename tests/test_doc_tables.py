@@ -1,18 +1,19 @@
-"""The README's configuration table is the one generated from the settings object, and the
-settings object reads what the table says."""
+"""The docs' tables are the ones generated from the code (settings in README.md, keys in
+docs/architecture.md), and the settings object reads what its table says."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from tools import settings_table
+from tools import doc_tables
 from workers.settings import Settings
 
 
-def test_readme_table_is_generated_from_settings() -> None:
-    readme = settings_table.README.read_text(encoding="utf-8")
-    assert readme == settings_table.replaced(readme), "run: python -m tools.settings_table --write"
+@pytest.mark.parametrize("table", doc_tables.TABLES, ids=lambda t: t.name)
+def test_docs_tables_are_generated_from_the_code(table: doc_tables.Table) -> None:
+    text = table.file.read_text(encoding="utf-8")
+    assert text == table.replaced(text), "run: python -m tools.doc_tables --write"
 
 
 def test_every_row_names_a_variable_the_settings_read() -> None:
