@@ -33,7 +33,8 @@ from typing import TypeVar
 
 from breaker.backend import RecordRequest
 from breaker.backends.memory import InMemoryBackend
-from breaker.backends.redis import KeySpace, RedisBackend
+from breaker.backends.redis import RedisBackend
+from breaker.keyspace import Keyspace
 from breaker.cache import StateCache
 from breaker.circuit import CircuitBreaker
 from breaker.errors import BreakerError, CallNotPermitted, ExceptionClassifier
@@ -148,7 +149,7 @@ class Breakers:
     def from_url(cls, url: str, settings: BreakerSettings | None = None, **kwargs: object) -> Breakers:
         settings = (settings or BreakerSettings.from_env()).model_copy(update={"redis_url": url})
         client = redis_client(url, settings.redis_timeout)
-        backend = RedisBackend(client, KeySpace(settings.key_prefix), stream_maxlen=settings.stream_maxlen)
+        backend = RedisBackend(client, Keyspace(settings.key_prefix), stream_maxlen=settings.stream_maxlen)
         return cls(backend, settings=settings, **kwargs)  # type: ignore[arg-type]
 
     # -- threads, fork safety, shutdown --------------------------------------------------------

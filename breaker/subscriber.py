@@ -137,7 +137,7 @@ class Subscriber:
         # A subscription must not be cut by the short command timeout: waiting for a message
         # is the point. get_message(timeout) bounds each wait instead.
         self._pubsub = backend.client.pubsub()
-        self._pubsub.subscribe(backend.keys.channel)
+        self._pubsub.subscribe(backend.keys.events)
         self._ping_sent_at = None
         self._next_ping = time.monotonic() + self.ping_interval
         self.owner.failsafe.check_eviction()
@@ -194,7 +194,7 @@ class Subscriber:
         """Replays the events published while this process was not listening, a page per
         round trip."""
         backend = self.owner.shared
-        client, stream = backend.client, backend.keys.stream
+        client, stream = backend.client, backend.keys.events
         latest = client.xrevrange(stream, count=1)
         latest_id = latest[0][0].decode() if latest else "0-0"
         if self.last_stream_id is None or stream_position(self.last_stream_id) > stream_position(latest_id):

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -24,6 +23,7 @@ from breaker.events import BreakerEvent
 from breaker.failsafe import OutcomeUncertain, ScriptFailed, is_script_bug
 from breaker.policy import BreakerPolicy
 from breaker.ramp import RampStatus
+from breaker.keyspace import Keyspace
 from breaker.state import (
     Admission,
     BreakerSnapshot,
@@ -33,7 +33,6 @@ from breaker.state import (
     StateView,
     Ticket,
     WindowStats,
-    check_name,
 )
 
 log = logging.getLogger(__name__)
@@ -58,41 +57,6 @@ def _policy_json(policy: BreakerPolicy) -> str:
     return policy.model_dump_json()
 
 
-@dataclass(frozen=True)
-class KeySpace:
-    """Where one deployment's breakers live in Redis.
-
-    Parameters:
-      prefix: the first part of every key and of the events channel, so that several
-        deployments (or test runs) can share one Redis.
-    """
-
-    prefix: str = "fusebox"
-
-    def breaker(self, name: str) -> list[str]:
-        """The seven keys every script takes, in the order ``common.lua`` names them."""
-        base = f"{self.prefix}:breaker:{check_name(name)}"
-        return [base, f"{base}:window", f"{base}:permits", f"{base}:policy", self.names, self.stream,
-                f"{base}:applied"]
-
-    @property
-    def names(self) -> str:
-        return f"{self.prefix}:breakers"
-
-    @property
-    def stream(self) -> str:
-        return f"{self.prefix}:events"
-
-    @property
-    def probe(self) -> str:
-        """The key the store probe writes (see ``lua/probe.lua``)."""
-        return f"{self.prefix}:store-probe"
-
-    @property
-    def channel(self) -> str:
-        return f"{self.prefix}:events"
-
-
 def _decode(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -115,12 +79,12 @@ class RedisBackend(BreakerBackend):
     def __init__(
         self,
         client: redis.Redis,
-        keys: KeySpace | None = None,
+        keys: Keyspace | None = None,
         stream_maxlen: int = 10_000,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.client = client
-        self.keys = keys or KeySpace()
+        self.keys = keys or Keyspace()
         self.stream_maxlen = stream_maxlen
         self._clock = clock
         #: Breakers whose stored policy the scripts refused, with why (see common.lua).
@@ -131,7 +95,7 @@ class RedisBackend(BreakerBackend):
 
     def _args(self, name: str, policy: BreakerPolicy, who: str, *extra: Any) -> list[Any]:
         fixed = "" if self._clock is None else str(int(self._clock() * 1000))
-        return [name, who, fixed, self.keys.channel, self.stream_maxlen, _policy_json(policy), *extra]
+        return [name, who, fixed, self.keys.events, self.stream_maxlen, _policy_json(policy), *extra]
 
     def _run(self, script: str, name: str, policy: BreakerPolicy, who: str, *extra: Any) -> dict[str, Any]:
         return self._call(script, name, self._args(name, policy, who, *extra))
@@ -385,10 +349,10 @@ class RedisBackend(BreakerBackend):
 
     def probe(self, who: str) -> None:
         """Raises unless the store runs a script that writes (see ``lua/probe.lua``)."""
-        self._scripts["probe"](keys=[self.keys.probe], args=[who])
+        self._scripts["probe"](keys=[self.keys.store_probe], args=[who])
 
     def names(self) -> list[str]:
-        return sorted(_decode(n) for n in self.client.smembers(self.keys.names))
+        return sorted(_decode(n) for n in self.client.smembers(self.keys.breakers))
 
     # -- slow start (breaker.ramp) --------------------------------------------------------------
 
@@ -406,7 +370,7 @@ class RedisBackend(BreakerBackend):
         if script is None:
             script = self.__dict__["_ramp_script"] = self.client.register_script(script_source("ramp"))
         base = self.keys.breaker(name)
-        keys = [*base, f"{base[0]}:ramp", f"{base[0]}:slots"]
+        keys = [*base, *self.keys.ramp(name)]
         default = BreakerPolicy.model_fields["slow_start"].default
         raw = script(keys=keys, args=self._args(name, policy, "", action, arg, repr(default)))
         return RampStatus.model_validate(json.loads(raw))
@@ -414,7 +378,7 @@ class RedisBackend(BreakerBackend):
     def history(self, name: str | None = None, count: int = 100) -> list[BreakerEvent]:
         # Read back further than `count` when filtering by name: other breakers' events
         # share the stream.
-        entries = self.client.xrevrange(self.keys.stream, count=count if name is None else count * 20)
+        entries = self.client.xrevrange(self.keys.events, count=count if name is None else count * 20)
         events = [parse_stream_entry(entry_id, fields) for entry_id, fields in entries]
         events = [e for e in events if e is not None and (name is None or e.breaker == name)]
         return list(reversed(events[:count]))

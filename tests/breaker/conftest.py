@@ -6,7 +6,8 @@ import pytest
 import redis
 
 from breaker.backends.memory import InMemoryBackend
-from breaker.backends.redis import KeySpace, RedisBackend
+from breaker.backends.redis import RedisBackend
+from breaker.keyspace import Keyspace
 from breaker.policy import BreakerPolicy
 from tests.support.clock import ManualClock
 from tests.support.driver import Driver
@@ -39,4 +40,4 @@ def driver(backend_kind: str, clock: ManualClock, request: pytest.FixtureRequest
         return
     client: redis.Redis = request.getfixturevalue("redis_client")
     prefix: str = request.getfixturevalue("key_prefix")
-    yield Driver(RedisBackend(client, KeySpace(prefix), clock=clock), clock, SCENARIO_POLICY)
+    yield Driver(RedisBackend(client, Keyspace(prefix), clock=clock), clock, SCENARIO_POLICY)

@@ -18,7 +18,8 @@ from breaker import (
     Outcome,
     State,
 )
-from breaker.backends.redis import KeySpace, RedisBackend
+from breaker.backends.redis import RedisBackend
+from breaker.keyspace import Keyspace
 from breaker.settings import redis_client
 
 POLICY = BreakerPolicy(minimum_calls=4, wait_in_open=0.3, permitted_calls_in_half_open=2,
@@ -32,7 +33,7 @@ def breakers(request: pytest.FixtureRequest) -> Iterator[Breakers]:
     else:
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("key_prefix")
         settings = BreakerSettings(redis_url=url, key_prefix=prefix, refresh_interval=0.2)
-        backend = RedisBackend(redis_client(url, settings.redis_timeout), KeySpace(prefix))
+        backend = RedisBackend(redis_client(url, settings.redis_timeout), Keyspace(prefix))
         b = Breakers(backend, settings=settings, default_policy=POLICY)
         assert b.wait_until_subscribed()
     yield b
@@ -186,7 +187,7 @@ def test_closed_admission_is_answered_from_pushed_state(redis_url: str, key_pref
         return original(*args, **kwargs)
 
     counting.execute_command = spy  # type: ignore[method-assign]
-    with Breakers(RedisBackend(counting, KeySpace(key_prefix)), settings=settings, default_policy=POLICY) as b:
+    with Breakers(RedisBackend(counting, Keyspace(key_prefix)), settings=settings, default_policy=POLICY) as b:
         assert b.wait_until_subscribed()
         b.get("ocr").admit()  # first sight of the breaker: asks the store
         b.refresh()

@@ -8,7 +8,8 @@ import pytest
 import redis
 
 from breaker import BreakerPolicy, Control, State
-from breaker.backends.redis import KeySpace, RedisBackend
+from breaker.backends.redis import RedisBackend
+from breaker.keyspace import Keyspace
 from tests.support.processes import SPAWN, grab_permits, hammer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -19,7 +20,7 @@ PROCESSES = 8
 def test_no_outcome_lost_one_trip_exactly_n_probes(redis_url: str, redis_client: redis.Redis, key_prefix: str) -> None:
     policy = BreakerPolicy(minimum_calls=400, failure_rate_threshold=0.5, window=60, wait_in_open=60,
                            permitted_calls_in_half_open=3, call_timeout=5, max_wait_in_half_open=60)
-    backend = RedisBackend(redis_client, KeySpace(key_prefix))
+    backend = RedisBackend(redis_client, Keyspace(key_prefix))
 
     # Phase 1: everyone hammers; failures pile up from eight processes at once.
     start, results = SPAWN.Event(), SPAWN.Queue()

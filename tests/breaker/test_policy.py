@@ -5,7 +5,8 @@ import redis
 from pydantic import ValidationError
 
 from breaker import Control, State
-from breaker.backends.redis import KeySpace, RedisBackend
+from breaker.backends.redis import RedisBackend
+from breaker.keyspace import Keyspace
 from breaker.errors import CallTimeout, ExceptionClassifier, InputError
 from breaker.policy import TIERS, BreakerPolicy
 from breaker.settings import BreakerSettings
@@ -101,7 +102,7 @@ def test_optional_numbers_absent_null_or_empty_load_in_lua(redis_client: redis.R
     """A policy sent as JSON has null for an unset optional number (reference_megapixels);
     stored as a hash it is empty or missing. The scripts must take all three as unset."""
 
-    backend = RedisBackend(redis_client, KeySpace(key_prefix))
+    backend = RedisBackend(redis_client, Keyspace(key_prefix))
     policy = BreakerPolicy(reference_megapixels=None, slow_start=0)
     assert backend.control("m", policy, Control.TRIP, "test").to_state == State.OPEN  # JSON: null
     backend.set_policy("m", policy, "test")  # hash: ""

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from breaker import BreakerPolicy, Control
-from breaker.backends.redis import KeySpace, RedisBackend
+from breaker.backends.redis import RedisBackend
+from breaker.keyspace import Keyspace
 from breaker.settings import redis_client
 from tests.support.processes import SPAWN, listen
 
@@ -24,7 +25,7 @@ def test_every_process_hears_every_transition(redis_url: str, key_prefix: str) -
         p.start()
     for _ in procs:
         ready.get(timeout=60)
-    backend = RedisBackend(redis_client(redis_url, 1.0), KeySpace(key_prefix))
+    backend = RedisBackend(redis_client(redis_url, 1.0), Keyspace(key_prefix))
     policy = BreakerPolicy()
     sent = []
     for action in (Control.FORCE_OPEN, Control.RESET, Control.TRIP):

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from breaker.backend import RecordRequest
-from breaker.backends.redis import KeySpace, RedisBackend
+from breaker.backends.redis import RedisBackend
+from breaker.keyspace import Keyspace
 from breaker.policy import BreakerPolicy
 from breaker.state import Control, Outcome, State, Ticket
 from tests.support.clock import ManualClock
@@ -123,7 +124,7 @@ class RedisAgainstReference(RuleBasedStateMachine):
     def setup(self, policy: BreakerPolicy, start: int) -> None:
         self.prefix = f"fusebox-model-{uuid.uuid4().hex[:10]}"
         self.clock = ManualClock(start / 1000)
-        self.backend = RedisBackend(self.client, KeySpace(self.prefix), clock=self.clock)
+        self.backend = RedisBackend(self.client, Keyspace(self.prefix), clock=self.clock)
         self.policy = policy
         self.model = Reference(policy)
         self.outstanding: list[tuple[Ticket, int, int | None]] = []  # redis ticket, model epoch, model permit
