@@ -44,6 +44,7 @@ import redis
 
 from api.settings import Webhook
 from breaker import BreakerEvent, State
+from breaker.keyspace import Keyspace
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +310,7 @@ class AlertSender:
     # -- delivery -----------------------------------------------------------------------------------
 
     def _key(self, h: _Hook, event: BreakerEvent) -> str:
-        return f"{self.prefix}:alerted:{event.breaker}:{event.incarnation}:{event.epoch}:{h.id}"
+        return Keyspace(self.prefix).alert_claim(event.breaker, event.incarnation, event.epoch, h.id)
 
     def _run(self, h: _Hook) -> None:
         with httpx.Client(timeout=self.timeout) as http:

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from breaker import Breakers, State
+from breaker.keyspace import Keyspace
 from workers import probe, stats
 from workers.broker import queue_depths
 from workers.models import FALLBACK_QUEUE, MODELS
@@ -149,7 +150,7 @@ class FuseboxCollector(Collector):
         pipe = self.client.pipeline(transaction=False)
         queues = [*MODELS, *(spec.bypass_queue for spec in MODELS.values()), FALLBACK_QUEUE]
         for model in MODELS:
-            pipe.hlen(f"{self.settings.key_prefix}:parked:{model}")
+            pipe.hlen(Keyspace(self.settings.key_prefix).parked(model))
         answers = pipe.execute()
         try:  # from the broker itself, Redis or RabbitMQ (workers.broker)
             for queue, n in queue_depths(self.settings, queues, timeout=2).items():

@@ -19,6 +19,8 @@ from typing import Literal
 import redis
 from pydantic import BaseModel
 
+from breaker.keyspace import Keyspace
+
 Phase = Literal["queued", "parked", "started", "cancelled"]
 CancelOutcome = Literal["cancelled", "unknown", "started", "already cancelled"]
 
@@ -68,7 +70,7 @@ class JobLedger:
         self._cancel = client.register_script(_CANCEL)
 
     def key(self, task_id: str) -> str:
-        return f"{self.prefix}:job:{task_id}"
+        return Keyspace(self.prefix).job(task_id)
 
     def record(self, task_id: str, model: str, routed_to: str) -> None:
         """Before the job is published: a worker may take it at once."""

@@ -35,6 +35,8 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
+from breaker.keyspace import Keyspace
+
 log = logging.getLogger(__name__)
 
 #: Seconds after which a worker that has not beaten counts as gone.
@@ -50,11 +52,11 @@ def probe_file() -> Path:
 
 
 def index_key(prefix: str) -> str:
-    return f"{prefix}:fleet"
+    return Keyspace(prefix).fleet
 
 
 def health_key(prefix: str, hostname: str) -> str:
-    return f"{prefix}:fleet:{hostname}"
+    return Keyspace(prefix).worker_health(hostname)
 
 
 class WorkerHealth(BaseModel):

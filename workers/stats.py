@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import redis
 
+from breaker.keyspace import Keyspace
+
 log = logging.getLogger(__name__)
 
 #: Upper bounds (ms) of the job-latency histogram's buckets, submission to answer.
@@ -61,7 +63,7 @@ class JobStats:
         self._thread: threading.Thread | None = None
 
     def key(self, model: str) -> str:
-        return f"{self.prefix}:stats:{model}"
+        return Keyspace(self.prefix).stats(model)
 
     def _ensure(self) -> None:
         if self._pid != os.getpid():
@@ -133,5 +135,5 @@ class JobStats:
 
 
 def read(client: redis.Redis, prefix: str, model: str) -> dict[str, float]:
-    raw = client.hgetall(f"{prefix}:stats:{model}")
+    raw = client.hgetall(Keyspace(prefix).stats(model))
     return {k.decode(): float(v) for k, v in raw.items()}
