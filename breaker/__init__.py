@@ -5,7 +5,7 @@ Start at :class:`Breakers`::
 
     from breaker import Breakers, BreakerPolicy
 
-    breakers = Breakers.from_env(policies={"ocr": BreakerPolicy.for_tier("core")})
+    breakers = Breakers.from_url("redis://127.0.0.1:6379/0", policies={"ocr": BreakerPolicy.for_tier("core")})
     with breakers.guard("ocr"):
         run_the_model()
 """

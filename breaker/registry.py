@@ -1,6 +1,6 @@
 """The entry point: every breaker of a process, the store behind them, and the fail-safe.
 
->>> breakers = Breakers.from_env(policies={"ocr": BreakerPolicy.for_tier("core")})
+>>> breakers = Breakers.from_url("redis://127.0.0.1:6379/0", policies={"ocr": BreakerPolicy.for_tier("core")})
 >>> with breakers.guard("ocr"):
 ...     run_model()
 
@@ -34,17 +34,18 @@ from typing import TypeVar
 from breaker.backend import RecordRequest
 from breaker.backends.memory import InMemoryBackend
 from breaker.backends.redis import RedisBackend
-from breaker.keyspace import Keyspace
 from breaker.cache import StateCache
 from breaker.circuit import CircuitBreaker
+from breaker.connection import redis_client
 from breaker.errors import BreakerError, CallNotPermitted, ExceptionClassifier
 from breaker.events import BreakerEvent, Listener, Listeners
 from breaker.failsafe import STORE_ERRORS, FailSafe, OutcomeUncertain, StoreHealth
 from breaker.identity import process_identity
+from breaker.keyspace import Keyspace
 from breaker.policy import BreakerPolicy
 from breaker.ramp import RampStatus
 from breaker.recorder import Recorder
-from breaker.settings import BreakerSettings, redis_client
+from breaker.settings import BreakerSettings
 from breaker.state import (
     Admission,
     BreakerSnapshot,
@@ -93,7 +94,7 @@ class Breakers:
     Parameters:
       shared: the fleet's store; None runs on the local breaker only (unit tests, or a
         single process that needs no sharing).
-      settings: timeouts and intervals (``BreakerSettings.from_env()`` by default).
+      settings: timeouts and intervals (``BreakerSettings()`` by default).
       policies: configured policies by breaker name.
       default_policy: for breakers not named in ``policies``.
       classifier: how exceptions from guarded calls count.
@@ -140,14 +141,16 @@ class Breakers:
         _REGISTRIES.add(self)
 
     @classmethod
-    def from_env(cls, settings: BreakerSettings | None = None, **kwargs: object) -> Breakers:
-        """Breakers on the Redis named by ``FUSEBOX_REDIS_URL`` (see :class:`BreakerSettings`)."""
-        settings = settings or BreakerSettings.from_env()
-        return cls.from_url(settings.redis_url, settings=settings, **kwargs)  # type: ignore[arg-type]
-
-    @classmethod
     def from_url(cls, url: str, settings: BreakerSettings | None = None, **kwargs: object) -> Breakers:
-        settings = (settings or BreakerSettings.from_env()).model_copy(update={"redis_url": url})
+        """Breakers on the Redis at ``url`` (any URL :mod:`breaker.connection` takes).
+
+        Parameters:
+          url: where the breakers live; it wins over ``settings.redis_url``.
+          settings: timeouts, intervals and key prefix (defaults when omitted; fusebox's
+            workers pass ``workers.settings.settings().breaker_settings()``).
+          kwargs: as for the constructor (``policies``, ``default_policy``...).
+        """
+        settings = (settings or BreakerSettings()).model_copy(update={"redis_url": url})
         client = redis_client(url, settings.redis_timeout)
         backend = RedisBackend(client, Keyspace(settings.key_prefix), stream_maxlen=settings.stream_maxlen)
         return cls(backend, settings=settings, **kwargs)  # type: ignore[arg-type]

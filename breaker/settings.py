@@ -1,23 +1,21 @@
-"""Configuration of the breaker client, from the environment, and the Redis client it uses."""
+"""How the breaker client reaches the shared breakers: the library's own settings.
+
+The library reads no environment variable: its caller builds these (fusebox's workers and
+producers from ``workers.settings.Settings.breaker_settings``, which reads the
+``FUSEBOX_BREAKER_*`` variables).
+"""
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# Kept importable from here: every Redis client is built by breaker.connection.
 from breaker.connection import check_redis_url
-from breaker.connection import redis_client as redis_client
-
-ENV_PREFIX = "FUSEBOX_"
 
 
 class BreakerSettings(BaseModel):
     """How a process reaches the shared breakers.
 
-    Parameters (each read from the environment variable in brackets):
+    Parameters (the fusebox environment variable that sets each in brackets):
       redis_url [FUSEBOX_REDIS_URL]: ``redis://``, ``rediss://`` (TLS) or
         ``redis://:password@host:port/db``; also ``unix://`` sockets, and Redis Sentinel
         as ``sentinel://host:26379;sentinel://host2:26379/0?master_name=NAME`` (see
@@ -50,21 +48,3 @@ class BreakerSettings(BaseModel):
     @classmethod
     def _check_url(cls, url: str) -> str:
         return check_redis_url(url)
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> BreakerSettings:
-        env = os.environ if environ is None else environ
-        names = {
-            "redis_url": "REDIS_URL",
-            "key_prefix": "KEY_PREFIX",
-            "redis_timeout": "BREAKER_REDIS_TIMEOUT",
-            "refresh_interval": "BREAKER_REFRESH_INTERVAL",
-            "reconnect_interval": "BREAKER_RECONNECT_INTERVAL",
-            "stream_maxlen": "BREAKER_STREAM_MAXLEN",
-            "record_linger": "BREAKER_RECORD_LINGER",
-        }
-        values: dict[str, Any] = {
-            field: env[ENV_PREFIX + var] for field, var in names.items() if env.get(ENV_PREFIX + var)
-        }
-        values.update(overrides)
-        return cls.model_validate(values)

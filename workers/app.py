@@ -162,17 +162,13 @@ def _load_models(**_: Any) -> None:
     """Loads, in each pool process after the fork, the runners this worker will use: the
     models of the queues it consumes, and the degraded paths if it consumes ``fallback``.
     FUSEBOX_PRELOAD (comma-separated runner names, or ``none``) overrides the choice."""
-    import os
-
     from workers import runtime as rt
     from workers import tracing
 
-    if tracing.enabled_by_env():
+    if tracing.enabled():
         tracing.instrument()
-    wanted = os.environ.get("FUSEBOX_PRELOAD")
-    if wanted is not None:
-        names = [] if wanted.strip() in ("", "none") else [n.strip() for n in wanted.split(",")]
-    else:
+    names = settings().preload_names()
+    if names is None:
         consumed = set(app.amqp.queues.consume_from or ())
         names = [m for m in MODELS if m in consumed]
         if FALLBACK_QUEUE in consumed:

@@ -26,7 +26,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,12 +42,13 @@ log = logging.getLogger(__name__)
 FLEET_TTL = 10.0
 #: Default age (seconds) beyond which ``python -m workers.probe`` fails.
 PROBE_MAX_AGE = 30.0
-DEFAULT_PROBE_FILE = os.path.join(tempfile.gettempdir(), "fusebox-worker.json")
 
 
 def probe_file() -> Path:
     """Where this worker writes its probe file (``FUSEBOX_PROBE_FILE``)."""
-    return Path(os.environ.get("FUSEBOX_PROBE_FILE") or DEFAULT_PROBE_FILE)
+    from workers.settings import settings
+
+    return settings().probe_path()
 
 
 def index_key(prefix: str) -> str:

@@ -22,7 +22,6 @@ Without the package, :func:`note` does nothing and costs a function call.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -33,8 +32,11 @@ except ImportError:  # the extra is not installed
     _trace = None  # type: ignore[assignment]
 
 
-def enabled_by_env() -> bool:
-    return os.environ.get("FUSEBOX_OTEL", "").lower() in ("1", "true", "yes")
+def enabled() -> bool:
+    """Whether this worker instruments Celery (``FUSEBOX_OTEL``)."""
+    from workers.settings import settings
+
+    return settings().otel
 
 
 def instrument() -> bool:

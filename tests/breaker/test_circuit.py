@@ -20,7 +20,7 @@ from breaker import (
 )
 from breaker.backends.redis import RedisBackend
 from breaker.keyspace import Keyspace
-from breaker.settings import redis_client
+from breaker.connection import redis_client
 
 POLICY = BreakerPolicy(minimum_calls=4, wait_in_open=0.3, permitted_calls_in_half_open=2,
                        call_timeout=0.5, max_wait_in_half_open=5.0, slow_call_duration=0.4)

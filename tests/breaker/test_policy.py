@@ -88,14 +88,15 @@ def test_names_that_would_break_keys_are_refused(name: str) -> None:
         check_name(name)
 
 
-def test_settings_from_env() -> None:
-    s = BreakerSettings.from_env(
-        {"FUSEBOX_REDIS_URL": "rediss://:pw@h:6380/2", "FUSEBOX_KEY_PREFIX": "x", "FUSEBOX_BREAKER_REDIS_TIMEOUT": "0.02"}
-    )
+def test_settings_are_checked() -> None:
+    # The library reads no environment (workers.settings does: tests/test_doc_tables.py).
+    s = BreakerSettings(redis_url="rediss://:pw@h:6380/2", key_prefix="x", redis_timeout=0.02)
     assert (s.redis_url, s.key_prefix, s.redis_timeout) == ("rediss://:pw@h:6380/2", "x", 0.02)
-    assert BreakerSettings.from_env({}).redis_timeout <= 0.05
+    assert BreakerSettings().redis_timeout <= 0.05
     with pytest.raises(ValidationError):
-        BreakerSettings.from_env({"FUSEBOX_BREAKER_REDIS_TIMEOUT": "soon"})
+        BreakerSettings(redis_timeout="soon")
+    with pytest.raises(ValidationError):
+        BreakerSettings(key_prefix="has space")
 
 
 def test_optional_numbers_absent_null_or_empty_load_in_lua(redis_client: redis.Redis, key_prefix: str) -> None:

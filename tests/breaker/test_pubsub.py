@@ -10,7 +10,7 @@ import pytest
 from breaker import BreakerPolicy, Control
 from breaker.backends.redis import RedisBackend
 from breaker.keyspace import Keyspace
-from breaker.settings import redis_client
+from breaker.connection import redis_client
 from tests.support.processes import SPAWN, listen
 
 pytestmark = pytest.mark.redis
