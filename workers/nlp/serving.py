@@ -31,7 +31,7 @@ def verify(model_dir: Path) -> dict[str, Any]:
     """The model's metrics, after checking every artifact they list."""
     metrics_path = model_dir / "metrics.json"
     if not metrics_path.exists():
-        raise FileNotFoundError(f"no trained model in {model_dir} (python -m workers.nlp.train)")
+        raise FileNotFoundError(f"no trained model in {model_dir} (python -m training.train)")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     for name, meta in metrics["artifacts"].items():
         path = model_dir / name
