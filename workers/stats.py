@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import redis
 
+from breaker import STORE_ERRORS
+
 log = logging.getLogger(__name__)
 
 #: Upper bounds (ms) of the job-latency histogram's buckets, submission to answer.
@@ -119,7 +121,7 @@ class JobStats:
             for model, total in sums.items():
                 pipe.hincrbyfloat(self.key(model), "latency:sum_ms", total)
             pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             log.warning("job statistics kept for the next flush: %s", exc)
             with self._lock:  # put them back: counted late, not lost
                 for model, c in counts.items():
