@@ -9,6 +9,7 @@ The workers' part of the tree::
     │       └── PayloadMissing
     ├── UnknownModel             no model of that name (also a KeyError)
     ├── StoreDown                Redis stayed away longer than a job can wait
+    ├── ModelMismatch, CorpusMissing, LexiconMissing   (workers/nlp) a model's files or data
     └── JobFailed                neither the model nor its fallback could answer
 """
 

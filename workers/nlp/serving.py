@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from breaker.errors import FuseboxError
 from workers.nlp.corpora import LABELS, spans
 from workers.nlp.features import FeatureVocab, features
 from workers.nlp.lexicon import fingerprint
@@ -23,7 +24,7 @@ from workers.nlp.vocab import Vocab
 from workers.runners.base import ModelRunner
 
 
-class ModelMismatch(RuntimeError):
+class ModelMismatch(FuseboxError, RuntimeError):
     """A model directory's files are not the ones its metrics.json describes."""
 
 
