@@ -43,7 +43,7 @@ import httpx
 import redis
 
 from api.settings import Webhook
-from breaker import BreakerEvent, State
+from breaker import STORE_ERRORS, BreakerEvent, State
 from breaker.keyspace import Keyspace
 
 log = logging.getLogger(__name__)
@@ -334,7 +334,7 @@ class AlertSender:
         try:
             raw_state, pttl = self._claim(keys=[key], args=[mine, self.lease_ms])
             state = raw_state.decode() if isinstance(raw_state, bytes) else str(raw_state)
-        except (redis.RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             log.warning("alert claims unavailable (%s); sending %s to %s unclaimed", exc, summary(event), h.label)
             state, pttl, key = "claimed", 0, ""
         if state.startswith(LEASE):
@@ -354,7 +354,7 @@ class AlertSender:
         if key:
             try:
                 self._finish(keys=[key], args=[mine, DELIVERED if result.ok else FAILED, KEEP_SECONDS])
-            except (redis.RedisError, OSError):
+            except STORE_ERRORS:
                 log.warning("could not mark the alert %s to %s %s", summary(event), h.label,
                             "delivered" if result.ok else "failed")
         with self._lock:
@@ -375,7 +375,7 @@ class AlertSender:
                 try:
                     if not self._renew(keys=[key], args=[mine, self.lease_ms]):
                         return HookResult(h.label, False, attempt - 1, "lease lost to another sender", abandoned=True)
-                except (redis.RedisError, OSError):
+                except STORE_ERRORS:
                     pass  # keep sending: better a rare duplicate than a lost alert
             try:
                 response = http.post(signed_url(h.hook), json=body)

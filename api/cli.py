@@ -32,7 +32,7 @@ from rich.table import Table
 from api.services import ServiceError
 from api.settings import ApiSettings
 from api.views import snapshot_json
-from breaker import BreakerPolicy, BreakerSnapshot, Control, InputError, State, StoreUnavailable
+from breaker import STORE_ERRORS, BreakerPolicy, BreakerSnapshot, Control, InputError, State, StoreUnavailable
 from breaker.connection import redact, redis_client
 from breaker.ramp import RampStatus
 from workers.jobs import BATCH_PRIORITY
@@ -84,7 +84,7 @@ def _require_redis(settings: WorkerSettings) -> None:
     # Without this a command would quietly act on its process-local fail-safe breaker.
     try:
         redis_client(settings.redis_url, 2, fail_fast=False).ping()
-    except (redis.RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         raise UserError(f"cannot reach Redis at {_redact(settings.redis_url)} (FUSEBOX_REDIS_URL): {exc}") from None
 
 
@@ -452,7 +452,7 @@ def doctor(as_json: Json = False) -> None:
         db.ping()
         note("redis", "ok", _redact(settings.redis_url))
         redis_ok = True
-    except (redis.RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         note("redis", "fail", f"{_redact(settings.redis_url)}: {type(exc).__name__}: {exc}")
         redis_ok = False
     from workers.app import make_app
@@ -497,7 +497,7 @@ def doctor(as_json: Json = False) -> None:
                 parked = int(db.hlen(f"{settings.key_prefix}:parked:{name}"))
                 if parked:
                     note(f"parked {name}", "warn", f"{parked} job(s) waiting for the model")
-        except (redis.RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             note("fleet", "fail", f"{type(exc).__name__}: {exc}")
     ok = all(c["status"] != "fail" for c in checks)
     if as_json:
@@ -633,7 +633,7 @@ def main() -> None:
         # An operator action that needs the shared breaker store, which stopped answering.
         err.print(f"[red]error:[/] {exc} (FUSEBOX_REDIS_URL)")
         sys.exit(1)
-    except (redis.RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         err.print(f"[red]error:[/] {type(exc).__name__}: {exc}")
         sys.exit(1)
     except ServiceError as exc:

@@ -32,7 +32,7 @@ from celery.result import AsyncResult
 from breaker import Breakers, InputError, State
 from breaker.connection import redis_client
 from workers.app import make_app
-from workers.errors import InvalidInput, InvalidJob
+from workers.errors import InvalidInput, InvalidJob, UnknownModel
 from workers.images import decode_image
 from workers.inputs import check_deadline, check_text, parse_job
 from workers.jobs import INTERACTIVE_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Job, JobResult
@@ -42,7 +42,7 @@ from workers.parking import ParkingLot
 from workers.payloads import PayloadStore
 from workers.deadlines import DeadlineIndex
 from workers.settings import WorkerSettings
-from workers.store import essential
+from workers.redis_calls import essential
 
 Route = Literal["auto", "model", "fallback"]
 FINISHED = ("SUCCESS", "FAILURE")
@@ -189,8 +189,8 @@ class FuseboxClient:
         """
         try:
             spec = spec_for(model)
-        except KeyError as exc:
-            raise InvalidJob(str(exc.args[0])) from None
+        except UnknownModel as exc:
+            raise InvalidJob(str(exc)) from None
         if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             raise InvalidJob(f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, got {priority!r}")
         job_kwargs: dict[str, Any] = {"model": model, "options": options or {}, "wait": wait, "priority": priority}

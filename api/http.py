@@ -46,7 +46,7 @@ from api.client import CannotCancel, FuseboxClient, UnknownJob
 from api.metrics import FuseboxCollector
 from api.settings import ApiSettings
 from api.views import fault_json, snapshot_json
-from breaker import BreakerPolicy, Control, StoreUnavailable
+from breaker import STORE_ERRORS, BreakerPolicy, Control, StoreUnavailable
 from breaker.connection import redis_client
 from breaker.errors import InputError
 from breaker.state import check_name
@@ -140,7 +140,7 @@ def create_app(
         if api.webhooks:
             try:  # what a sender that died left undelivered (marks make the rest a no-op)
                 alerts.replay(fb.breakers.history(None, 1000), api.alert_replay)
-            except (redis.RedisError, OSError, StoreUnavailable):
+            except (*STORE_ERRORS, StoreUnavailable):
                 pass
         yield
         remove()
@@ -206,7 +206,7 @@ def create_app(
             checks["broker"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         try:
             checks["redis"] = {"ok": bool(db.ping())}
-        except (redis.RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             checks["redis"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         health = fb.breakers.health()
         checks["breaker_store"] = {"ok": health.shared, **health.model_dump()}
@@ -219,7 +219,7 @@ def create_app(
         which workers decide with their local breaker. 503 when a required queue has none."""
         try:
             view = probe.fleet(db, ws.key_prefix)
-        except (redis.RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             return JSONResponse({"ok": False, "error": f"Redis unreachable: {type(exc).__name__}: {exc}"},
                                 status_code=503)
         body = {"ok": view.ok, **view.model_dump(mode="json")}

@@ -23,7 +23,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from breaker import Breakers, State
+from breaker import STORE_ERRORS, Breakers, State
 from breaker.keyspace import Keyspace
 from workers import probe, stats
 from workers.broker import queue_depths
@@ -172,7 +172,7 @@ class FuseboxCollector(Collector):
         missing = GaugeMetricFamily("fusebox_fleet_missing_queues", "Required queues that no live worker serves")
         try:
             view = probe.fleet(self.client, self.settings.key_prefix)
-        except (redis.RedisError, OSError):
+        except STORE_ERRORS:
             yield store
             return
         for worker in view.workers:

@@ -19,8 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import redis
-
+from breaker import STORE_ERRORS
 from breaker.connection import redis_client
 
 
@@ -62,7 +61,7 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
             return bool(client.ping())
         finally:
             client.close()
-    except (redis.RedisError, OSError, ValueError):
+    except (*STORE_ERRORS, ValueError):
         return False
 
 

@@ -11,15 +11,26 @@ Start at :class:`Breakers`::
 """
 
 from breaker.circuit import CircuitBreaker
-from breaker.errors import CallNotPermitted, CallTimeout, ExceptionClassifier, InputError
+from breaker.errors import (
+    STORE_ERRORS,
+    BreakerError,
+    CallNotPermitted,
+    CallTimeout,
+    ExceptionClassifier,
+    FuseboxError,
+    InputError,
+    StoreUnavailable,
+)
 from breaker.events import BreakerEvent, Listener
 from breaker.policy import TIERS, BreakerPolicy
-from breaker.registry import Breakers, StoreHealth, StoreUnavailable
+from breaker.registry import Breakers, StoreHealth
 from breaker.settings import BreakerSettings
 from breaker.state import BreakerSnapshot, Control, Outcome, State, Ticket, WindowStats
 
 __all__ = [
+    "STORE_ERRORS",
     "TIERS",
+    "BreakerError",
     "BreakerEvent",
     "BreakerPolicy",
     "BreakerSettings",
@@ -30,6 +41,7 @@ __all__ = [
     "CircuitBreaker",
     "Control",
     "ExceptionClassifier",
+    "FuseboxError",
     "InputError",
     "Listener",
     "Outcome",

@@ -41,9 +41,6 @@ class BreakerBackend(ABC):
     that breaker: a stored policy (an operator's live change) always wins.
     """
 
-    #: True for a store that only this process sees.
-    local: bool = False
-
     @abstractmethod
     def admit(self, name: str, policy: BreakerPolicy, who: str) -> Admission:
         """Decides whether one call may run; in HALF_OPEN hands out a probe permit."""

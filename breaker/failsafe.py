@@ -36,11 +36,11 @@ from redis.exceptions import (
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
-    RedisError,
     ResponseError,
 )
 
 from breaker.backend import RecordRequest
+from breaker.errors import STORE_ERRORS, OutcomeUncertain, ScriptFailed
 from breaker.events import BreakerEvent
 from breaker.identity import process_identity
 from breaker.state import Outcome, RecordResult, State
@@ -52,11 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: What counts as "the store did not do it": any Redis error, and the socket errors that
-#: redis-py lets through. (A guarded call's own CallTimeout is not an OSError, so a
-#: SIGALRM that lands inside a Redis call is never taken for a store failure.)
-STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 #: redis-py's classes for the replies of a server that is up but refuses the work (it
 #: strips the error code from their messages, so the class is what tells).
@@ -77,39 +72,6 @@ class StoreFault(StrEnum):
     UNREACHABLE = "unreachable"
     REFUSING = "refusing"
     SCRIPT_ERROR = "script_error"
-
-
-class ScriptFailed(ResponseError):
-    """A breaker script failed inside Redis (raised by the Redis backend, so that the
-    log and the event can name the script and the breaker).
-
-    Parameters:
-      script: the script's name (``record``, ``admit``...).
-      breaker: the breaker it ran for.
-      cause: Redis's error message.
-    """
-
-    def __init__(self, script: str, breaker: str, cause: str) -> None:
-        self.script = script
-        self.breaker = breaker
-        super().__init__(f"{script}.lua failed for breaker {breaker!r}: {cause}")
-
-
-class OutcomeUncertain(RedisError):
-    """Outcomes were sent and the connection failed before the answer: they may or may not
-    have been recorded. The caller keeps them with their batch ids and, once the store is
-    back, asks which batches ran before handing the others back, so that none is lost and
-    none counted twice.
-
-    Parameters:
-      cause: the connection error.
-      batches: for each outcome sent, in order, the id of the script call that carried it.
-    """
-
-    def __init__(self, cause: BaseException, batches: list[str]) -> None:
-        self.cause = cause
-        self.batches = batches
-        super().__init__(f"outcomes may not have been recorded: {cause}")
 
 
 def is_script_bug(exc: ResponseError) -> bool:

@@ -37,9 +37,9 @@ from breaker.backends.redis import RedisBackend
 from breaker.cache import StateCache
 from breaker.circuit import CircuitBreaker
 from breaker.connection import redis_client
-from breaker.errors import BreakerError, CallNotPermitted, ExceptionClassifier
+from breaker.errors import STORE_ERRORS, CallNotPermitted, ExceptionClassifier, OutcomeUncertain, StoreUnavailable
 from breaker.events import BreakerEvent, Listener, Listeners
-from breaker.failsafe import STORE_ERRORS, FailSafe, OutcomeUncertain, StoreHealth
+from breaker.failsafe import FailSafe, StoreHealth
 from breaker.identity import process_identity
 from breaker.keyspace import Keyspace
 from breaker.policy import BreakerPolicy
@@ -63,11 +63,7 @@ from breaker.sync import StateSync
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-__all__ = ["STORE_ERRORS", "Breakers", "StoreHealth", "StoreUnavailable", "process_identity"]
-
-
-class StoreUnavailable(BreakerError):
-    """An operator action needs the shared store and it did not answer."""
+__all__ = ["Breakers", "StoreHealth", "process_identity"]
 
 
 _REGISTRIES: weakref.WeakSet[Breakers] = weakref.WeakSet()

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from breaker.backends.redis import parse_event, parse_stream_entry
-from breaker.failsafe import STORE_ERRORS
+from breaker.errors import STORE_ERRORS
 
 if TYPE_CHECKING:
     from breaker.registry import Breakers

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from breaker.events import BreakerEvent
-from breaker.failsafe import STORE_ERRORS
+from breaker.errors import STORE_ERRORS
 from breaker.policy import BreakerPolicy
 from breaker.state import Admission, RecordResult, State, StateView
 

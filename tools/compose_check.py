@@ -406,7 +406,7 @@ def exercise(report: Report) -> None:
 
     from api import samples
     from api.client import FuseboxClient
-    from workers.control import heartbeat_key
+    from workers.consumption import heartbeat_key
     from workers.settings import WorkerSettings
 
     settings = WorkerSettings.from_env()

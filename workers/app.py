@@ -141,7 +141,7 @@ def make_app(s: WorkerSettings | None = None) -> Celery:
         # KiB; also how a process whose model ran out of memory is recycled (workers/gpu.py).
         worker_max_memory_per_child=s.max_memory_per_child * 1024 or None,
     )
-    from workers.control import ConsumptionControl, Housekeeping
+    from workers.consumption import ConsumptionControl, Housekeeping
 
     app.steps["consumer"].add(ConsumptionControl)
     app.steps["consumer"].add(Housekeeping)

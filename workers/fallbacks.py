@@ -38,7 +38,7 @@ from workers.errors import JobFailed
 from workers.jobs import MAX_RERUNS, Job, one_or_many
 from workers.models import ModelSpec
 from workers.settings import settings
-from workers.store import best_effort, essential
+from workers.redis_calls import best_effort, essential
 from workers.timeouts import call_timeout
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from breaker import CallNotPermitted, CircuitBreaker, InputError, Outcome, State
 from breaker.errors import CallTimeout
 from workers import probe_pump, slowstart, tracing
 from workers import runtime as rt
-from workers.errors import InvalidJob
+from workers.errors import InvalidJob, StoreDown
 from workers.cache import model_version
 from workers.gpu import is_out_of_memory, request_recycle
 from workers.inputs import load_input, parse_job
@@ -32,7 +32,7 @@ from workers.models import FALLBACK_QUEUE, ModelSpec
 from workers.parking import ParkedJob
 from workers.settings import settings
 from workers.runners.sizing import allowance
-from workers.store import StoreDown, best_effort, essential
+from workers.redis_calls import best_effort, essential
 from workers.timeouts import call_timeout
 
 log = logging.getLogger(__name__)

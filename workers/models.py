@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from breaker.policy import BreakerPolicy
+from workers.errors import UnknownModel
 from workers.runners.base import ModelRunner
 from workers.settings import WorkerSettings
 
@@ -77,7 +78,7 @@ class ModelSpec:
       fallback_runner: builds the degraded path's runner, if the fallback has one.
       max_text_chars: longest accepted text, for text models.
       max_batch: most texts in one job, for text models.
-      description: one line for docs and the CLI.
+      options: the job options the model accepts (any other is an ``InvalidJob``).
       drill: a model for drills and tests (``echo``), not served in production: readiness
         does not wait for a worker of its queue.
     """
@@ -89,7 +90,6 @@ class ModelSpec:
     fallback_runner: Callable[[WorkerSettings], ModelRunner] | None = None
     max_text_chars: int = 10_000
     max_batch: int = 64
-    description: str = ""
     options: tuple[str, ...] = field(default=())
     drill: bool = False
 
@@ -114,6 +114,7 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
+        # PaddleOCR PP-OCRv5: text lines with boxes, plus key fields.
         ModelSpec(
             name="ocr",
             input="image",
@@ -124,17 +125,19 @@ MODELS: dict[str, ModelSpec] = {
                                           max_wait_in_half_open=120.0, reference_megapixels=4.0),
             runner=_ocr_runner,
             fallback_runner=_ocr_cpu_runner,
-            description="PaddleOCR PP-OCRv5: text lines with boxes, plus key fields",
             options=("text_hint",),
         ),
+        # Chinese reviews, positive or negative with a score: logistic regression over
+        # character and word n-grams and polarity-lexicon counts (workers/nlp/features.py),
+        # run by paddle.inference (workers/nlp/serving.py).
         ModelSpec(
             name="sentiment",
             input="text",
             # Nice to have: tolerate noise, cut off fast, retry soon.
             policy=BreakerPolicy.for_tier("auxiliary"),
             runner=_sentiment_runner,
-            description="Paddle character CNN on Chinese reviews: positive or negative, with a score",
         ),
+        # A Paddle character BiGRU tagger: persons, places, organisations, times.
         ModelSpec(
             name="ner",
             input="text",
@@ -142,8 +145,8 @@ MODELS: dict[str, ModelSpec] = {
             policy=BreakerPolicy.for_tier("core", call_timeout=10.0, slow_call_duration=2.0),
             runner=_ner_runner,
             fallback_runner=_ner_rules,
-            description="Paddle character BiGRU tagger: persons, places, organisations, times",
         ),
+        # Answers with its input at once: drills the breaker without Paddle.
         ModelSpec(
             name="echo",
             input="text",
@@ -152,14 +155,21 @@ MODELS: dict[str, ModelSpec] = {
                                  slow_call_duration=1.0),
             runner=_echo_runner,
             drill=True,
-            description="answers with its input at once: drills the breaker without Paddle",
         ),
     )
 }
 
 
 def spec_for(name: str) -> ModelSpec:
+    """The model called ``name``.
+
+    Parameters:
+      name: the model's name (``ocr``, ``sentiment``...).
+
+    Raises:
+      UnknownModel: no model has that name.
+    """
     try:
         return MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+        raise UnknownModel(name, MODELS) from None

@@ -2,7 +2,7 @@
 probe permit, and a probe's life is bounded by what the worker enforces.
 
 While a model's breaker is HALF_OPEN its queue stays paused on every worker. The consumption
-bootstep (workers.control) runs a :class:`ProbePump` instead: it asks the breaker for a
+bootstep (workers.consumption) runs a :class:`ProbePump` instead: it asks the breaker for a
 permit first, then takes one message from the paused queue and re-sends it, under the same
 task id, to the model's probe queue (``<model>.probe``, consumed by every model worker and
 never paused) with the permit's ticket in a message header. If the queue is empty, the
@@ -94,7 +94,7 @@ def give_back(model: str, ticket: Ticket) -> None:
 class ProbePump:
     """Moves jobs from a paused model queue to its probe queue, one per probe permit.
 
-    Runs on the worker's consumer loop (workers.control), so it keeps its own broker
+    Runs on the worker's consumer loop (workers.consumption), so it keeps its own broker
     connection rather than sharing the consumer's.
 
     Parameters:

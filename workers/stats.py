@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import redis
 
+from breaker import STORE_ERRORS
 from breaker.keyspace import Keyspace
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class JobStats:
             for model, total in sums.items():
                 pipe.hincrbyfloat(self.key(model), "latency:sum_ms", total)
             pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             log.warning("job statistics kept for the next flush: %s", exc)
             with self._lock:  # put them back: counted late, not lost
                 for model, c in counts.items():

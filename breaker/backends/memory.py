@@ -40,8 +40,6 @@ class InMemoryBackend(BreakerBackend):
       history_size: how many events :meth:`history` keeps.
     """
 
-    local = True
-
     def __init__(
         self,
         clock: Callable[[], float] | None = None,

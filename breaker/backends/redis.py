@@ -19,8 +19,9 @@ import redis
 from redis.exceptions import NoScriptError
 
 from breaker.backend import BreakerBackend, RecordRequest
+from breaker.errors import OutcomeUncertain, ScriptFailed
 from breaker.events import BreakerEvent
-from breaker.failsafe import OutcomeUncertain, ScriptFailed, is_script_bug
+from breaker.failsafe import is_script_bug
 from breaker.policy import BreakerPolicy
 from breaker.ramp import RampStatus
 from breaker.keyspace import Keyspace
@@ -73,8 +74,6 @@ class RedisBackend(BreakerBackend):
       clock: None (the default and the only production setting) to decide on Redis
         ``TIME``; tests pass a manual clock (seconds) to step time without sleeping.
     """
-
-    local = False
 
     def __init__(
         self,
@@ -243,6 +242,8 @@ class RedisBackend(BreakerBackend):
                 again = self._pipelined([groups[i] for i in missing], [batches[i] for i in missing])
                 for i, reply in zip(missing, again):
                     replies[i] = reply
+        # Narrower than STORE_ERRORS on purpose: only a lost connection leaves it unknown
+        # whether the scripts ran; any other Redis error is a clear answer, passed on as is.
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             ids = [batch for group, batch in zip(groups, batches) for _ in group]
             raise OutcomeUncertain(exc, ids) from exc

@@ -12,8 +12,7 @@ import pytest
 from redis.exceptions import RedisError
 
 from api.services import RedisServer
-from breaker import BreakerEvent, BreakerPolicy, Breakers, BreakerSettings, CallNotPermitted, State
-from breaker.registry import StoreUnavailable
+from breaker import BreakerEvent, BreakerPolicy, Breakers, BreakerSettings, CallNotPermitted, State, StoreUnavailable
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

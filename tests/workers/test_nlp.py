@@ -106,7 +106,7 @@ def test_ner_on_held_out_people_daily() -> None:
 def test_retrain_on_a_small_slice_end_to_end(tmp_path: Path) -> None:
     """train -> save -> load through the serving runners -> predict, on a few hundred
     examples: the pipeline works and the metrics describe the files written."""
-    from workers.nlp.train import main
+    from training.train import main
 
     assert main(["--out", str(tmp_path), "--limit", "600", "--epochs", "2", "--no-baseline"]) == 0
     for name in ("sentiment", "ner"):

