@@ -51,6 +51,7 @@ from typing import Any
 from celery import bootsteps
 
 from breaker import STORE_ERRORS, BreakerEvent, State
+from breaker.keyspace import Keyspace
 from workers import probe as worker_probe
 from workers import runtime as rt
 from workers.jobs import Job
@@ -69,7 +70,7 @@ HEARTBEAT_TTL = 10
 
 
 def heartbeat_key(prefix: str, hostname: str) -> str:
-    return f"{prefix}:workers:{hostname}"
+    return Keyspace(prefix).heartbeat(hostname)
 
 
 def _consumes_a_model(c: Any) -> bool:
@@ -272,7 +273,7 @@ class Housekeeping(bootsteps.StartStopStep):
         records = control.records if control is not None else None
         if not records:
             return
-        key = f"{settings().key_prefix}:control"
+        key = Keyspace(settings().key_prefix).consumption_audit
         try:
             pipe = rt.redis_client().pipeline(transaction=False)
             while records:
