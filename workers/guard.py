@@ -203,7 +203,7 @@ def call_model(
     """The model call under ``call_timeout``, its outcome recorded on ``ticket``."""
     tracing.note(breaker=spec.name, breaker__state=ticket.state,
                  breaker__decision="probe" if ticket.state == State.HALF_OPEN else "admitted")
-    trace = rt.call_trace()
+    trace = rt.call_log()
     if trace is not None:
         best_effort("tracing a model call", lambda: trace.started(spec.name, ticket, task.request.id, rt.worker_id()), None)
     # A big valid input gets proportionally more time, and the breaker judges its duration

@@ -17,6 +17,7 @@ import redis
 from breaker import Breakers
 from breaker import connection
 from workers.cache import ResultCache
+from workers.call_log import CallLog
 from workers.deadlines import DeadlineIndex
 from workers.faults import Faults
 from workers.lifecycle import JobLedger
@@ -26,7 +27,6 @@ from workers.payloads import PayloadStore
 from workers.runners.base import ModelRunner
 from workers.settings import settings
 from workers.stats import JobStats
-from workers.trace import CallTrace
 
 
 def worker_id() -> str:
@@ -102,8 +102,8 @@ def ledger() -> JobLedger:
 
 
 @lru_cache(maxsize=1)
-def call_trace() -> CallTrace | None:
-    return CallTrace(redis_client(), settings().key_prefix) if settings().trace_model_calls else None
+def call_log() -> CallLog | None:
+    return CallLog(redis_client(), settings().key_prefix) if settings().trace_model_calls else None
 
 
 @lru_cache(maxsize=1)
