@@ -22,6 +22,7 @@ from workers.deadlines import DeadlineIndex
 from workers.faults import Faults
 from workers.lifecycle import JobLedger
 from workers.models import MODELS, spec_for
+from workers.outcomes import MODEL_CALL_OUTCOMES
 from workers.parking import ParkingLot
 from workers.payloads import PayloadStore
 from workers.runners.base import ModelRunner
@@ -44,7 +45,8 @@ def redis_client() -> redis.Redis:
 def breakers() -> Breakers:
     s = settings()
     return Breakers.from_url(
-        s.redis_url, settings=s.breaker_settings(), policies={name: spec.policy for name, spec in MODELS.items()}
+        s.redis_url, settings=s.breaker_settings(), policies={name: spec.policy for name, spec in MODELS.items()},
+        classifier=MODEL_CALL_OUTCOMES,
     )
 
 
