@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import codecs
 import glob
-import hashlib
 import json
 import os
 import stat
@@ -43,6 +42,7 @@ from rich.table import Table
 
 from api.client import FuseboxClient
 from breaker import InputError
+from workers import hashing
 from workers.jobs import BATCH_PRIORITY, JobResult
 from workers.models import spec_for
 from workers.settings import WorkerSettings
@@ -62,8 +62,7 @@ class Item:
     error: str | None = None
 
     def content_hash(self, task: str) -> str:
-        data = self.content.encode("utf-8") if isinstance(self.content, str) else (self.content or b"")
-        return hashlib.sha256(task.encode() + b"\0" + data).hexdigest()
+        return hashing.content_hash(task, self.content or b"")
 
 
 class BatchReport(BaseModel):

@@ -8,8 +8,11 @@ else one started for the run), in interleaved rounds so that a noisy neighbour h
 contender alike. Reported, in microseconds per call:
 
 - ping: one PING round trip (the unit of the targets);
-- fusebox_closed: ``with breaker.guard(...)`` around nothing, breaker CLOSED: admission from
+- fusebox_closed: ``with breaker.guard():`` around nothing, breaker CLOSED: admission from
   the pushed state and the outcome queued for the write-behind thread;
+- fusebox_model_call: the same guard as a model task calls it (workers/pipeline.py): the
+  ticket admitted first, then ``breaker.guard(ticket, timeout=..., recorded=...)`` with the
+  call's size-scaled allowance (workers/runners/sizing.py) around nothing;
 - fusebox_record: one outcome written synchronously (``record(..., wait=True)``): the
   atomic script call that the write-behind thread makes, batched, for every call;
 - pybreaker_redis: ``pybreaker.CircuitBreaker(state_storage=CircuitRedisStorage)`` around
@@ -45,6 +48,7 @@ import redis
 from api.services import RedisServer, ensure_redis
 from benchmarks._stats import percentile, time_calls
 from breaker import BreakerPolicy, Breakers, BreakerSettings, CallNotPermitted, Outcome
+from workers.runners.sizing import allowance
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -68,6 +72,12 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
         with guarded.guard():
             pass
 
+    allowed = allowance(guarded.policy, None, hard_time_limit=300)
+
+    def fusebox_model_call() -> None:
+        with guarded.guard(guarded.admit(), timeout=allowed.timeout, recorded=allowed.recorded):
+            pass
+
     def fusebox_record() -> None:
         guarded.record(guarded.admit(), Outcome.SUCCESS, 0.0, wait=True)
 
@@ -78,7 +88,8 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
         with peer:
             pass
 
-    contenders = {"ping": plain.ping, "fusebox_closed": fusebox_closed, "fusebox_record": fusebox_record,
+    contenders = {"ping": plain.ping, "fusebox_closed": fusebox_closed, "fusebox_model_call": fusebox_model_call,
+                  "fusebox_record": fusebox_record,
                   "pybreaker_redis": pybreaker_call, "interlock_redis": interlock_call}
     for fn in contenders.values():  # warm up: connections, scripts, first admission
         time_calls(fn, 200)
@@ -87,12 +98,12 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
     for _ in range(rounds):
         for key, fn in contenders.items():
             samples[key] += time_calls(fn, calls)
-            if key == "fusebox_closed":
+            if key in ("fusebox_closed", "fusebox_model_call"):
                 breakers.flush(30)  # the write-behind thread must not steal the next contender's time
 
     breakers.flush(30)
     written = guarded.snapshot().totals.get("success", 0)
-    expected = (200 + calls * rounds) * 2  # guarded calls and synchronous records, warm-up included
+    expected = (200 + calls * rounds) * 3  # both kinds of guarded calls and synchronous records, warm-up included
     result: dict[str, float | int | bool | str] = {"calls_per_contender": calls * rounds, "redis_url_host": url.split("@")[-1]}
     for key, s in samples.items():
         result[f"{key}_p50_us"] = round(percentile(s, 50), 2)

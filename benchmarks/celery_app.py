@@ -10,8 +10,8 @@ from typing import Any
 from celery import Task
 
 from workers import app
-from workers import runtime as rt
-from workers.guard import result
+from workers import runtime
+from workers.answers import answer
 from workers.cache import model_version
 from workers.inputs import load_input, parse_job
 from workers.models import MODELS
@@ -25,9 +25,9 @@ def echo_unguarded(self: Task, job: dict[str, Any]) -> dict[str, Any]:
     spec = MODELS["echo"]
     started = time.time()
     parsed = parse_job(job, spec)
-    output = rt.runner("echo").run(load_input(spec, parsed), parsed.options)
-    rt.result_cache().put(spec.name, model_version(spec.name), parsed.content_hash, output)
-    return result(self, spec, parsed, output, served_by="model", started=started)
+    output = runtime.runner("echo").run(load_input(spec, parsed), parsed.options)
+    runtime.result_cache().put(spec.name, model_version(spec.name), parsed.content_hash, output)
+    return answer(self, spec, parsed, output, served_by="model", started=started)
 
 
 __all__ = ["app"]

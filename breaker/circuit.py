@@ -86,21 +86,33 @@ class CircuitBreaker:
             raise ValueError(f"ticket of breaker {ticket.breaker!r} recorded on {self.name!r}")
         return self._owner.record(self, ticket, outcome, duration, wait=wait)
 
-    def record_exception(self, ticket: Ticket, exc: BaseException, duration: float) -> Outcome:
-        """Records a call that raised ``exc``, classified; returns the outcome used."""
-        outcome = self.classifier.classify(exc)
-        self.record(ticket, outcome, duration)
-        return outcome
-
-    def guard(self) -> GuardedCall:
+    def guard(
+        self,
+        ticket: Ticket | None = None,
+        *,
+        timeout: float | None = None,
+        recorded: Callable[[float], float] | None = None,
+    ) -> GuardedCall:
         """Runs the ``with`` body as one guarded call.
 
         Raises CallNotPermitted before the body runs when the breaker refuses. An exception
-        from the body is classified and re-raised; a body that returns after
-        ``call_timeout`` counts as a TIMEOUT (the breaker cannot interrupt it: enforce the
-        limit where the call runs, as the Celery workers do).
+        from the body is classified and re-raised; a body that returns after its timeout
+        counts as a TIMEOUT (the breaker cannot interrupt it: enforce the limit where the
+        call runs, as the Celery workers do). The outcome recorded is then on the returned
+        object's ``outcome``.
+
+        Parameters:
+          ticket: a ticket granted beforehand (a HALF_OPEN probe permit handed out with the
+            job): the call runs on it, without asking the breaker again.
+          timeout: seconds after which a body that returns counts as a TIMEOUT; by default
+            the policy's ``call_timeout``.
+          recorded: turns the measured duration into the one the breaker is told (a call
+            allowed more time for a bigger input reports its duration per reference-size
+            input); by default the measured one.
         """
-        return GuardedCall(self)
+        if ticket is not None and ticket.breaker != self.name:
+            raise ValueError(f"ticket of breaker {ticket.breaker!r} guarded on {self.name!r}")
+        return GuardedCall(self, ticket, timeout, recorded)
 
     def call(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Runs ``func(*args, **kwargs)`` as one guarded call."""
@@ -150,25 +162,47 @@ class CircuitBreaker:
 
 class GuardedCall:
     """``with breaker.guard() as ticket:`` — a plain context manager (no generator: this is
-    every guarded call's path, and a generator-based one costs a few microseconds more)."""
+    every guarded call's path, and a generator-based one costs a few microseconds more).
 
-    __slots__ = ("_breaker", "_ticket", "_started")
+    After the body: ``outcome`` is what was recorded (None before), ``elapsed`` the seconds
+    the body ran as measured (before ``recorded`` turned them into the recorded duration).
+    """
 
-    def __init__(self, breaker: CircuitBreaker) -> None:
+    __slots__ = ("_breaker", "_ticket", "_timeout", "_recorded", "_started", "outcome", "elapsed")
+
+    def __init__(
+        self,
+        breaker: CircuitBreaker,
+        ticket: Ticket | None = None,
+        timeout: float | None = None,
+        recorded: Callable[[float], float] | None = None,
+    ) -> None:
         self._breaker = breaker
+        self._ticket = ticket
+        self._timeout = timeout
+        self._recorded = recorded
+        self.outcome: Outcome | None = None
+        self.elapsed: float | None = None
 
     def __enter__(self) -> Ticket:
-        breaker = self._breaker
-        self._ticket = breaker._owner.admit(breaker)
+        if self._ticket is None:
+            breaker = self._breaker
+            self._ticket = breaker._owner.admit(breaker)
         self._started = time.perf_counter()
         return self._ticket
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        duration = time.perf_counter() - self._started
+        elapsed = time.perf_counter() - self._started
         breaker = self._breaker
         if exc is not None:
-            breaker.record_exception(self._ticket, exc, duration)
-            return False
-        outcome = Outcome.TIMEOUT if duration > breaker.policy.call_timeout else Outcome.SUCCESS
-        breaker._owner.record(breaker, self._ticket, outcome, duration, wait=False)
+            outcome = breaker.classifier.classify(exc)
+        else:
+            timeout = self._timeout
+            if timeout is None:
+                timeout = breaker.policy.call_timeout
+            outcome = Outcome.TIMEOUT if elapsed > timeout else Outcome.SUCCESS
+        self.outcome, self.elapsed = outcome, elapsed
+        recorded = self._recorded
+        breaker._owner.record(breaker, self._ticket, outcome, elapsed if recorded is None else recorded(elapsed),
+                              wait=False)
         return False

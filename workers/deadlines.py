@@ -6,10 +6,11 @@ each job that has a deadline: its task id in a sorted set per model (scored by d
 and its body in a hash. Whoever takes the entry out of the sorted set owns the job:
 
 - a worker that picks the job up claims it (:meth:`DeadlineIndex.claim`) and runs it;
-- a sweeper (every worker runs one; a short lock keeps it to one at a time per model) takes
-  due entries, marks each job *rerouted* and moves its body to a reroute list, all in one
-  Lua script, then re-sends each as the model's fallback task under the same task id. A
-  crash between the two leaves the body in the reroute list, where the next sweep finds it.
+- a sweeper (every worker runs one; a lock held across the sweep keeps it to one at a time
+  per model: workers.sweep_lock) takes due entries, marks each job *rerouted* and moves its
+  body to a reroute list, all in one Lua script, then re-sends each as the model's fallback
+  task under the same task id. A crash between the two leaves the body in the reroute
+  list, where the next sweep finds it.
 
 The rerouted job's original message stays in the model's queue (RabbitMQ cannot take one
 message out of the middle of a queue, and the Redis broker's lists are kombu's business):
@@ -22,11 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Literal
 
 import redis
+
+from workers.sweep_lock import SweepLock
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +66,13 @@ class DeadlineIndex:
       marker_ttl: seconds a rerouted job's marker is kept (its original message must be
         taken from the queue within that time to be recognised; a week by default, like
         results).
+      lock_timeout: seconds the sweep's lock lasts between two of its steps.
     """
 
-    def __init__(self, client: redis.Redis, prefix: str, marker_ttl: int = 7 * 24 * 3600) -> None:
-        self.client, self.prefix, self.marker_ttl = client, prefix, marker_ttl
+    def __init__(
+        self, client: redis.Redis, prefix: str, marker_ttl: int = 7 * 24 * 3600, lock_timeout: float = 5.0
+    ) -> None:
+        self.client, self.prefix, self.marker_ttl, self.lock_timeout = client, prefix, marker_ttl, lock_timeout
         self._take_due = client.register_script(_TAKE_DUE)
         self._claim = client.register_script(_CLAIM)
 
@@ -105,9 +110,6 @@ class DeadlineIndex:
                                  args=[task_id]))
         return "rerouted" if answer < 0 else "run"
 
-    def rerouted(self, task_id: str) -> bool:
-        return bool(self.client.exists(self.marker_prefix() + task_id))
-
     def pending(self, model: str) -> int:
         """Jobs with a deadline that no worker has taken yet."""
         return int(self.client.zcard(self.key(model)))
@@ -125,23 +127,23 @@ class DeadlineIndex:
         ``[job]``).
         """
         now = time.time() if now is None else now
-        lock = f"{self.key(model)}:lock"
-        token = uuid.uuid4().hex
-        if not self.client.set(lock, token, nx=True, px=5_000):
+        lock = SweepLock(self.client, f"{self.key(model)}:lock", self.lock_timeout)
+        if not lock.acquire():
             return 0
         try:
             self._take_due(keys=[self.key(model), self.jobs_key(model), self.reroute_key(model)],
                            args=[repr(now), limit, self.marker_prefix(), self.marker_ttl])
-            return self._drain_reroute(model, resend)
+            return self._drain_reroute(model, resend, lock)
         finally:
-            self.client.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-                1, lock, token,
-            )
+            lock.release_if_held()
 
-    def _drain_reroute(self, model: str, resend: Callable[[str, list[Any], dict[str, Any]], None]) -> int:
+    def _drain_reroute(
+        self, model: str, resend: Callable[[str, list[Any], dict[str, Any]], None], lock: SweepLock
+    ) -> int:
         sent = 0
         for raw in self.client.lrange(self.reroute_key(model), 0, -1):
+            if not lock.still_held():
+                break
             try:
                 entry = json.loads(raw)
                 task_id, job = str(entry["id"]), json.loads(entry["job"])

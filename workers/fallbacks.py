@@ -30,11 +30,12 @@ from typing import Any
 from celery import Task
 
 from breaker import InputError
-from workers import runtime as rt
-from workers.fields import extract_key_fields
-from workers.guard import drop_if_cancelled, inject_faults, park, requeue_when_store_down, result
-from workers.inputs import load_input, parse_job
+from workers import runtime
+from workers.answers import answer
 from workers.errors import JobFailed
+from workers.fields import extract_key_fields
+from workers.handoffs import drop_if_cancelled, park, requeue_when_store_down
+from workers.inputs import load_input, parse_job
 from workers.jobs import MAX_RERUNS, Job, one_or_many
 from workers.models import ModelSpec
 from workers.settings import settings
@@ -53,8 +54,8 @@ def _ocr(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
     image = essential("loading the job's input", lambda: load_input(spec, job))
     try:
         with call_timeout(settings().fallback_ocr_budget):
-            inject_faults(f"fallback.{spec.name}")  # the CPU model's switch; the rules have none
-            return rt.runner(spec.name, fallback=True).run(image, job.options), "cpu-ocr"
+            runtime.faults().inject(f"fallback.{spec.name}")  # the CPU model's switch; the rules have none
+            return runtime.runner(spec.name, fallback=True).run(image, job.options), "cpu-ocr"
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the CPU path falls through to rules
@@ -71,19 +72,19 @@ def _texts(spec: ModelSpec, job: Job) -> list[str]:
 
 
 def _neutral_echo(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
-    inject_faults(f"fallback.{spec.name}")
+    runtime.faults().inject(f"fallback.{spec.name}")
     return one_or_many(job, {"items": [{"text": "", "length": 0} for _ in _texts(spec, job)]}), "neutral"
 
 
 def _neutral_sentiment(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
-    inject_faults(f"fallback.{spec.name}")
+    runtime.faults().inject(f"fallback.{spec.name}")
     neutral = {"label": "neutral", "score": 0.5, "positive": 0.5}
     return one_or_many(job, {"items": [dict(neutral) for _ in _texts(spec, job)]}), "neutral"
 
 
 def _ner_rules(spec: ModelSpec, job: Job) -> tuple[dict[str, Any], str]:
-    inject_faults(f"fallback.{spec.name}")
-    return one_or_many(job, rt.runner(spec.name, fallback=True).run(_texts(spec, job), job.options)), "gazetteer"
+    runtime.faults().inject(f"fallback.{spec.name}")
+    return one_or_many(job, runtime.runner(spec.name, fallback=True).run(_texts(spec, job), job.options)), "gazetteer"
 
 
 DEGRADED_PATHS: dict[str, Callable[[ModelSpec, Job], tuple[dict[str, Any], str]]] = {
@@ -99,10 +100,11 @@ def run_fallback(task: Task, spec: ModelSpec, raw_job: Any, reason: str) -> dict
     started = time.time()
     job = parse_job(raw_job, spec)
     drop_if_cancelled(task, spec)
-    state = rt.breakers().get(spec.name).state
-    cached = best_effort("reading the result cache", lambda: rt.result_cache().get(spec.name, job.content_hash), None)
+    state = runtime.breakers().get(spec.name).state
+    cached = best_effort("reading the result cache",
+                         lambda: runtime.result_cache().get(spec.name, job.content_hash), None)
     if cached is not None:
-        return result(task, spec, job, cached, served_by="cache", started=started, reason=reason, state=state)
+        return answer(task, spec, job, cached, served_by="cache", started=started, reason=reason, state=state)
     try:
         output, how = DEGRADED_PATHS[spec.name](spec, job)
     except InputError:
@@ -114,4 +116,4 @@ def run_fallback(task: Task, spec: ModelSpec, raw_job: Any, reason: str) -> dict
                 f"either ({reason}; {exc})"
             ) from None
         park(task, spec, job, f"{reason}; fallback could not answer ({exc})", fallback_failed=True)
-    return result(task, spec, job, output, served_by=f"fallback:{how}", started=started, reason=reason, state=state)
+    return answer(task, spec, job, output, served_by=f"fallback:{how}", started=started, reason=reason, state=state)

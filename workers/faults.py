@@ -12,6 +12,8 @@ from typing import Literal
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
+from workers.redis_calls import best_effort
+
 
 class InjectedFault(RuntimeError):
     """A model failure made on purpose."""
@@ -134,8 +136,11 @@ class Faults:
         return spec
 
     def inject(self, model: str) -> None:
-        """Applies the model's switch to the call about to run."""
-        self.apply(model, self.current(model))
+        """Applies the model's switch to the call about to run; an unreadable switch means
+        no drill."""
+        spec = best_effort("reading the fault switch", lambda: self.current(model), None)
+        if spec is not None:
+            self.apply(model, spec)
 
     def apply(self, model: str, spec: FaultSpec) -> None:
         """Does to the current call what ``spec`` says."""

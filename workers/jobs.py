@@ -8,7 +8,6 @@ content hash of the result cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from breaker.state import State, check_name
+from workers import hashing
 
 MAX_RERUNS = 3
 
@@ -76,18 +76,13 @@ class Job(BaseModel):
     def content_hash(self) -> str:
         """The same input and options give the same answer (from the same model version: the
         result cache adds the model's version to its key)."""
-        h = hashlib.sha256()
-        h.update(self.model.encode())
-        h.update(b"\0")
         if self.payload is not None:
-            h.update(self.payload.encode())
+            content = self.payload
         elif self.text is not None:
-            h.update(self.text.encode())
+            content = self.text
         else:
-            h.update(json.dumps(self.texts, ensure_ascii=False).encode())
-        h.update(b"\0")
-        h.update(json.dumps(self.options, sort_keys=True, default=str).encode())
-        return h.hexdigest()
+            content = json.dumps(self.texts, ensure_ascii=False)
+        return hashing.content_hash(self.model, content, json.dumps(self.options, sort_keys=True, default=str))
 
     def deadline_passed(self, now: float | None = None) -> bool:
         return self.deadline is not None and not self.reruns and (now or time.time()) >= self.deadline

@@ -9,12 +9,13 @@ instead. Nothing is dropped: an entry leaves the lot only after its job was sent
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import redis
 from pydantic import BaseModel, Field
+
+from workers.sweep_lock import SweepLock
 
 
 class ParkedJob(BaseModel):
@@ -37,8 +38,14 @@ class ParkedJob(BaseModel):
 
 
 class ParkingLot:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.client, self.prefix = client, prefix
+    """Parameters:
+      client: Redis.
+      prefix: key prefix.
+      lock_timeout: seconds the lock of a sending-on lasts between two of its steps.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, lock_timeout: float = 10.0) -> None:
+        self.client, self.prefix, self.lock_timeout = client, prefix, lock_timeout
 
     def key(self, model: str) -> str:
         return f"{self.prefix}:parked:{model}"
@@ -57,26 +64,24 @@ class ParkingLot:
     ) -> int:
         """Sends every selected entry on and removes it; returns how many.
 
-        One process at a time per model (a short lock), so that the fleet hearing the same
-        CLOSED event does not send each job once per worker. An entry is removed only after
-        ``send`` returned: a crash in between sends it twice (same task id), never zero times.
+        One process at a time per model (a lock held across the whole sending-on:
+        workers.sweep_lock), so that the fleet hearing the same CLOSED event does not send
+        each job once per worker. An entry is removed only after ``send`` returned: a crash
+        in between sends it twice (same task id), never zero times.
         """
-        lock = f"{self.key(model)}:lock"
-        token = uuid.uuid4().hex
-        if not self.client.set(lock, token, nx=True, px=10_000):
+        lock = SweepLock(self.client, f"{self.key(model)}:lock", self.lock_timeout)
+        if not lock.acquire():
             return 0
         sent = 0
         try:
             for entry in self.entries(model):
                 if not select(entry):
                     continue
+                if not lock.still_held():
+                    break
                 send(entry)
                 self.client.hdel(self.key(model), entry.task_id)
                 sent += 1
         finally:
-            # Only our own lock: compare and delete in one step.
-            self.client.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-                1, lock, token,
-            )
+            lock.release_if_held()
         return sent

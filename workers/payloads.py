@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import redis
 
 from workers.errors import PayloadMissing
+from workers.hashing import content_hash
 
 
 class PayloadStore:
@@ -23,7 +22,7 @@ class PayloadStore:
         return f"{self.prefix}:payload:{digest}"
 
     def put(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
+        digest = content_hash(data)
         self.client.set(self.key(digest), data, ex=self.ttl)
         return digest
 

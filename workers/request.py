@@ -80,7 +80,7 @@ class GuardedRequest(Request):
         """Records the timeout on the call's own ticket, never through a new admission: in
         HALF_OPEN that would take another permit (or be refused, and the hung probe would
         never count). A call without a ticket to record on counts nothing."""
-        trace = rt.call_trace()
+        trace = rt.call_log()
         if trace is not None:
             try:
                 trace.ended(model, self.id)

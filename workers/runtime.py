@@ -17,16 +17,17 @@ import redis
 from breaker import Breakers
 from breaker import connection
 from workers.cache import ResultCache
+from workers.call_log import CallLog
 from workers.deadlines import DeadlineIndex
 from workers.faults import Faults
 from workers.lifecycle import JobLedger
 from workers.models import MODELS, spec_for
+from workers.outcomes import MODEL_CALL_OUTCOMES
 from workers.parking import ParkingLot
 from workers.payloads import PayloadStore
 from workers.runners.base import ModelRunner
 from workers.settings import settings
 from workers.stats import JobStats
-from workers.trace import CallTrace
 
 
 def worker_id() -> str:
@@ -44,7 +45,8 @@ def redis_client() -> redis.Redis:
 def breakers() -> Breakers:
     s = settings()
     return Breakers.from_url(
-        s.redis_url, settings=s.breaker_settings(), policies={name: spec.policy for name, spec in MODELS.items()}
+        s.redis_url, settings=s.breaker_settings(), policies={name: spec.policy for name, spec in MODELS.items()},
+        classifier=MODEL_CALL_OUTCOMES,
     )
 
 
@@ -102,8 +104,8 @@ def ledger() -> JobLedger:
 
 
 @lru_cache(maxsize=1)
-def call_trace() -> CallTrace | None:
-    return CallTrace(redis_client(), settings().key_prefix) if settings().trace_model_calls else None
+def call_log() -> CallLog | None:
+    return CallLog(redis_client(), settings().key_prefix) if settings().trace_model_calls else None
 
 
 @lru_cache(maxsize=1)

@@ -12,8 +12,8 @@ from celery import Task
 from breaker import InputError
 from workers.app import app
 from workers.fallbacks import run_fallback
-from workers.guard import run_model_job
 from workers.models import MODELS, ModelSpec
+from workers.pipeline import run_model_job
 from workers.settings import settings
 
 

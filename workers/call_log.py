@@ -1,7 +1,7 @@
-"""An optional record of every model call (FUSEBOX_TRACE_MODEL_CALLS=1): when it started,
-in which breaker state and epoch, on which worker. Drills and tests use it to prove that no
-model call starts after a trip except the permitted probes, and (with the ends) how many
-calls were in flight at any instant."""
+"""A log of model calls, kept when FUSEBOX_TRACE_MODEL_CALLS=1: when each started, in which
+breaker state and epoch, on which worker, and when it ended. Drills and tests read it to
+prove that no model call starts after a trip except the permitted probes, and how many
+calls were in flight at any instant. (Not OpenTelemetry: that is workers.tracing.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import redis
 from breaker.state import Ticket
 
 
-class CallTrace:
+class CallLog:
+    """Parameters:
+      client: Redis.
+      prefix: key prefix.
+      maxlen: about how many calls (and ends) a model's streams keep.
+    """
+
     def __init__(self, client: redis.Redis, prefix: str, maxlen: int = 10_000) -> None:
         self.client, self.prefix, self.maxlen = client, prefix, maxlen
 
@@ -39,15 +45,3 @@ class CallTrace:
         limit): with :meth:`started`, drills count the calls in flight at any instant."""
         self.client.xadd(f"{self.key(model)}:ends", {"at": repr(time.time()), "job": job_id},
                          maxlen=self.maxlen, approximate=True)
-
-    def ends(self, model: str) -> list[dict[str, str]]:
-        return [
-            {k.decode(): v.decode() for k, v in fields.items()}
-            for _id, fields in self.client.xrange(f"{self.key(model)}:ends")
-        ]
-
-    def calls(self, model: str) -> list[dict[str, str]]:
-        return [
-            {k.decode(): v.decode() for k, v in fields.items()}
-            for _id, fields in self.client.xrange(self.key(model))
-        ]

@@ -1,0 +1,37 @@
+"""How the workers' breakers count a model call's exceptions (workers.outcomes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+
+from breaker import CallTimeout, Outcome
+from workers.errors import InvalidInput, PayloadMissing
+from workers.faults import InjectedFault
+from workers.outcomes import MODEL_CALL_OUTCOMES
+
+
+@pytest.mark.parametrize(("exc", "outcome"), [
+    (SoftTimeLimitExceeded(), Outcome.TIMEOUT),
+    (CallTimeout("model call exceeded its 2s timeout"), Outcome.TIMEOUT),
+    (InvalidInput("empty image"), Outcome.IGNORED),
+    (PayloadMissing("expired"), Outcome.IGNORED),
+    (InjectedFault("drill"), Outcome.FAILURE),
+    (MemoryError("out of memory"), Outcome.FAILURE),
+    (TimeoutError("the model's own socket"), Outcome.FAILURE),  # not our timer: a failure, as before
+    (KeyboardInterrupt(), Outcome.IGNORED),
+    (SystemExit(1), Outcome.IGNORED),
+])
+def test_model_call_outcomes(exc: BaseException, outcome: Outcome) -> None:
+    assert MODEL_CALL_OUTCOMES.classify(exc) is outcome
+
+
+def test_the_workers_breakers_use_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import runtime
+
+    made: dict[str, Any] = {}
+    monkeypatch.setattr(runtime.Breakers, "from_url", lambda url, **kwargs: made.update(kwargs))
+    runtime.breakers.__wrapped__()  # past the process's cached one
+    assert made["classifier"] is MODEL_CALL_OUTCOMES
