@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from breaker.keyspace import Keyspace
 from workers.settings import WorkerSettings, settings
 
 
@@ -62,10 +63,10 @@ class ResultCache:
         self.client, self.prefix, self.ttl = client, prefix, ttl
 
     def key(self, model: str, version: str, content_hash: str) -> str:
-        return f"{self.prefix}:cache:{model}:{version}:{content_hash}"
+        return Keyspace(self.prefix).cached_result(model, version, content_hash)
 
     def version_key(self, model: str) -> str:
-        return f"{self.prefix}:model-version:{model}"
+        return Keyspace(self.prefix).model_version(model)
 
     def put(self, model: str, version: str, content_hash: str, output: dict[str, Any]) -> None:
         """Stores a model's answer, and publishes ``version`` as the model's current one."""

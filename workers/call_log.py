@@ -9,6 +9,7 @@ import time
 
 import redis
 
+from breaker.keyspace import Keyspace
 from breaker.state import Ticket
 
 
@@ -23,7 +24,7 @@ class CallLog:
         self.client, self.prefix, self.maxlen = client, prefix, maxlen
 
     def key(self, model: str) -> str:
-        return f"{self.prefix}:model-calls:{model}"
+        return Keyspace(self.prefix).model_calls(model)[0]
 
     def started(self, model: str, ticket: Ticket, job_id: str, worker: str) -> None:
         self.client.xadd(
@@ -43,5 +44,5 @@ class CallLog:
     def ended(self, model: str, job_id: str) -> None:
         """A model call ended (returned, raised, or its process was killed at the hard
         limit): with :meth:`started`, drills count the calls in flight at any instant."""
-        self.client.xadd(f"{self.key(model)}:ends", {"at": repr(time.time()), "job": job_id},
+        self.client.xadd(Keyspace(self.prefix).model_calls(model)[1], {"at": repr(time.time()), "job": job_id},
                          maxlen=self.maxlen, approximate=True)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import redis
 
+from breaker.keyspace import Keyspace
 from workers.sweep_lock import SweepLock
 
 log = logging.getLogger(__name__)
@@ -77,16 +78,16 @@ class DeadlineIndex:
         self._claim = client.register_script(_CLAIM)
 
     def key(self, model: str) -> str:
-        return f"{self.prefix}:deadlines:{model}"
+        return Keyspace(self.prefix).deadlines(model)
 
     def jobs_key(self, model: str) -> str:
-        return f"{self.prefix}:deadline-jobs:{model}"
+        return Keyspace(self.prefix).deadline_jobs(model)
 
     def reroute_key(self, model: str) -> str:
-        return f"{self.prefix}:reroute:{model}"
+        return Keyspace(self.prefix).reroute(model)
 
     def marker_prefix(self) -> str:
-        return f"{self.prefix}:rerouted:"
+        return Keyspace(self.prefix).rerouted_prefix
 
     def add(self, model: str, task_id: str, deadline: float, job: dict[str, Any]) -> None:
         """Indexes a job before it is published (so that no worker can take it unindexed)."""
@@ -127,7 +128,7 @@ class DeadlineIndex:
         ``[job]``).
         """
         now = time.time() if now is None else now
-        lock = SweepLock(self.client, f"{self.key(model)}:lock", self.lock_timeout)
+        lock = SweepLock(self.client, Keyspace(self.prefix).deadlines_lock(model), self.lock_timeout)
         if not lock.acquire():
             return 0
         try:

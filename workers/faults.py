@@ -12,6 +12,7 @@ from typing import Literal
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
+from breaker.keyspace import Keyspace
 from workers.redis_calls import best_effort
 
 
@@ -91,7 +92,7 @@ class Faults:
         self._seen: dict[str, tuple[float, FaultSpec]] = {}
 
     def key(self, model: str) -> str:
-        return f"{self.prefix}:faults:{model}"
+        return Keyspace(self.prefix).faults(model)
 
     def set(self, model: str, spec: FaultSpec, ttl: float = DEFAULT_FAULT_TTL) -> None:
         """Turns ``spec`` on for ``model`` for ``ttl`` seconds (an inactive spec turns it off).
@@ -109,7 +110,7 @@ class Faults:
             self.clear(model)
             return
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(f"{self.key(model)}:warmup", f"{self.key(model)}:warmup:inflight")  # warm-up counts anew
+            pipe.delete(*Keyspace(self.prefix).fault_warmup(model))  # warm-up counts anew
             pipe.set(self.key(model), spec.model_dump_json(), px=max(1, int(ttl * 1000)))
             pipe.execute()
 
@@ -171,10 +172,9 @@ class Faults:
             raise InjectedFault(f"injected failure in {model} (fault injection)")
 
     def _warm_up(self, model: str, spec: FaultSpec) -> None:
-        key = f"{self.key(model)}:warmup"
+        key, inflight = Keyspace(self.prefix).fault_warmup(model)
         if int(self.client.incr(key)) > spec.warmup_calls:
             return
-        inflight = f"{key}:inflight"
         try:
             overloaded = int(self.client.incr(inflight)) > spec.warmup_capacity
             if overloaded and spec.warmup_overload == "oom":

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
+from breaker.keyspace import Keyspace
 from workers.sweep_lock import SweepLock
 
 
@@ -48,7 +49,7 @@ class ParkingLot:
         self.client, self.prefix, self.lock_timeout = client, prefix, lock_timeout
 
     def key(self, model: str) -> str:
-        return f"{self.prefix}:parked:{model}"
+        return Keyspace(self.prefix).parked(model)
 
     def park(self, entry: ParkedJob) -> None:
         self.client.hset(self.key(entry.model), entry.task_id, entry.model_dump_json())
@@ -69,7 +70,7 @@ class ParkingLot:
         each job once per worker. An entry is removed only after ``send`` returned: a crash
         in between sends it twice (same task id), never zero times.
         """
-        lock = SweepLock(self.client, f"{self.key(model)}:lock", self.lock_timeout)
+        lock = SweepLock(self.client, Keyspace(self.prefix).parking_lock(model), self.lock_timeout)
         if not lock.acquire():
             return 0
         sent = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from breaker.keyspace import Keyspace
 from workers.errors import PayloadMissing
 from workers.hashing import content_hash
 
@@ -19,7 +20,7 @@ class PayloadStore:
         self.client, self.prefix, self.ttl = client, prefix, ttl
 
     def key(self, digest: str) -> str:
-        return f"{self.prefix}:payload:{digest}"
+        return Keyspace(self.prefix).payload(digest)
 
     def put(self, data: bytes) -> str:
         digest = content_hash(data)
