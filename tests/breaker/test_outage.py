@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from redis.exceptions import RedisError
 
-from api.services import RedisServer
+from tests.support.redis_server import RedisServer
 from breaker import BreakerEvent, BreakerPolicy, Breakers, BreakerSettings, CallNotPermitted, State
 from breaker.registry import StoreUnavailable
 
