@@ -20,7 +20,7 @@ def demo(
 ) -> None:
     """Start Redis (if none answers) and workers, submit real OCR and NLP jobs, inject a
     fault, and show the breaker trip, the fallbacks and the recovery."""
-    from api.demo import Demo
+    from api.demo.story import Demo
 
     summary = Demo(jobs=jobs, console=None if as_json else out).run()
     if as_json:
