@@ -229,31 +229,31 @@ def _text_items(path: Path, max_line_bytes: int) -> Iterator[Item]:
 
 
 def collect_inputs(
-    task: str, args: list[str], max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, exclude: Path | None = None
+    model: str, args: list[str], max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, exclude: Path | None = None
 ) -> Iterator[Item]:
     """Every input named by ``args``, in order, read one at a time as the caller goes (a
     folder of 100 000 images starts at once and stays flat in memory); unreadable ones as
     items with an error.
 
     Parameters:
-      task: the model; image models read image files, text models ``.txt``/``.jsonl``.
+      model: the model; image models read image files, text models ``.txt``/``.jsonl``.
       args: files, folders, glob patterns.
       max_image_bytes: image files larger than this are rejected without being read.
       exclude: never an input (the results file, which may lie in a folder being
         submitted and grows while it is walked).
     """
-    spec = spec_for(task)
-    image_task = spec.input == "image"
+    spec = spec_for(model)
+    image_model = spec.input == "image"
     # Room for a text at its longest limit, even with every character JSON-escaped.
     max_line_bytes = 8 * spec.max_text_chars + 1024
     skip = exclude.resolve() if exclude is not None else None
     for arg in args:
-        for found in _files(arg, IMAGE_SUFFIXES if image_task else TEXT_SUFFIXES):
+        for found in _files(arg, IMAGE_SUFFIXES if image_model else TEXT_SUFFIXES):
             if skip is not None and isinstance(found, Path) and found.resolve() == skip:
                 continue
             if isinstance(found, Item):
                 yield found
-            elif image_task:
+            elif image_model:
                 yield _image_item(found, max_image_bytes)
             else:
                 yield from _text_items(found, max_line_bytes)
@@ -289,9 +289,9 @@ class _Writer:
         self.stream.flush()
 
 
-def run_batch(
+def submit_files(
     client: FuseboxClient,
-    task: str,
+    model: str,
     args: list[str],
     out_path: Path | None = None,
     wait: bool = True,
@@ -300,11 +300,13 @@ def run_batch(
     console: Console | None = None,
     priority: int = BATCH_PRIORITY,
 ) -> BatchReport:
-    """Submits every input of ``args`` for ``task``; see the module's docstring.
+    """Submits every input of ``args`` for ``model``, one job each through
+    :meth:`FuseboxClient.submit_input` (as :meth:`FuseboxClient.submit_batch` does), with
+    the results file kept as the module's docstring says.
 
     Parameters:
       client: where to submit.
-      task: the model (``ocr``, ``sentiment``, ``ner``).
+      model: the model (``ocr``, ``sentiment``, ``ner``).
       args: files, folders, glob patterns.
       out_path: the JSONL results file (appended); standard output when None.
       wait: wait for answers (else record ``submitted`` lines).
@@ -320,32 +322,31 @@ def run_batch(
     writer = _Writer(stream or sys.stdout)
     # Only what collecting needs: the input's name and hash, never its content.
     pending: dict[str, tuple[str, str]] = {}
-    image_task = spec_for(task).input == "image"
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
-            bar = progress.add_task(f"{task}: submitting", total=None)
-            for item in collect_inputs(task, args, client.settings.max_image_bytes, exclude=out_path):
+            bar = progress.add_task(f"{model}: submitting", total=None)
+            for item in collect_inputs(model, args, client.settings.max_image_bytes, exclude=out_path):
                 report.inputs += 1
-                base = {"input": item.source, "task": task}
+                base = {"input": item.source, "task": model}  # "task": the results format's name
                 if item.error is not None:
                     writer.write({**base, "input_hash": None, "status": "rejected", "error": item.error})
                     report.bad_inputs += 1
                     progress.advance(bar)
                     continue
-                digest = item.content_hash(task)
+                digest = item.content_hash(model)
                 base["input_hash"] = digest
                 if digest in done:
                     report.skipped += 1
                     progress.advance(bar)
                     continue
                 if digest in earlier:
-                    handle = client.handle(earlier.pop(digest), task)
+                    handle = client.handle(earlier.pop(digest), model)
                     report.collected += 1
                 else:
                     try:
-                        kind = {"image": item.content} if image_task else {"text": item.content}
-                        handle = client.submit(task, **kind, deadline=deadline, priority=priority)
+                        assert item.content is not None
+                        handle = client.submit_input(model, item.content, deadline=deadline, priority=priority)
                     except InputError as exc:
                         writer.write({**base, "status": "rejected", "error": str(exc), "error_type": type(exc).__name__})
                         report.bad_inputs += 1
@@ -361,8 +362,8 @@ def run_batch(
                 pending[handle.id] = (item.source, digest)
             progress.update(bar, total=report.inputs)
             if wait and pending:
-                progress.update(bar, description=f"{task}: answering")
-                _collect(client, task, pending, writer, report, timeout, lambda: progress.advance(bar))
+                progress.update(bar, description=f"{model}: answering")
+                _collect(client, model, pending, writer, report, timeout, lambda: progress.advance(bar))
     finally:
         if stream is not None:
             stream.close()
@@ -372,7 +373,7 @@ def run_batch(
 
 def _collect(
     client: FuseboxClient,
-    task: str,
+    model: str,
     pending: dict[str, tuple[str, str]],
     writer: _Writer,
     report: BatchReport,
@@ -382,9 +383,9 @@ def _collect(
     backend = client.app.backend
     try:
         # Redis result backend: one MGET per interval for all outstanding jobs.
-        for task_id, meta in backend.get_many(list(pending), timeout=timeout, interval=0.1):
-            source, digest = pending.pop(task_id)
-            base = {"input": source, "input_hash": digest, "task": task, "job_id": task_id}
+        for job_id, meta in backend.get_many(list(pending), timeout=timeout, interval=0.1):
+            source, digest = pending.pop(job_id)
+            base = {"input": source, "input_hash": digest, "task": model, "job_id": job_id}
             if meta["status"] == "SUCCESS":
                 result = JobResult.model_validate(meta["result"])
                 writer.write({**base, "status": "ok", "degraded": result.degraded, "served_by": result.served_by,
@@ -398,8 +399,8 @@ def _collect(
             tick()
     except CeleryTimeout:
         pass
-    for task_id, (source, digest) in pending.items():
-        writer.write({"input": source, "input_hash": digest, "task": task, "job_id": task_id,
+    for job_id, (source, digest) in pending.items():
+        writer.write({"input": source, "input_hash": digest, "task": model, "job_id": job_id,
                       "status": "submitted", "note": f"not answered within {timeout:.0f}s; a re-run collects it"})
         report.pending += 1
 

@@ -236,20 +236,41 @@ class FuseboxClient:
     def submit_echo(self, text: str, **kwargs: Any) -> JobHandle:
         return self.submit("echo", text=text, **kwargs)
 
+    def submit_input(self, model: str, content: bytes | str | Path, **kwargs: Any) -> JobHandle:
+        """One job for one input, passed as the model takes it: an image for image models,
+        a text for text models. What :meth:`submit_batch` and ``fusebox submit`` submit
+        each input with.
+
+        Parameters:
+          model: ``ocr``, ``sentiment``, ...
+          content: image bytes or path (image models), or a text (text models).
+          kwargs: :meth:`submit`'s options (``deadline``, ``priority``...).
+        Raises:
+          InvalidInput, InvalidJob: before anything is enqueued.
+        """
+        # An unknown model is left to submit(), which refuses it as InvalidJob.
+        image_model = spec_for(model).input == "image" if model in MODELS else True
+        return self.submit(model, **({"image": content} if image_model else {"text": content}), **kwargs)
+
     def submit_batch(self, model: str, inputs: Iterable[bytes | str | Path], **kwargs: Any) -> list[Submission]:
         """One job per input (images for image models, texts for text models), with the
         same options. A bad input does not stop the batch: its Submission carries the error
-        and every other input is still submitted."""
-        image_model = spec_for(model).input == "image" if model in MODELS else True
-        out = []
-        for index, item in enumerate(inputs):
+        and every other input is still submitted.
+
+        Parameters:
+          model: ``ocr``, ``sentiment``, ...
+          inputs: the inputs, in order.
+          kwargs: :meth:`submit`'s options, for every job.
+        """
+        submissions = []
+        for index, content in enumerate(inputs):
             try:
-                handle = self.submit(model, **({"image": item} if image_model else {"text": item}), **kwargs)
+                handle = self.submit_input(model, content, **kwargs)
             except InputError as exc:
-                out.append(Submission(index, error=exc))
+                submissions.append(Submission(index, error=exc))
             else:
-                out.append(Submission(index, handle=handle))
-        return out
+                submissions.append(Submission(index, handle=handle))
+        return submissions
 
     @staticmethod
     def _text(text: str | bytes, max_chars: int, where: str = "") -> str:

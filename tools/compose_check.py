@@ -402,15 +402,14 @@ def exercise(report: Report) -> None:
     """Jobs, a trip and a reset, health, metrics and Flower, from the host."""
     os.environ.update({k: v for k, v in host_env().items() if k.startswith("FUSEBOX_")})
     import httpx
-    import redis
-
     from api import samples
     from api.client import FuseboxClient
+    from breaker.connection import redis_client
     from workers.consumption import heartbeat_key
     from workers.settings import WorkerSettings
 
     settings = WorkerSettings.from_env()
-    r = redis.Redis.from_url(settings.redis_url)
+    r = redis_client(settings.redis_url, 5, fail_fast=False)
     handles: list[Any] = []
     results: dict[str, Any] = {}
 

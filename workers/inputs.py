@@ -42,10 +42,22 @@ def check_deadline(seconds: Any) -> float:
     return value
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "job"
-    return f"{where}: {err['msg']}"
+def first_error(exc: Exception, whole: str = "") -> str:
+    """The first problem a validation error reports, as ``where: what``: one line for a
+    user, whichever side (worker, CLI, HTTP) refused the value.
+
+    Parameters:
+      exc: a pydantic ValidationError (its first error is told), or any other error (its
+        text is).
+      whole: the location to name when the problem concerns the whole object (pydantic
+        gives it an empty location).
+    """
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    first = errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or whole
+    return f"{where}: {first['msg']}"
 
 
 def parse_job(raw: Any, spec: ModelSpec) -> Job:
@@ -59,7 +71,7 @@ def parse_job(raw: Any, spec: ModelSpec) -> Job:
     try:
         job = Job.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidJob(f"invalid job ({_first_error(exc)})") from None
+        raise InvalidJob(f"invalid job ({first_error(exc, whole='job')})") from None
     except ValueError as exc:
         raise InvalidJob(f"invalid job ({exc})") from None
     if job.deadline is not None and not math.isfinite(job.deadline):

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.http import create_app
-from api.services import RedisServer
+from tests.support.redis_server import RedisServer
 from api.settings import ApiSettings
 from tests.api.conftest import TOKEN, cli_env, fusebox_command
 from tests.support.fleet import Fleet, wait_for

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import redis
 
-from api.services import RedisServer, find_redis_server, free_port
+from api.services import find_redis_server, free_port
 from breaker import BreakerPolicy, Breakers, BreakerSettings, Outcome, State
 from tests.support.processes import SPAWN, make_breakers
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 

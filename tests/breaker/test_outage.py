@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from redis.exceptions import RedisError
 
-from api.services import RedisServer
 from breaker import BreakerEvent, BreakerPolicy, Breakers, BreakerSettings, CallNotPermitted, State, StoreUnavailable
+from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from api.services import RedisServer, free_port
+from api.services import free_port
 from breaker import BreakerEvent, BreakerPolicy, Breakers, BreakerSettings, CallNotPermitted, Control, Outcome, State
 from breaker.backend import RecordRequest
 from breaker.backends.memory import InMemoryBackend
@@ -24,6 +24,7 @@ from breaker.failsafe import StoreFault
 from tests.support.processes import SPAWN, guarded_loop
 from tests.support.waiting import wait_for
 from tests.support.proxy import SilentProxy
+from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -15,7 +15,8 @@ from typing import Any
 import redis
 
 from api.client import FuseboxClient
-from api.services import RedisServer, WorkerProcess
+from tests.support.redis_server import RedisServer
+from tests.support.worker_process import WorkerProcess
 from breaker import BreakerPolicy, CircuitBreaker, State
 from tests.support.waiting import wait_for
 from workers import broker as broker_io

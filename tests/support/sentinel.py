@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 import redis
 
-from api.services import RedisServer, ServiceError, find_redis_server, free_port
+from api.services import ServiceError, find_redis_server, free_port
+from tests.support.redis_server import RedisServer
 
 
 def _quoted(value: str) -> str:

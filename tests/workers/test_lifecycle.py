@@ -70,7 +70,7 @@ def test_a_priority_out_of_range_is_refused_before_anything_is_sent(fleet: Fleet
 
 
 def test_batch_jobs_default_below_interactive_ones(fleet: Fleet, tmp_path: Path) -> None:
-    from api.batch import run_batch
+    from api.batch import submit_files
 
     # No echo worker while the jobs queue up (a paused breaker would send the batch to the
     # fallback at submission).
@@ -80,7 +80,7 @@ def test_batch_jobs_default_below_interactive_ones(fleet: Fleet, tmp_path: Path)
         fleet.workers.remove(worker)
     texts = tmp_path / "batch.txt"
     texts.write_text("".join(f"line {i}\n" for i in range(30)), encoding="utf-8")
-    report = run_batch(fleet.client, "echo", [str(texts)], out_path=tmp_path / "out.jsonl", wait=False)
+    report = submit_files(fleet.client, "echo", [str(texts)], out_path=tmp_path / "out.jsonl", wait=False)
     assert report.submitted == 30
     interactive = fleet.client.submit_echo("from a person")  # the default priority
     for worker in stopped:
@@ -196,9 +196,9 @@ def test_an_interrupted_submit_wait_is_collected_not_resubmitted(fleet: Fleet, t
         child.wait()
     first = lines()
     assert [r["status"] for r in first] == ["submitted"] * 5 and all(r["job_id"] for r in first)
-    from api.batch import run_batch
+    from api.batch import submit_files
 
-    report = run_batch(fleet.client, "sentiment", [str(reviews)], out_path=out, wait=True, timeout=1)
+    report = submit_files(fleet.client, "sentiment", [str(reviews)], out_path=out, wait=True, timeout=1)
     assert (report.submitted, report.collected, report.pending) == (0, 5, 5)
     assert {r["job_id"] for r in lines()[5:]} == {r["job_id"] for r in first}
     for record in first:

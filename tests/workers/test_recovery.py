@@ -122,7 +122,7 @@ def test_a_probe_hung_in_c_code_is_killed_before_its_permit_lapses(fleet: Fleet)
 def test_the_ramp_is_shown_by_the_cli_http_and_metrics(fleet: Fleet) -> None:
     from rich.console import Console
 
-    from api.cli import breakers_table
+    from api.cli.breakers import breakers_table
     from api.metrics import FuseboxCollector
     from api.views import snapshot_json
     from tests.api.conftest import cli_env, fusebox_command

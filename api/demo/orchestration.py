@@ -1,0 +1,86 @@
+"""The demo's services: a Redis (the one that answers, else one started here), the demo's
+environment on it, its two workers, and the removal of its keys at the end."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+from api.demo.plan import DEMO_MODELS
+from api.services import DEFAULT_REDIS_URL, RedisServer, WorkerProcess, redis_answers
+from breaker.connection import redis_client
+
+
+def use_or_start_redis(stack: ExitStack, prefix: str, note: Callable[[str], None]) -> tuple[str, str]:
+    """The Redis at ``FUSEBOX_REDIS_URL`` (default 127.0.0.1:6379) if it answers, else one
+    started here and stopped with ``stack``; with ``existing`` or ``started``.
+
+    Parameters:
+      stack: what the demo stops on its way out.
+      prefix: the demo's key prefix (told to the user).
+      note: tells the user what happens.
+    """
+    url = os.environ.get("FUSEBOX_REDIS_URL") or DEFAULT_REDIS_URL
+    if redis_answers(url):
+        note(f"using the Redis that answers at FUSEBOX_REDIS_URL (keys under {prefix}:)")
+        return url, "existing"
+    note("no Redis answers at FUSEBOX_REDIS_URL: starting one")
+    server = stack.enter_context(RedisServer())
+    return server.url, "started"
+
+
+def demo_env(redis_url: str, prefix: str) -> dict[str, str]:
+    """The ``FUSEBOX_*`` environment of the demo's client and workers.
+
+    Parameters:
+      redis_url: the Redis.
+      prefix: the demo's key prefix.
+    """
+    return {
+        "FUSEBOX_REDIS_URL": redis_url,
+        "FUSEBOX_KEY_PREFIX": prefix,
+        # Queues and results under the demo's prefix too: a real fleet's queues on the
+        # same Redis are not touched.
+        "FUSEBOX_BROKER_KEY_PREFIX": f"{prefix}:",
+        "FUSEBOX_BROKER_URL": "",
+        "FUSEBOX_RESULT_URL": "",
+    }
+
+
+def start_workers(stack: ExitStack, env: dict[str, str], prefix: str, app: Any) -> None:
+    """A model worker (the demo's models loaded) and a fallback worker, as in production;
+    each stopped with ``stack``. Returns once both answer.
+
+    Parameters:
+      stack: what the demo stops on its way out.
+      env: their environment (:func:`demo_env`).
+      prefix: makes their node names the demo's own.
+      app: the Celery app that pings them.
+    """
+    for queues, name in ((list(DEMO_MODELS), "models"), (["fallback"], "fallback")):
+        worker = WorkerProcess(queues, f"{name}-{prefix}", 1, env)
+        stack.callback(worker.stop)
+        worker.start(app)
+
+
+def remove_keys(url: str, prefix: str) -> None:
+    """Deletes every key under ``prefix`` (the demo's, on a Redis it did not start).
+
+    Parameters:
+      url: the Redis.
+      prefix: the demo's key prefix.
+    """
+    store = redis_client(url, 5, fail_fast=False)
+    try:
+        batch = []
+        for key in store.scan_iter(f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                store.unlink(*batch)
+                batch.clear()
+        if batch:
+            store.unlink(*batch)
+    finally:
+        store.close()

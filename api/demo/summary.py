@@ -1,0 +1,130 @@
+"""What the demo reports at the end: ``fusebox demo --json``'s object, and its table."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel
+from rich.table import Table
+
+from api.client import FuseboxClient
+from api.demo.plan import DEMO_MODELS, FAULTY
+from api.demo.tracking import JobTracker
+from breaker import State
+from breaker.connection import redis_client
+
+
+class DemoSummary(BaseModel):
+    """What ``fusebox demo --json`` prints.
+
+    Parameters:
+      jobs: jobs submitted.
+      completed: jobs answered (by a model, a fallback or the cache).
+      lost: jobs never answered (must be 0).
+      degraded: answers marked degraded.
+      errors: jobs that ended in an error.
+      trips: transitions into OPEN, all breakers.
+      recovered: the faulty model's breaker tripped and closed again, and every breaker
+        ended CLOSED.
+      served_by: answers by who served them (``model``, ``cache``, ``fallback:...``).
+      by_model: answers per model and server.
+      time_to_pause_ms: from the trip to the worker no longer consuming the faulty queue.
+      time_to_recover_s: from the fault's end to the breaker CLOSED again.
+      redis: ``existing`` (the one at FUSEBOX_REDIS_URL) or ``started``.
+      duration_s: the whole demo, worker start included.
+    """
+
+    jobs: int
+    completed: int
+    lost: int
+    degraded: int
+    errors: int
+    trips: int
+    recovered: bool
+    served_by: dict[str, int]
+    by_model: dict[str, dict[str, int]]
+    time_to_pause_ms: float | None
+    time_to_recover_s: float | None
+    faulty_model: str = FAULTY
+    redis: str
+    duration_s: float
+
+
+def summarize(client: FuseboxClient, jobs: JobTracker, prefix: str, how: str, times: dict[str, float | None],
+              started: float) -> DemoSummary:
+    """The summary of a finished demo.
+
+    Parameters:
+      client: reads the breakers.
+      jobs: the jobs and their answers.
+      prefix: the demo's key prefix (the workers' control records are under it).
+      how: ``existing`` or ``started`` (the Redis).
+      times: when the fault went on and off, the breaker tripped and closed (epoch s).
+      started: ``time.monotonic()`` at the demo's start.
+    """
+    trips = sum(client.breakers.get(m).snapshot().totals.get("to_open", 0) for m in DEMO_MODELS)
+    states = {m: client.breakers.get(m).snapshot().state for m in DEMO_MODELS}
+    faulty_tripped = client.breakers.get(FAULTY).snapshot().totals.get("to_open", 0) > 0
+    with jobs.lock:
+        completed = len(jobs.handles) - len(jobs.pending)
+        return DemoSummary(
+            jobs=len(jobs.handles),
+            completed=completed - jobs.errors,
+            lost=len(jobs.pending),
+            degraded=jobs.degraded,
+            errors=jobs.errors,
+            trips=trips,
+            recovered=faulty_tripped and all(s == State.CLOSED for s in states.values()),
+            served_by=dict(jobs.served_by),
+            by_model={m: dict(c) for m, c in jobs.by_model.items()},
+            time_to_pause_ms=time_to_pause(client, prefix, times.get("trip")),
+            time_to_recover_s=(round(times["closed"] - times["fault_off"], 2)
+                               if times.get("closed") and times.get("fault_off") else None),
+            redis=how,
+            duration_s=round(time.monotonic() - started, 1),
+        )
+
+
+def time_to_pause(client: FuseboxClient, prefix: str, trip: float | None) -> float | None:
+    """From the worker's own record (``<prefix>:control``): when it stopped consuming the
+    faulty queue, against the transition that told it to.
+
+    Parameters:
+      client: where Redis is.
+      prefix: the demo's key prefix.
+      trip: when the breaker tripped (None: it did not, and there is nothing to time).
+    """
+    if trip is None:
+        return None
+    store = redis_client(client.settings.redis_url, 5, fail_fast=False, decode_responses=True)
+    try:
+        for _, record in store.xrange(f"{prefix}:control"):
+            if record.get("model") == FAULTY and record.get("action") == "pause" and "trigger_at_ms" in record:
+                return round(float(record["at"]) * 1000 - int(record["trigger_at_ms"]), 1)
+    finally:
+        store.close()
+    return None
+
+
+def summary_table(summary: DemoSummary) -> Table:
+    """The summary as the table ``fusebox demo`` ends with.
+
+    Parameters:
+      summary: the summary.
+    """
+    table = Table(title="fusebox demo: summary")
+    table.add_column("")
+    table.add_column("", justify="right")
+    rows = [
+        ("jobs", summary.jobs), ("completed", summary.completed),
+        ("lost", f"[{'green' if summary.lost == 0 else 'red'}]{summary.lost}[/]"),
+        ("degraded", summary.degraded), ("errors", summary.errors), ("trips", summary.trips),
+        ("recovered", "yes" if summary.recovered else "[red]no[/]"),
+        ("time to pause", f"{summary.time_to_pause_ms:.1f} ms" if summary.time_to_pause_ms is not None else "-"),
+        ("time to recover", f"{summary.time_to_recover_s:.1f} s" if summary.time_to_recover_s is not None else "-"),
+        ("served by", ", ".join(f"{k} {v}" for k, v in sorted(summary.served_by.items()))),
+        ("redis", summary.redis), ("duration", f"{summary.duration_s:.0f} s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table

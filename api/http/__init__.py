@@ -1,0 +1,94 @@
+"""``fusebox serve``: health, metrics, breakers, jobs, and a live breaker page.
+
+    GET  /health/live                 the process answers
+    GET  /health/ready                this pod: broker and Redis answer, breaker store shared
+    GET  /health/fleet                a live worker for each queue; workers on a local breaker
+    GET  /metrics                     Prometheus (the whole fleet, read from Redis)
+    GET  /breakers                    every breaker's state, window and policy
+    GET  /breakers/{name}
+    POST /breakers/{name}/{action}    trip, reset, disable, metrics-only, force-open   [token]
+    PUT  /breakers/{name}/policy      change policy fields live                         [token]
+    DELETE /breakers/{name}/policy    back to the configured policy                     [token]
+    GET  /events                      recent transitions, newest first
+    GET  /chaos/{model}               its fault switch, if any
+    POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [token]
+    DELETE /chaos/{model}             turn it off                                          [token]
+    POST /jobs                        submit a job (text, texts or image_base64)        [token]
+    GET  /jobs/{id}                   its status and answer (404 for an unknown job)
+    DELETE /jobs/{id}                 cancel a queued or parked job                      [token]
+    GET  /                            the live breaker page
+
+[token]: ``Authorization: Bearer <FUSEBOX_API_TOKEN>``; without a configured token those
+endpoints answer 403.
+
+One module per group of routes (an ``APIRouter`` each); what they share is a
+:class:`~api.http.state.ServerState` on ``app.state.fusebox``, handed out by FastAPI
+dependencies (api.http.state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from api.alerts import AlertSender
+from api.client import FuseboxClient
+from api.http import breakers, chaos, health, jobs, page, prometheus
+from api.http.errors import add_error_handlers
+from api.http.state import ServerState
+from api.metrics import FuseboxCollector
+from api.settings import ApiSettings
+from breaker import STORE_ERRORS, StoreUnavailable
+from breaker.connection import redis_client
+from workers.faults import Faults
+from workers.settings import WorkerSettings
+
+
+def create_app(
+    worker_settings: WorkerSettings | None = None,
+    api_settings: ApiSettings | None = None,
+    client: FuseboxClient | None = None,
+) -> FastAPI:
+    """The HTTP server's app.
+
+    Parameters:
+      worker_settings: where Redis and the broker are (``FUSEBOX_*`` by default).
+      api_settings: token, webhooks (``FUSEBOX_API_*``, ``FUSEBOX_ALERT_*`` by default).
+      client: a client to use (and leave open); one made here, and closed on shutdown,
+        by default.
+    """
+    settings = worker_settings or WorkerSettings.from_env()
+    api = api_settings or ApiSettings.from_env()
+    fusebox = client or FuseboxClient(settings)
+    store = redis_client(settings.redis_url, 2, fail_fast=False)
+    registry = CollectorRegistry()
+    registry.register(FuseboxCollector(fusebox.breakers, store, settings))
+    alerts = AlertSender(api.webhooks, store, settings.key_prefix, retries=api.alert_retries, lease=api.alert_lease)
+    state = ServerState(settings=settings, api=api, client=fusebox, store=store,
+                        faults=Faults(store, settings.key_prefix), registry=registry, alerts=alerts)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        remove = fusebox.breakers.add_listener(alerts)
+        alerts.start()
+        if api.webhooks:
+            try:  # what a sender that died left undelivered (marks make the rest a no-op)
+                alerts.replay(fusebox.breakers.history(None, 1000), api.alert_replay)
+            except (*STORE_ERRORS, StoreUnavailable):
+                pass
+        yield
+        remove()
+        alerts.stop()
+        if client is None:
+            fusebox.close()
+
+    app = FastAPI(title="fusebox", version="0.1.0", lifespan=lifespan)
+    app.state.fusebox = state
+    app.state.client, app.state.alerts, app.state.settings = fusebox, alerts, settings
+    add_error_handlers(app)
+    for router in (health.router, prometheus.router, breakers.router, chaos.router, jobs.router, page.router):
+        app.include_router(router)
+    return app

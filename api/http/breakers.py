@@ -1,0 +1,91 @@
+"""``/breakers`` (read and operate) and ``/events`` (recent transitions)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from api.http.state import ServerState, authorized, check_breaker, server_state
+from api.views import snapshot_json
+from breaker import BreakerPolicy, Control
+from workers.inputs import first_error
+from workers.models import MODELS
+
+ACTIONS = {"trip": Control.TRIP, "reset": Control.RESET, "disable": Control.DISABLE,
+           "metrics-only": Control.METRICS_ONLY, "force-open": Control.FORCE_OPEN}
+
+router = APIRouter()
+
+
+class PolicyChange(BaseModel):
+    """``PUT /breakers/{name}/policy``: the fields to change; the rest stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minimum_calls: int | None = None
+    failure_rate_threshold: float | None = None
+    slow_call_duration: float | None = None
+    slow_call_rate_threshold: float | None = None
+    window: int | None = None
+    wait_in_open: float | None = None
+    wait_in_open_multiplier: float | None = None
+    max_wait_in_open: float | None = None
+    permitted_calls_in_half_open: int | None = None
+    max_wait_in_half_open: float | None = None
+    call_timeout: float | None = None
+    bypass_callers: list[str] | None = None
+
+
+def _view(state: ServerState, name: str) -> dict[str, Any]:
+    return snapshot_json(state.client.breakers.get(name).snapshot(), state.client.breakers.ramp(name))
+
+
+@router.get("/breakers")
+def breakers(state: ServerState = Depends(server_state)) -> dict[str, Any]:
+    names = sorted(set(MODELS) | set(state.client.breakers.names()))
+    return {"breakers": [_view(state, n) for n in names], "store": state.client.breakers.health().model_dump(),
+            "at": time.time()}
+
+
+@router.get("/breakers/{name}")
+def breaker(name: str, state: ServerState = Depends(server_state)) -> dict[str, Any]:
+    return _view(state, check_breaker(state, name))
+
+
+@router.post("/breakers/{name}/{action}", dependencies=[Depends(authorized)])
+def operate(name: str, action: str, reason: str = "", state: ServerState = Depends(server_state)) -> dict[str, Any]:
+    check_breaker(state, name)
+    if action not in ACTIONS:
+        raise HTTPException(404, f"no action {action!r}; actions: {', '.join(ACTIONS)}")
+    event = state.client.breakers.control(name, ACTIONS[action], reason or f"operator via HTTP: {action}", who="http")
+    return {"event": event.model_dump(mode="json"), "breaker": _view(state, name)}
+
+
+@router.put("/breakers/{name}/policy", dependencies=[Depends(authorized)])
+def set_policy(name: str, change: PolicyChange, state: ServerState = Depends(server_state)) -> dict[str, Any]:
+    check_breaker(state, name)
+    current = state.client.breakers.get(name).policy
+    try:
+        policy = BreakerPolicy.model_validate({**current.model_dump(), **change.model_dump(exclude_none=True)})
+    except ValidationError as exc:
+        raise HTTPException(422, f"invalid policy: {first_error(exc)}") from None
+    state.client.breakers.set_policy(name, policy, who="http")
+    return _view(state, name)
+
+
+@router.delete("/breakers/{name}/policy", dependencies=[Depends(authorized)])
+def clear_policy(name: str, state: ServerState = Depends(server_state)) -> dict[str, Any]:
+    check_breaker(state, name)
+    state.client.breakers.clear_policy(name, who="http")
+    return _view(state, name)
+
+
+@router.get("/events")
+def events(count: int = 20, breaker: str | None = None, state: ServerState = Depends(server_state)) -> dict[str, Any]:
+    if breaker is not None:
+        check_breaker(state, breaker)
+    history = state.client.breakers.history(breaker, max(1, min(count, 500)))
+    return {"events": [e.model_dump(mode="json") for e in reversed(history)]}
