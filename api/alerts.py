@@ -42,9 +42,9 @@ from typing import Any, Literal
 import httpx
 import redis
 
-from api.settings import Webhook
 from breaker import STORE_ERRORS, BreakerEvent, State
 from breaker.keyspace import Keyspace
+from workers.settings import Webhook
 
 log = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ from breaker import InputError
 from workers import hashing
 from workers.jobs import BATCH_PRIORITY, JobResult
 from workers.models import spec_for
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
-DEFAULT_MAX_IMAGE_BYTES: int = WorkerSettings.model_fields["max_image_bytes"].default
+DEFAULT_MAX_IMAGE_BYTES: int = Settings.model_fields["max_image_bytes"].default
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 TEXT_SUFFIXES = {".txt", ".jsonl"}

@@ -41,7 +41,7 @@ from workers.models import FALLBACK_QUEUE, MODELS, spec_for
 from workers.parking import ParkingLot
 from workers.payloads import PayloadStore
 from workers.deadlines import DeadlineIndex
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 from workers.redis_calls import essential
 
 Route = Literal["auto", "model", "fallback"]
@@ -121,9 +121,9 @@ class FuseboxClient:
     """
 
     def __init__(
-        self, settings: WorkerSettings | None = None, app: Celery | None = None, breakers: Breakers | None = None
+        self, settings: Settings | None = None, app: Celery | None = None, breakers: Breakers | None = None
     ) -> None:
-        self.settings = settings or WorkerSettings.from_env()
+        self.settings = settings or Settings.from_env()
         self._owns_app = app is None
         self.app = app or make_app(self.settings)
         self.breakers = breakers or Breakers.from_url(

@@ -28,7 +28,7 @@ from breaker.keyspace import Keyspace
 from workers import probe, stats
 from workers.broker import queue_depths
 from workers.models import FALLBACK_QUEUE, MODELS
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 #: Call outcomes (what a guarded call did). Admission decisions (rejected) and late reports
 #: (stale) are other series: they are not calls, and summing them with calls misleads.
@@ -61,7 +61,7 @@ class FuseboxCollector(Collector):
       process: this process's name in the store-degraded series.
     """
 
-    def __init__(self, breakers: Breakers, client: redis.Redis, settings: WorkerSettings,
+    def __init__(self, breakers: Breakers, client: redis.Redis, settings: Settings,
                  process: str | None = None) -> None:
         self.breakers, self.client, self.settings = breakers, client, settings
         self.process = process or f"api:{socket.gethostname()}"  # stable across restarts of the pod

@@ -23,9 +23,9 @@ from typing import Any
 
 from breaker import STORE_ERRORS
 from breaker.connection import redis_client
+from workers.settings import Settings
 
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class ServiceError(RuntimeError):
@@ -163,7 +163,7 @@ class RedisServer:
 def ensure_redis(url: str | None = None) -> Iterator[str]:
     """The URL of a Redis that answers: ``url`` (default ``FUSEBOX_REDIS_URL``, else the
     local default) when it does, else a server started here for the duration."""
-    url = url or os.environ.get("FUSEBOX_REDIS_URL") or DEFAULT_REDIS_URL
+    url = url or Settings.from_env().redis_url
     if redis_answers(url):
         yield url
         return

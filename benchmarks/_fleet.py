@@ -9,7 +9,7 @@ import redis
 
 from api.client import FuseboxClient
 from api.services import RedisServer, WorkerProcess
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 
 class BenchFleet:
@@ -17,7 +17,7 @@ class BenchFleet:
         self.redis = RedisServer().start()
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}"
         self.env = {"FUSEBOX_REDIS_URL": self.redis.url, "FUSEBOX_KEY_PREFIX": self.prefix, **env}
-        self.settings = WorkerSettings.from_env(self.env)
+        self.settings = Settings.from_env(self.env)
         self.client = FuseboxClient(self.settings)
         self.client.breakers.wait_until_subscribed(10)
         self.db = redis.Redis.from_url(self.redis.url)

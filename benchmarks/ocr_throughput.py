@@ -50,9 +50,9 @@ def _plain_process(engine: str, threads: int, onednn: bool, pages: list[bytes], 
     images = [decode_image(p, max_bytes=1 << 28, max_pixels=1 << 28) for p in pages]
     if engine == "paddle":
         from workers.runners.ocr import OcrRunner
-        from workers.settings import WorkerSettings
+        from workers.settings import Settings
 
-        s = WorkerSettings()
+        s = Settings()
         det, rec = s.ocr_model_dirs()
         runner = OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, cpu_threads=threads, onednn=onednn,
                            det_max_side=s.ocr_det_max_side or None)

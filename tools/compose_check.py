@@ -406,9 +406,9 @@ def exercise(report: Report) -> None:
     from api.client import FuseboxClient
     from breaker.connection import redis_client
     from workers.consumption import heartbeat_key
-    from workers.settings import WorkerSettings
+    from workers.settings import Settings
 
-    settings = WorkerSettings.from_env()
+    settings = Settings.from_env()
     r = redis_client(settings.redis_url, 5, fail_fast=False)
     handles: list[Any] = []
     results: dict[str, Any] = {}

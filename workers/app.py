@@ -9,7 +9,7 @@ per model plus ``fallback``, each bound to a direct exchange of its own name (so
 published for one queue is copied into another), with message priorities on both brokers.
 
 Broker and result backend come from fusebox's settings alone (``FUSEBOX_BROKER_URL``, else
-``CELERY_BROKER_URL``, else ``FUSEBOX_REDIS_URL``; see WorkerSettings): the app pins them so
+``CELERY_BROKER_URL``, else ``FUSEBOX_REDIS_URL``; see Settings): the app pins them so
 that Celery's own environment variables cannot send workers to another broker than the one
 fusebox's sweeps, metrics and readiness read.
 
@@ -30,7 +30,7 @@ from breaker.connection import celery_transport_options, celery_url
 from workers.broker import transport_options
 from workers.jobs import INTERACTIVE_PRIORITY, MAX_PRIORITY
 from workers.models import FALLBACK_QUEUE, MODELS
-from workers.settings import WorkerSettings, settings
+from workers.settings import Settings, settings
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ RUNNERS_READY = "fusebox runners loaded:"
 # ours around for it.
 
 
-def broker_priority(priority: int, s: WorkerSettings) -> int:
+def broker_priority(priority: int, s: Settings) -> int:
     """The priority to put on a message so that higher ``priority`` is served first on
     this broker."""
     return MAX_PRIORITY - priority if s.broker_is_redis else priority
@@ -72,7 +72,7 @@ class FuseboxCelery(Celery):
     deadline sweeper, parked jobs sent back) publishes through ``send_task``: the priority
     is set here once, from the job's own ``priority`` field, in the broker's numbering."""
 
-    fusebox_settings: WorkerSettings
+    fusebox_settings: Settings
 
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         if options.get("priority") is None and name.startswith("fusebox.") and args:
@@ -83,7 +83,7 @@ class FuseboxCelery(Celery):
         return super().send_task(name, args, kwargs, **options)
 
 
-def make_app(s: WorkerSettings | None = None) -> Celery:
+def make_app(s: Settings | None = None) -> Celery:
     """A fusebox Celery app; workers use the one below, producers may make their own for
     other settings (a test's private Redis, say)."""
     s = s or settings()

@@ -12,13 +12,13 @@ from typing import Any
 from kombu import Connection
 
 from breaker.connection import celery_transport_options, celery_url
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 # kombu's Redis transport keeps one list per priority step: 0 to 9, every level its own.
 PRIORITY_STEPS = list(range(10))
 
 
-def transport_options(s: WorkerSettings) -> dict[str, Any]:
+def transport_options(s: Settings) -> dict[str, Any]:
     """kombu transport options for this broker (the Redis transport's; none for AMQP)."""
     if not s.broker_is_redis:
         return {}
@@ -33,13 +33,13 @@ def transport_options(s: WorkerSettings) -> dict[str, Any]:
     }
 
 
-def connection(s: WorkerSettings, timeout: float = 5.0) -> Connection:
+def connection(s: Settings, timeout: float = 5.0) -> Connection:
     """A kombu connection to the broker the workers use (not yet connected)."""
     options = {**transport_options(s), **celery_transport_options(s.broker)}
     return Connection(celery_url(s.broker), transport_options=options, connect_timeout=timeout)
 
 
-def queue_depths(s: WorkerSettings, queues: list[str], timeout: float = 5.0) -> dict[str, int]:
+def queue_depths(s: Settings, queues: list[str], timeout: float = 5.0) -> dict[str, int]:
     """Messages waiting in each queue (taken but unacknowledged ones not counted). A queue
     the broker does not know yet counts 0.
 
@@ -77,7 +77,7 @@ def waiting(channel: Any, queue: str, redis_broker: bool, channel_errors: tuple[
         return -1
 
 
-def purge(s: WorkerSettings, queues: list[str]) -> None:
+def purge(s: Settings, queues: list[str]) -> None:
     """Drops every message waiting in ``queues`` (tests, drills)."""
     with connection(s) as conn:
         channel = conn.channel()

@@ -19,10 +19,10 @@ from typing import Any
 import redis
 
 from breaker.keyspace import Keyspace
-from workers.settings import WorkerSettings, settings
+from workers.settings import Settings, settings
 
 
-def model_files(model: str, s: WorkerSettings) -> list[Path]:
+def model_files(model: str, s: Settings) -> list[Path]:
     """The directories whose files make a model what it is (none for ``echo``)."""
     if model == "ocr":
         return list(s.ocr_model_dirs())

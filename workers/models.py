@@ -10,12 +10,12 @@ from typing import Literal
 from breaker.policy import BreakerPolicy
 from workers.errors import UnknownModel
 from workers.runners.base import ModelRunner
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 FALLBACK_QUEUE = "fallback"
 
 
-def _device(s: WorkerSettings) -> str:
+def _device(s: Settings) -> str:
     """This pool process's device (one GPU per process with FUSEBOX_DEVICE=gpu), with
     Paddle's GPU memory flags exported before Paddle is imported."""
     from workers.gpu import export_paddle_memory_flags, process_device
@@ -25,7 +25,7 @@ def _device(s: WorkerSettings) -> str:
     return process_device(s.device)
 
 
-def _ocr_runner(s: WorkerSettings) -> ModelRunner:
+def _ocr_runner(s: Settings) -> ModelRunner:
     from workers.runners.ocr import OcrRunner
 
     det, rec = s.ocr_model_dirs()
@@ -33,7 +33,7 @@ def _ocr_runner(s: WorkerSettings) -> ModelRunner:
                      onednn=s.ocr_onednn, det_max_side=s.ocr_det_max_side or None)
 
 
-def _ocr_cpu_runner(s: WorkerSettings) -> ModelRunner:
+def _ocr_cpu_runner(s: Settings) -> ModelRunner:
     """The degraded path: the same mobile models on CPU, on a shrunken image."""
     from workers.runners.ocr import OcrRunner
 
@@ -42,25 +42,25 @@ def _ocr_cpu_runner(s: WorkerSettings) -> ModelRunner:
                      max_side=s.fallback_ocr_max_side, onednn=s.ocr_onednn)
 
 
-def _sentiment_runner(s: WorkerSettings) -> ModelRunner:
+def _sentiment_runner(s: Settings) -> ModelRunner:
     from workers.nlp.serving import SentimentRunner
 
     return SentimentRunner(s.nlp_models_dir / "sentiment", device=_device(s), threads=s.cpu_threads)
 
 
-def _ner_runner(s: WorkerSettings) -> ModelRunner:
+def _ner_runner(s: Settings) -> ModelRunner:
     from workers.nlp.serving import NerRunner
 
     return NerRunner(s.nlp_models_dir / "ner", device=_device(s), threads=s.cpu_threads)
 
 
-def _ner_rules(s: WorkerSettings) -> ModelRunner:
+def _ner_rules(s: Settings) -> ModelRunner:
     from workers.nlp.rules import GazetteerTagger
 
     return GazetteerTagger(s.nlp_models_dir / "ner")
 
 
-def _echo_runner(s: WorkerSettings) -> ModelRunner:
+def _echo_runner(s: Settings) -> ModelRunner:
     from workers.runners.echo import EchoRunner
 
     return EchoRunner()
@@ -86,8 +86,8 @@ class ModelSpec:
     name: str
     input: Literal["image", "text"]
     policy: BreakerPolicy
-    runner: Callable[[WorkerSettings], ModelRunner]
-    fallback_runner: Callable[[WorkerSettings], ModelRunner] | None = None
+    runner: Callable[[Settings], ModelRunner]
+    fallback_runner: Callable[[Settings], ModelRunner] | None = None
     max_text_chars: int = 10_000
     max_batch: int = 64
     options: tuple[str, ...] = field(default=())

@@ -348,4 +348,3 @@ def _safe(url: str) -> str:
 def settings() -> Settings:
     """This process's settings, read once."""
     return Settings.from_env()
-WorkerSettings = Settings  # TEMP until call sites move

@@ -6,24 +6,24 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.context import api_settings, require_redis, worker_settings
+from api.cli.context import fusebox_settings, require_redis
 from api.cli.output import Json, UserError, err, out, print_json
-from api.settings import ApiSettings
 from breaker.connection import redis_client
 from workers.models import MODELS
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 alerts_app = typer.Typer(help="Breaker alerts to webhooks: the service (no subcommand), or `test`.",
                          invoke_without_command=True)
 
 
-def _alert_sender(api: ApiSettings, settings: WorkerSettings) -> Any:
+def _alert_sender(settings: Settings) -> Any:
     from api.alerts import AlertSender
 
-    if not api.webhooks:
+    if not settings.alert_webhooks:
         raise UserError("no webhooks: set FUSEBOX_ALERT_WEBHOOKS (format=url,...)", 2)
     client = redis_client(settings.redis_url, 5, fail_fast=False)
-    return AlertSender(api.webhooks, client, settings.key_prefix, retries=api.alert_retries, lease=api.alert_lease)
+    return AlertSender(settings.alert_webhooks, client, settings.key_prefix, retries=settings.alert_retries,
+                       lease=settings.alert_lease)
 
 
 @alerts_app.callback()
@@ -40,10 +40,9 @@ def alerts(ctx: typer.Context) -> None:
     from api.alerts import hook_label
     from breaker import Breakers
 
-    api = api_settings()
-    settings = worker_settings()
+    settings = fusebox_settings()
     require_redis(settings)
-    sender = _alert_sender(api, settings)
+    sender = _alert_sender(settings)
     breakers = Breakers.from_url(settings.redis_url, settings=settings.breaker_settings(),
                                  policies={name: spec.policy for name, spec in MODELS.items()})
     stop = threading.Event()
@@ -55,9 +54,9 @@ def alerts(ctx: typer.Context) -> None:
         breakers.wait_until_subscribed(5.0)
         sender.start()
         remove = breakers.add_listener(sender)
-        replayed = sender.replay(breakers.history(None, 1000), api.alert_replay)
-        err.print(f"fusebox alerts: sending to {', '.join(hook_label(h) for h in api.webhooks)}; "
-                  f"{replayed} transition(s) of the last {api.alert_replay:.0f}s re-checked")
+        replayed = sender.replay(breakers.history(None, 1000), settings.alert_replay)
+        err.print(f"fusebox alerts: sending to {', '.join(hook_label(h) for h in settings.alert_webhooks)}; "
+                  f"{replayed} transition(s) of the last {settings.alert_replay:.0f}s re-checked")
         while not stop.wait(1.0):
             pass
         remove()
@@ -74,9 +73,8 @@ def alerts_test(
 ) -> None:
     """Send a test message to every webhook now; exit status 1 if any did not accept it
     (DingTalk and WeCom errcodes included: a bad token, keyword or signature shows here)."""
-    api = api_settings()
-    settings = worker_settings()
-    sender = _alert_sender(api, settings)
+    settings = fusebox_settings()
+    sender = _alert_sender(settings)
     results = sender.send_test(message)
     if as_json:
         print_json({"results": [{"hook": r.hook, "ok": r.ok, "attempts": r.attempts, "problem": r.problem}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.context import known_model, require_redis, worker_settings
+from api.cli.context import fusebox_settings, known_model, require_redis
 from api.cli.output import Json, UserError, out, print_json
 from breaker.connection import redis_client
 
@@ -55,7 +55,7 @@ def chaos(
 
     known_model(name)
     ttl = parse_duration(duration)
-    settings = worker_settings()
+    settings = fusebox_settings()
     require_redis(settings)
     faults = Faults(redis_client(settings.redis_url, 5, fail_fast=False), settings.key_prefix)
     target = f"fallback.{name}" if fallback else name

@@ -5,38 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from api.cli.output import UserError
-from api.settings import ApiSettings
 from breaker import STORE_ERRORS
 from breaker.connection import redact, redis_client
 from workers.inputs import first_error
 from workers.models import MODELS
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 
-def worker_settings() -> WorkerSettings:
-    """``FUSEBOX_*`` settings, a bad one as a UserError (exit status 2)."""
-    try:
-        return WorkerSettings.from_env()
-    except ValueError as exc:
-        raise UserError(f"bad FUSEBOX_* setting: {exc}", 2) from None
-
-
-def api_settings(what: str = "FUSEBOX_API_*/FUSEBOX_ALERT_*", **overrides: Any) -> ApiSettings:
-    """``FUSEBOX_API_*`` and ``FUSEBOX_ALERT_*`` settings, a bad one as a UserError.
+def fusebox_settings(**overrides: Any) -> Settings:
+    """``FUSEBOX_*`` settings, a bad one as a UserError (exit status 2).
 
     Parameters:
-      what: the variables named in the error.
       overrides: values given on the command line, over the environment's.
     """
     try:
-        return ApiSettings.from_env(**overrides)
+        return Settings.from_env(**overrides)
     except ValueError as exc:
-        raise UserError(f"bad {what} setting: {first_error(exc)}", 2) from None
+        raise UserError(f"bad FUSEBOX_* setting: {first_error(exc)}", 2) from None
 
 
-def require_redis(settings: WorkerSettings) -> None:
+def require_redis(settings: Settings) -> None:
     """Raises a UserError unless Redis answers.
 
     Parameters:
@@ -53,7 +42,7 @@ def open_client() -> Any:
     """A FuseboxClient on a Redis that answers (the caller closes it)."""
     from api.client import FuseboxClient
 
-    settings = worker_settings()
+    settings = fusebox_settings()
     require_redis(settings)
     return FuseboxClient(settings)
 

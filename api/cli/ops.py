@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from api.cli.context import api_settings, open_client, require_redis, worker_settings
+from api.cli.context import fusebox_settings, open_client, require_redis
 from api.cli.output import Json, out, print_json
 from breaker import STORE_ERRORS
 from breaker.connection import redact, redis_client
@@ -36,7 +36,7 @@ def doctor(as_json: Json = False) -> None:
     from workers import probe
     from workers.faults import Faults
 
-    settings = worker_settings()
+    settings = fusebox_settings()
     checks: list[dict[str, str]] = []
 
     def note(name: str, status: str, detail: str) -> None:
@@ -118,7 +118,6 @@ def serve(
 
     from api.http import create_app
 
-    api = api_settings("FUSEBOX_API_*", **{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
-    settings = worker_settings()
+    settings = fusebox_settings(**{k: v for k, v in {"api_host": host, "api_port": port}.items() if v is not None})
     require_redis(settings)
-    uvicorn.run(create_app(settings, api), host=api.host, port=api.port, log_level="info")
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")

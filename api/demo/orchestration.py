@@ -3,14 +3,14 @@ environment on it, its two workers, and the removal of its keys at the end."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
 from api.demo.plan import DEMO_MODELS
-from api.services import DEFAULT_REDIS_URL, RedisServer, WorkerProcess, redis_answers
+from api.services import RedisServer, WorkerProcess, redis_answers
 from breaker.connection import redis_client
+from workers.settings import Settings
 
 
 def use_or_start_redis(stack: ExitStack, prefix: str, note: Callable[[str], None]) -> tuple[str, str]:
@@ -22,7 +22,7 @@ def use_or_start_redis(stack: ExitStack, prefix: str, note: Callable[[str], None
       prefix: the demo's key prefix (told to the user).
       note: tells the user what happens.
     """
-    url = os.environ.get("FUSEBOX_REDIS_URL") or DEFAULT_REDIS_URL
+    url = Settings.from_env().redis_url
     if redis_answers(url):
         note(f"using the Redis that answers at FUSEBOX_REDIS_URL (keys under {prefix}:)")
         return url, "existing"

@@ -21,7 +21,7 @@ from breaker import BreakerPolicy, State
 from breaker.connection import redis_client
 from workers.faults import SWITCH_TTL, Faults, FaultSpec
 from workers.models import MODELS
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 
 class Demo:
@@ -47,7 +47,7 @@ class Demo:
         with ExitStack() as stack:
             redis_url, how = orchestration.use_or_start_redis(stack, self.prefix, self._note)
             env = orchestration.demo_env(redis_url, self.prefix)
-            self.client = client = FuseboxClient(WorkerSettings.from_env(env))
+            self.client = client = FuseboxClient(Settings.from_env(env))
             stack.callback(client.close)
             if how == "existing":
                 stack.callback(orchestration.remove_keys, redis_url, self.prefix)

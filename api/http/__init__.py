@@ -40,43 +40,38 @@ from api.http import breakers, chaos, health, jobs, page, prometheus
 from api.http.errors import add_error_handlers
 from api.http.state import ServerState
 from api.metrics import FuseboxCollector
-from api.settings import ApiSettings
 from breaker import STORE_ERRORS, StoreUnavailable
 from breaker.connection import redis_client
 from workers.faults import Faults
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 
-def create_app(
-    worker_settings: WorkerSettings | None = None,
-    api_settings: ApiSettings | None = None,
-    client: FuseboxClient | None = None,
-) -> FastAPI:
+def create_app(settings: Settings | None = None, client: FuseboxClient | None = None) -> FastAPI:
     """The HTTP server's app.
 
     Parameters:
-      worker_settings: where Redis and the broker are (``FUSEBOX_*`` by default).
-      api_settings: token, webhooks (``FUSEBOX_API_*``, ``FUSEBOX_ALERT_*`` by default).
+      settings: where Redis and the broker are, the token, the webhooks (this process's
+        ``FUSEBOX_*`` environment by default).
       client: a client to use (and leave open); one made here, and closed on shutdown,
         by default.
     """
-    settings = worker_settings or WorkerSettings.from_env()
-    api = api_settings or ApiSettings.from_env()
+    settings = settings or Settings.from_env()
     fusebox = client or FuseboxClient(settings)
     store = redis_client(settings.redis_url, 2, fail_fast=False)
     registry = CollectorRegistry()
     registry.register(FuseboxCollector(fusebox.breakers, store, settings))
-    alerts = AlertSender(api.webhooks, store, settings.key_prefix, retries=api.alert_retries, lease=api.alert_lease)
-    state = ServerState(settings=settings, api=api, client=fusebox, store=store,
+    alerts = AlertSender(settings.alert_webhooks, store, settings.key_prefix, retries=settings.alert_retries,
+                         lease=settings.alert_lease)
+    state = ServerState(settings=settings, client=fusebox, store=store,
                         faults=Faults(store, settings.key_prefix), registry=registry, alerts=alerts)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         remove = fusebox.breakers.add_listener(alerts)
         alerts.start()
-        if api.webhooks:
+        if settings.alert_webhooks:
             try:  # what a sender that died left undelivered (marks make the rest a no-op)
-                alerts.replay(fusebox.breakers.history(None, 1000), api.alert_replay)
+                alerts.replay(fusebox.breakers.history(None, 1000), settings.alert_replay)
             except (*STORE_ERRORS, StoreUnavailable):
                 pass
         yield

@@ -12,11 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from api.alerts import AlertSender
 from api.client import FuseboxClient
-from api.settings import ApiSettings
 from breaker.state import check_name
 from workers.faults import Faults
 from workers.models import MODELS
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 
 @dataclass
@@ -24,8 +23,7 @@ class ServerState:
     """One server's shared objects.
 
     Parameters:
-      settings: the workers' settings (Redis, key prefix, broker).
-      api: the HTTP server's settings (token, webhooks).
+      settings: fusebox's settings (Redis, key prefix, broker, token, webhooks).
       client: submits jobs and reads and operates breakers.
       store: a Redis connection for health, fleet and fault reads.
       faults: the fleet's fault switches.
@@ -33,8 +31,7 @@ class ServerState:
       alerts: sends breaker transitions to the webhooks.
     """
 
-    settings: WorkerSettings
-    api: ApiSettings
+    settings: Settings
     client: FuseboxClient
     store: redis.Redis
     faults: Faults
@@ -51,7 +48,7 @@ def server_state(request: Request) -> ServerState:
 def authorized(request: Request, authorization: str | None = Header(default=None)) -> None:
     """Refuses the request unless it carries ``Authorization: Bearer <FUSEBOX_API_TOKEN>``
     (403 when the server has no token at all: it is read-only)."""
-    token = server_state(request).api.token
+    token = server_state(request).settings.api_token
     if not token:
         raise HTTPException(403, "this server has no FUSEBOX_API_TOKEN: it is read-only")
     scheme, _, given = (authorization or "").partition(" ")

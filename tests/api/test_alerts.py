@@ -23,10 +23,10 @@ import redis
 
 from api.alerts import AlertSender
 from api.services import free_port
-from api.settings import ApiSettings, Webhook
 from breaker import Breakers, BreakerPolicy, BreakerSettings
 from tests.api.conftest import fusebox_command
 from tests.support.fleet import wait_for
+from workers.settings import Settings, Webhook
 
 
 class Receiver:
@@ -114,8 +114,8 @@ def breakers(redis_url: str, key_prefix: str) -> Iterator[Breakers]:
 
 
 def sender(receiver: Receiver, redis_client: redis.Redis, prefix: str, **kwargs: Any) -> AlertSender:
-    hooks = ApiSettings(webhooks=f"{receiver.url('/generic')},dingtalk={receiver.url('/ding')},"
-                                 f"wecom={receiver.url('/wecom')}").webhooks
+    hooks = Settings(alert_webhooks=f"{receiver.url('/generic')},dingtalk={receiver.url('/ding')},"
+                                 f"wecom={receiver.url('/wecom')}").alert_webhooks
     return AlertSender(hooks, redis_client, prefix, backoff=0.05, **kwargs)
 
 
@@ -199,8 +199,8 @@ def test_errcode_failures_are_retried_when_retryable_and_reported_otherwise(
 ) -> None:
     # DingTalk's rate limit twice, then accepted; WeCom's "invalid webhook url" for good.
     receiver.errcodes = {"/ding": [130101, 130101], "/wecom": [93000], "/keyword": [310000]}
-    hooks = ApiSettings(webhooks=f"dingtalk={receiver.url('/ding')},wecom={receiver.url('/wecom')},"
-                                 f"dingtalk={receiver.url('/keyword')}").webhooks
+    hooks = Settings(alert_webhooks=f"dingtalk={receiver.url('/ding')},wecom={receiver.url('/wecom')},"
+                                 f"dingtalk={receiver.url('/keyword')}").alert_webhooks
     hook = AlertSender(hooks, redis_client, key_prefix, retries=4, backoff=0.05).start()
     breakers.add_listener(hook)
     breakers.get("ocr").trip(reason="errcodes")
@@ -220,7 +220,7 @@ def test_dingtalk_signed_robot_gets_timestamp_and_sign(
     receiver: Receiver, breakers: Breakers, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     secret = "SEC0123456789abcdef"
-    [hook] = ApiSettings(webhooks=f"dingtalk:{secret}={receiver.url('/ding')}?access_token=tok").webhooks
+    [hook] = Settings(alert_webhooks=f"dingtalk:{secret}={receiver.url('/ding')}?access_token=tok").alert_webhooks
     assert hook.secret == secret and "SEC" not in repr(hook) and "tok" not in repr(hook)
     sender = AlertSender([hook], redis_client, key_prefix, backoff=0.05).start()
     breakers.add_listener(sender)
@@ -342,7 +342,7 @@ def test_a_receiver_that_dies_mid_request_gets_the_alert_again(
     receiver: Receiver, breakers: Breakers, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     receiver.drop_first = {"/ding"}
-    [hook] = ApiSettings(webhooks=f"dingtalk={receiver.url('/ding')}").webhooks
+    [hook] = Settings(alert_webhooks=f"dingtalk={receiver.url('/ding')}").alert_webhooks
     sender = AlertSender([hook], redis_client, key_prefix, backoff=0.05).start()
     breakers.add_listener(sender)
     breakers.get("ocr").trip(reason="receiver drops the connection")

@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 from api.batch import collect_inputs
 from api.http import create_app
 from api.samples import invoice
-from api.settings import ApiSettings
 from tests.api.conftest import TOKEN, cli_env, fusebox_command
 from tests.support.fleet import Fleet
 from workers.errors import InvalidJob
@@ -62,7 +61,7 @@ def test_a_deadline_within_the_limit_is_accepted(store: Fleet) -> None:
 
 @pytest.fixture
 def http(store: Fleet) -> Iterator[TestClient]:
-    with TestClient(create_app(store.settings, ApiSettings(token=TOKEN), client=store.client)) as client:
+    with TestClient(create_app(store.settings.model_copy(update={"api_token": TOKEN}), client=store.client)) as client:
         yield client
 
 

@@ -12,19 +12,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.http import create_app
 from api.samples import invoice
-from api.settings import ApiSettings
 from breaker import State
 from tests.api.conftest import TOKEN
 from tests.support.fleet import Fleet, wait_for
 from workers.models import MODELS
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
 def http(fleet: Fleet) -> Iterator[TestClient]:
-    app = create_app(fleet.settings, ApiSettings(token=TOKEN))
+    app = create_app(fleet.settings.model_copy(update={"api_token": TOKEN}))
     with TestClient(app) as client:
         yield client
 
@@ -55,8 +54,8 @@ def test_liveness_readiness_of_the_pod_and_fleet_coverage(http: TestClient, flee
 
 def test_a_missing_worker_fails_the_fleet_not_the_pod(fleet: Fleet) -> None:
     # Same Redis, a prefix no worker uses: nobody serves any queue.
-    lonely = WorkerSettings.from_env({**fleet.env, "FUSEBOX_KEY_PREFIX": fleet.prefix + "-lonely"})
-    with TestClient(create_app(lonely, ApiSettings())) as client:
+    lonely = Settings.from_env({**fleet.env, "FUSEBOX_KEY_PREFIX": fleet.prefix + "-lonely"})
+    with TestClient(create_app(lonely)) as client:
         ready = client.get("/health/ready")
         fleet_health = client.get("/health/fleet")
     assert ready.status_code == 200, ready.json()  # before: 503 on every API replica at once
@@ -66,8 +65,8 @@ def test_a_missing_worker_fails_the_fleet_not_the_pod(fleet: Fleet) -> None:
 
 
 def test_a_pod_whose_redis_is_down_is_not_ready(fleet: Fleet) -> None:
-    dead = WorkerSettings.from_env({**fleet.env, "FUSEBOX_REDIS_URL": "redis://127.0.0.1:1/0"})
-    with TestClient(create_app(dead, ApiSettings())) as client:
+    dead = Settings.from_env({**fleet.env, "FUSEBOX_REDIS_URL": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(dead)) as client:
         ready = client.get("/health/ready")
         assert client.get("/health/fleet").status_code == 503
     assert ready.status_code == 503
@@ -101,7 +100,7 @@ def test_operator_actions_need_the_token(http: TestClient, fleet: Fleet) -> None
 
 
 def test_a_server_without_a_token_is_read_only(fleet: Fleet) -> None:
-    with TestClient(create_app(fleet.settings, ApiSettings())) as client:
+    with TestClient(create_app(fleet.settings)) as client:
         assert client.post("/breakers/echo/trip", headers=AUTH).status_code == 403
         assert client.post("/jobs", json={"model": "echo", "text": "x"}, headers=AUTH).status_code == 403
         assert client.get("/breakers/echo").status_code == 200

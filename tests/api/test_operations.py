@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 from api.http import create_app
 from tests.support.redis_server import RedisServer
-from api.settings import ApiSettings
 from tests.api.conftest import TOKEN, cli_env, fusebox_command
 from tests.support.fleet import Fleet, wait_for
 from workers.faults import FaultSpec
@@ -33,7 +32,7 @@ def store() -> Iterator[Fleet]:
 @pytest.fixture
 def http(store: Fleet) -> Iterator[TestClient]:
     store.reset()
-    with TestClient(create_app(store.settings, ApiSettings(token=TOKEN), client=store.client)) as client:
+    with TestClient(create_app(store.settings.model_copy(update={"api_token": TOKEN}), client=store.client)) as client:
         yield client
 
 

@@ -15,7 +15,6 @@ import uvicorn
 
 from api.http import create_app
 from api.services import free_port
-from api.settings import ApiSettings
 from tests.support.fleet import Fleet, wait_for
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
 @pytest.fixture
 def server(fleet: Fleet) -> Iterator[str]:
     port = free_port()
-    config = uvicorn.Config(create_app(fleet.settings, ApiSettings()), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(create_app(fleet.settings), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

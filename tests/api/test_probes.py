@@ -18,7 +18,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.http import create_app
-from api.settings import ApiSettings
 from tests.api.conftest import cli_env, fusebox_command
 from tests.support.fleet import Fleet, wait_for
 from workers import probe
@@ -83,7 +82,7 @@ def test_metrics_report_each_workers_store_mode_and_bound_error_labels(small: tu
     fleet.db.zadd(probe.index_key(prefix), {other.hostname: time.time()})
     for name in ("InvalidInput", "KeyError", "SomeVendorError", "ValueError"):
         fleet.db.hincrby(f"{prefix}:stats:echo", f"error:{name}", 2)
-    with TestClient(create_app(fleet.settings, ApiSettings(), client=fleet.client)) as http:
+    with TestClient(create_app(fleet.settings, client=fleet.client)) as http:
         text = http.get("/metrics").text
         body = http.get("/health/fleet").json()
     samples = parse(text)

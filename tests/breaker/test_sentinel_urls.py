@@ -20,7 +20,7 @@ from breaker.connection import (
 )
 from tests.support.sentinel import SentinelCluster
 from workers.app import make_app
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 
 def test_the_documented_form_is_parsed() -> None:
@@ -64,7 +64,7 @@ def test_bad_sentinel_urls_say_why(url: str, reason: str) -> None:
     with pytest.raises(ValidationError, match=reason):
         BreakerSettings(redis_url=url)
     with pytest.raises(ValidationError, match=reason):
-        WorkerSettings(redis_url=url)
+        Settings(redis_url=url)
 
 
 def test_other_urls_are_left_to_redis_py_and_celery() -> None:
@@ -74,11 +74,11 @@ def test_other_urls_are_left_to_redis_py_and_celery() -> None:
     with pytest.raises(ValidationError, match="unsupported Redis URL"):
         BreakerSettings(redis_url="http://h:6379")
     # Another broker keeps working (only a sentinel:// broker URL is parsed here).
-    assert WorkerSettings(broker_url="amqp://guest:guest@h:5672//").broker_is_redis is False
+    assert Settings(broker_url="amqp://guest:guest@h:5672//").broker_is_redis is False
 
 
 def test_the_celery_app_uses_the_sentinel_transport_and_backend() -> None:
-    s = WorkerSettings(redis_url="sentinel://:pw@a:1;sentinel://:pw@b:2/4?master_name=m", broker_key_prefix="x:")
+    s = Settings(redis_url="sentinel://:pw@a:1;sentinel://:pw@b:2/4?master_name=m", broker_key_prefix="x:")
     app = make_app(s)
     assert app.conf.broker_url == app.conf.result_backend == "sentinel://:pw@a:1/4;sentinel://:pw@b:2/4"
     for options in (app.conf.broker_transport_options, app.conf.result_backend_transport_options):

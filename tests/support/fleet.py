@@ -23,7 +23,7 @@ from workers import broker as broker_io
 from workers.app import queue_names
 from workers.faults import SWITCH_TTL, Faults, FaultSpec
 from workers.models import MODELS
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 
 def fresh(fleet: "Fleet") -> Iterator["Fleet"]:
@@ -61,7 +61,7 @@ class Fleet:
             **broker_env,
             **env,
         }
-        self.settings = WorkerSettings.from_env(self.env)
+        self.settings = Settings.from_env(self.env)
         self.client = FuseboxClient(self.settings)
         self.client.breakers.wait_until_subscribed(10)
         self.db = redis.Redis.from_url(self.redis.url)

@@ -10,7 +10,7 @@ import redis
 
 from workers.cache import ResultCache, model_files, version_of
 from workers.jobs import Job
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 pytestmark = pytest.mark.redis
 
@@ -27,7 +27,7 @@ def test_a_model_upgrade_stops_serving_the_old_models_answers(redis_client: redi
 
 
 def test_the_version_is_a_hash_of_the_weights_and_features(tmp_path: Path) -> None:
-    shipped = model_files("sentiment", WorkerSettings())[0]
+    shipped = model_files("sentiment", Settings())[0]
     copy = tmp_path / "sentiment"
     shutil.copytree(shipped, copy)
     before = version_of("sentiment", [copy])

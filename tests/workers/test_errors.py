@@ -11,7 +11,7 @@ from breaker import FuseboxError, InputError, StoreUnavailable
 from workers.app import make_app
 from workers.errors import InvalidInput, InvalidJob, JobFailed, PayloadMissing, StoreDown, UnknownModel
 from workers.models import MODELS, spec_for
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 
 def test_the_job_errors_sit_under_fusebox_error() -> None:
@@ -35,6 +35,6 @@ def test_an_unknown_model_is_a_key_error_with_a_plain_message() -> None:
                                  JobFailed("no answer"), PayloadMissing("gone")])
 def test_errors_survive_pickling_and_the_result_backend(exc: Exception) -> None:
     assert str(pickle.loads(pickle.dumps(exc))) == str(exc)
-    backend = make_app(WorkerSettings()).backend
+    backend = make_app(Settings()).backend
     back = backend.exception_to_python(backend.prepare_exception(exc, "json"))
     assert type(back) is type(exc) and str(back) == str(exc)

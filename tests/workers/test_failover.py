@@ -21,7 +21,7 @@ from api.client import FuseboxClient, JobHandle
 from api.services import WorkerProcess
 from tests.support.fleet import wait_for
 from tests.support.sentinel import SentinelCluster
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -74,7 +74,7 @@ def test_no_job_is_lost_across_a_sentinel_failover(cluster: SentinelCluster) -> 
         "FUSEBOX_PRELOAD": "none",
         "FUSEBOX_VISIBILITY_TIMEOUT": "30",
     }
-    client = FuseboxClient(WorkerSettings.from_env(env))
+    client = FuseboxClient(Settings.from_env(env))
     workers = [WorkerProcess(["echo"], "echo-sentinel", 2, env), WorkerProcess(["fallback"], "cpu-sentinel", 1, env)]
     submitter = Submitter(client)
     try:

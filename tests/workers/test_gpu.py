@@ -10,7 +10,7 @@ from breaker import BreakerPolicy
 from workers.gpu import is_out_of_memory, paddle_memory_flags, resolve_device, visible_gpus
 from workers.models import MODELS
 from workers.runners.sizing import allowance, megapixels
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 
 def test_round_robin_over_visible_gpus() -> None:
@@ -40,14 +40,14 @@ def test_memory_settings() -> None:
     assert paddle_memory_flags("auto_growth", None) == {"FLAGS_allocator_strategy": "auto_growth"}
     assert paddle_memory_flags("naive_best_fit", 0.45) == {
         "FLAGS_allocator_strategy": "naive_best_fit", "FLAGS_fraction_of_gpu_memory_to_use": "0.45"}
-    s = WorkerSettings.from_env({"FUSEBOX_DEVICE": "gpu", "FUSEBOX_GPU_ALLOCATOR": "naive_best_fit",
+    s = Settings.from_env({"FUSEBOX_DEVICE": "gpu", "FUSEBOX_GPU_ALLOCATOR": "naive_best_fit",
                                  "FUSEBOX_GPU_MEMORY_FRACTION": "0.3", "FUSEBOX_MAX_MEMORY_PER_CHILD": "2048"})
     assert (s.device, s.gpu_allocator, s.gpu_memory_fraction, s.max_memory_per_child) == (
         "gpu", "naive_best_fit", 0.3, 2048)
     with pytest.raises(ValueError):
-        WorkerSettings.from_env({"FUSEBOX_GPU_ALLOCATOR": "greedy"})
+        Settings.from_env({"FUSEBOX_GPU_ALLOCATOR": "greedy"})
     with pytest.raises(ValueError):
-        WorkerSettings.from_env({"FUSEBOX_GPU_MEMORY_FRACTION": "1.5"})
+        Settings.from_env({"FUSEBOX_GPU_MEMORY_FRACTION": "1.5"})
 
 
 def test_out_of_memory_is_told_apart() -> None:

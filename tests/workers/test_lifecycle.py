@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 from api.client import CannotCancel, UnknownJob
 from workers.errors import InvalidJob
 from api.http import create_app
-from api.settings import ApiSettings
 from breaker import State
 from tests.support.fleet import Fleet, wait_for
 from workers.app import queue_names
@@ -42,7 +41,7 @@ def pause_echo(fleet: Fleet) -> None:
 
 @pytest.fixture
 def http(fleet: Fleet) -> Iterator[TestClient]:
-    app = create_app(fleet.settings, ApiSettings(token=TOKEN), client=fleet.client)
+    app = create_app(fleet.settings.model_copy(update={"api_token": TOKEN}), client=fleet.client)
     with TestClient(app) as client:
         yield client
 

@@ -15,13 +15,13 @@ from tests.support.ocr_pages import big_page, id_card, receipt_en, receipt_zh
 from tests.workers.test_ocr import CHINESE, ENGLISH
 from workers.images import decode_image
 from workers.runners.ocr import SELF_CHECK_TEXT, OcrRunner, self_check_image
-from workers.settings import WorkerSettings
+from workers.settings import Settings
 
 pytestmark = [pytest.mark.slow]
 
 
 def make_runner(**kwargs: Any) -> OcrRunner:
-    s = WorkerSettings()
+    s = Settings()
     det, rec = s.ocr_model_dirs()
     return OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, cpu_threads=2, **kwargs)
 
@@ -36,7 +36,7 @@ def onednn() -> Iterator[OcrRunner]:
 def test_onednn_is_on_by_default_and_passes_its_self_check(onednn: OcrRunner) -> None:
     from workers.models import MODELS
 
-    configured = MODELS["ocr"].runner(WorkerSettings())  # what a worker builds (not loaded)
+    configured = MODELS["ocr"].runner(Settings())  # what a worker builds (not loaded)
     assert isinstance(configured, OcrRunner) and configured.onednn and configured.det_max_side == 2048
     assert onednn.onednn_active, onednn.onednn_fallback_reason  # the pinned paddlepaddle 3.2.2
     assert onednn.onednn_fallback_reason is None
