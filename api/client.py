@@ -229,9 +229,9 @@ class FuseboxClient:
         """One text (or a list) -> persons, places, organisations and times."""
         return self.submit("ner", **({"texts": text} if isinstance(text, list) else {"text": text}), **kwargs)
 
-    def submit_nlp(self, text: str | list[str], task: str = "sentiment", **kwargs: Any) -> JobHandle:
-        """A text job for any NLP model (``sentiment``, ``ner``), chosen by ``task``."""
-        return self.submit(task, **({"texts": text} if isinstance(text, list) else {"text": text}), **kwargs)
+    def submit_nlp(self, text: str | list[str], model: str = "sentiment", **kwargs: Any) -> JobHandle:
+        """A text job for any NLP model (``sentiment``, ``ner``), chosen by ``model``."""
+        return self.submit(model, **({"texts": text} if isinstance(text, list) else {"text": text}), **kwargs)
 
     def submit_echo(self, text: str, **kwargs: Any) -> JobHandle:
         return self.submit("echo", text=text, **kwargs)

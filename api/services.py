@@ -67,7 +67,28 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-class RedisServer:
+class ChildProcess:
+    """A process this program started (in a session of its own) and stops."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def terminate(self, timeout: float) -> None:
+        """SIGTERM, then SIGKILL to its whole process group if it lingers; then forgets it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+class RedisServer(ChildProcess):
     """A ``redis-server`` process this program owns: started and stopped, with nothing kept
     on disk.
 
@@ -134,22 +155,9 @@ class RedisServer:
     def log_path(self) -> str:
         return os.path.join(self._dir, "redis.log")
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it lingers."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        self.terminate(timeout)
 
     def __enter__(self) -> RedisServer:
         return self.start()
@@ -171,7 +179,7 @@ def ensure_redis(url: str | None = None) -> Iterator[str]:
         yield server.url
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """A ``celery -A workers worker`` of our own, as a child process.
 
     Parameters:
@@ -234,21 +242,9 @@ class WorkerProcess:
         self.kill()
         raise ServiceError(f"worker {self.name} did not answer within {timeout}s; see {self.log_path}")
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def stop(self, timeout: float = 30.0) -> None:
         """Warm shutdown (SIGTERM: finish running jobs), SIGKILL if it lingers."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process = None
+        self.terminate(timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

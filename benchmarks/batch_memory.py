@@ -56,7 +56,7 @@ def submit(fleet: BenchFleet, folder: Path, out: Path, *extra: str) -> tuple[flo
     )
     started = time.monotonic()
     child = subprocess.Popen(
-        [sys.executable, "-c", code, script, "submit", str(folder), "--task", "ocr", "--out", str(out), *extra],
+        [sys.executable, "-c", code, script, "submit", str(folder), "--model", "ocr", "--out", str(out), *extra],
         env={**os.environ, **fleet.env}, stdout=subprocess.PIPE, text=True,
     )
     first = None

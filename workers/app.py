@@ -162,7 +162,7 @@ def _load_models(**_: Any) -> None:
     """Loads, in each pool process after the fork, the runners this worker will use: the
     models of the queues it consumes, and the degraded paths if it consumes ``fallback``.
     FUSEBOX_PRELOAD (comma-separated runner names, or ``none``) overrides the choice."""
-    from workers import runtime as rt
+    from workers import runtime
     from workers import tracing
 
     if tracing.enabled():
@@ -178,7 +178,7 @@ def _load_models(**_: Any) -> None:
         fallback = name.startswith("fallback.")
         model = name.removeprefix("fallback.")
         try:
-            rt.runner(model, fallback=fallback)
+            runtime.runner(model, fallback=fallback)
             loaded.append(name)
         except Exception:  # noqa: BLE001 - a runner that cannot load fails its jobs, visibly
             log.exception("could not load runner %s; its jobs will fail over to the fallback", name)
@@ -188,12 +188,12 @@ def _load_models(**_: Any) -> None:
 
 @signals.worker_process_shutdown.connect
 def _flush_outcomes(**_: Any) -> None:
-    from workers import runtime as rt
+    from workers import runtime
 
-    if rt.breakers.cache_info().currsize:  # only if this process used its breakers
-        rt.breakers().flush(2.0)
-    if rt.job_stats.cache_info().currsize:
-        rt.job_stats().flush()
+    if runtime.breakers.cache_info().currsize:  # only if this process used its breakers
+        runtime.breakers().flush(2.0)
+    if runtime.job_stats.cache_info().currsize:
+        runtime.job_stats().flush()
 
 
 @signals.task_failure.connect
@@ -202,7 +202,7 @@ def _count_failure(sender: Any = None, exception: BaseException | None = None, *
     name = getattr(sender, "name", "") or ""
     if not name.startswith("fusebox.") or exception is None:
         return
-    from workers import runtime as rt
+    from workers import runtime
 
     model = name.rsplit(".", 1)[-1]
-    rt.job_stats().failed(model, type(exception).__name__)
+    runtime.job_stats().failed(model, type(exception).__name__)

@@ -53,7 +53,7 @@ from celery import bootsteps
 from breaker import STORE_ERRORS, BreakerEvent, State
 from breaker.keyspace import Keyspace
 from workers import probe as worker_probe
-from workers import runtime as rt
+from workers import runtime
 from workers.jobs import Job
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.parking import ParkedJob
@@ -109,7 +109,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         if self.models is None:
             self.queues = sorted(q.name for q in c.task_consumer.queues)
             self.models = [q for q in self.queues if q in MODELS]
-        breakers = rt.breakers()
+        breakers = runtime.breakers()
         for name in MODELS:
             breakers.get(name)
         breakers.wait_until_subscribed(2.0)
@@ -158,9 +158,9 @@ class ConsumptionControl(bootsteps.StartStopStep):
     def _tick(self) -> None:
         for model in self.models or ():
             try:
-                remaining = rt.breakers().open_remaining(model)
+                remaining = runtime.breakers().open_remaining(model)
                 if remaining is not None and remaining <= 0:
-                    rt.breakers().advance(model)
+                    runtime.breakers().advance(model)
             except Exception:  # noqa: BLE001 - keep the timer alive through a Redis hiccup
                 log.warning("could not advance the %s breaker", model, exc_info=True)
             self._control(model)
@@ -170,7 +170,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         self._apply(model, event)
         if self._stopping or self._pump is None:
             return
-        breakers = rt.breakers()
+        breakers = runtime.breakers()
         if (breakers.get(model).state != State.HALF_OPEN or breakers.degraded
                 or settings().half_open_consumption != "probes"):
             return
@@ -187,7 +187,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         c = self.consumer
         if c is None or c.task_consumer is None or self._stopping:
             return  # stopping: a callback queued before stop() must not re-add a queue
-        breakers = rt.breakers()
+        breakers = runtime.breakers()
         state = breakers.get(model).state
         # HALF_OPEN takes only probes (the pump), except for a process deciding locally
         # (store lost): its local permits cannot travel, so its workers probe by consuming.
@@ -220,7 +220,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         now = time.time()
         record = {"worker": str(self.consumer.hostname), "model": model, "action": action, "state": state.value,
                   "at": repr(now)}
-        view = rt.breakers().known_view(model)
+        view = runtime.breakers().known_view(model)
         if view is not None:
             record["epoch"] = str(view.epoch)  # of the state acted on, whatever told us
         if event is not None and event.kind == "transition" and event.breaker == model:
@@ -246,7 +246,7 @@ class Housekeeping(bootsteps.StartStopStep):
 
     def start(self, c: Any) -> None:
         self.consumer = c
-        self._remove_listener = rt.breakers().add_listener(self._on_event)
+        self._remove_listener = runtime.breakers().add_listener(self._on_event)
         self._trefs = [
             c.timer.call_repeatedly(HOUSEKEEPING_INTERVAL, self._housekeeping, priority=20),
             c.timer.call_repeatedly(HEARTBEAT_INTERVAL, self._heartbeat, priority=30),
@@ -275,7 +275,7 @@ class Housekeeping(bootsteps.StartStopStep):
             return
         key = Keyspace(settings().key_prefix).consumption_audit
         try:
-            pipe = rt.redis_client().pipeline(transaction=False)
+            pipe = runtime.redis_client().pipeline(transaction=False)
             while records:
                 pipe.xadd(key, records.popleft(), maxlen=10_000, approximate=True)
             pipe.execute()
@@ -301,8 +301,8 @@ class Housekeeping(bootsteps.StartStopStep):
 
     def _pending_work(self) -> dict[str, tuple[bool, bool]]:
         """Per model: (deadline sweep due, jobs parked), read in one round trip."""
-        index, lot, now = rt.deadlines(), rt.parking(), time.time()
-        pipe = rt.redis_client().pipeline(transaction=False)
+        index, lot, now = runtime.deadlines(), runtime.parking(), time.time()
+        pipe = runtime.redis_client().pipeline(transaction=False)
         for model in MODELS:
             pipe.zcount(index.key(model), "-inf", now)
             pipe.llen(index.reroute_key(model))  # moved, not yet re-sent (a crash in between)
@@ -322,7 +322,7 @@ class Housekeeping(bootsteps.StartStopStep):
         consuming = sorted(q.name for q in c.task_consumer.queues) if c.task_consumer is not None else []
         beat = {"hostname": str(c.hostname), "queues": self.queues, "consuming": consuming, "at": time.time()}
         try:
-            rt.redis_client().set(heartbeat_key(settings().key_prefix, str(c.hostname)), json.dumps(beat),
+            runtime.redis_client().set(heartbeat_key(settings().key_prefix, str(c.hostname)), json.dumps(beat),
                                   ex=HEARTBEAT_TTL)
         except Exception:  # noqa: BLE001 - a missed beat shows up as "not ready", as it should
             log.debug("heartbeat failed", exc_info=True)
@@ -331,9 +331,9 @@ class Housekeeping(bootsteps.StartStopStep):
     def _step(self, model: str, sweep: bool, release_parked: bool) -> None:
         try:
             if sweep:
-                rt.deadlines().sweep(model, resend=self._resend_to_fallback(model, "deadline passed while queued"))
+                runtime.deadlines().sweep(model, resend=self._resend_to_fallback(model, "deadline passed while queued"))
             if release_parked:
-                self._release_parked(model, rt.breakers().get(model).state)
+                self._release_parked(model, runtime.breakers().get(model).state)
         except Exception:  # noqa: BLE001 - keep the timer alive through a Redis hiccup
             log.warning("housekeeping of %s failed", model, exc_info=True)
 
@@ -347,7 +347,7 @@ class Housekeeping(bootsteps.StartStopStep):
         return resend
 
     def _release_parked(self, model: str, state: State) -> None:
-        lot = rt.parking()
+        lot = runtime.parking()
         if not lot.count(model):
             return
         spec = MODELS[model]

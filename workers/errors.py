@@ -58,7 +58,7 @@ class StoreDown(FuseboxError):
 
     Not a :class:`~breaker.errors.StoreUnavailable`: that one is an operator action on the
     breaker store (a 503 over HTTP); this one is a job's own data (its payload, its place
-    in the parking lot), and the job path turns it into a requeue (``workers/guard.py``).
+    in the parking lot), and the job path turns it into a requeue (``workers/handoffs.py``).
     """
 
 

@@ -97,6 +97,15 @@ DEGRADED_PATHS: dict[str, Callable[[ModelSpec, Job], tuple[dict[str, Any], str]]
 
 @requeue_when_store_down
 def run_fallback(task: Task, spec: ModelSpec, raw_job: Any, reason: str) -> dict[str, Any]:
+    """Answers a job without its model: from the result cache, else by the model's degraded
+    path (``DEGRADED_PATHS``); a job no path can answer is parked, never dropped.
+
+    Parameters:
+      task: the running fallback task (its id is the job's).
+      spec: the job's model.
+      raw_job: the job as the message carried it.
+      reason: why the model did not answer (shown in the result).
+    """
     started = time.time()
     job = parse_job(raw_job, spec)
     drop_if_cancelled(task, spec)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from workers import runtime as rt
+from workers import runtime
 from workers.errors import InvalidInput, InvalidJob
 from workers.images import decode_image
 from workers.jobs import Job
@@ -118,7 +118,7 @@ def load_input(spec: ModelSpec, job: Job) -> Any:
     if spec.input == "image":
         assert job.payload is not None
         s = settings()
-        return decode_image(rt.payloads().get(job.payload), max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+        return decode_image(runtime.payloads().get(job.payload), max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
     texts = [job.text] if job.text is not None else list(job.texts or [])
     checked = []
     for i, text in enumerate(texts):

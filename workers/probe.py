@@ -115,11 +115,11 @@ def beat(report: dict[str, Any]) -> None:
     """Called from the worker's heartbeat with what it reports (hostname, queues,
     consuming, at): adds the breaker store mode, writes the probe file and the fleet
     index. Never raises: a failed write shows up as a stale probe or a missing worker."""
-    from workers import runtime as rt
+    from workers import runtime
     from workers.settings import settings
 
     try:
-        store = rt.breakers().health()
+        store = runtime.breakers().health()
         health = WorkerHealth(**{k: report[k] for k in ("hostname", "queues", "consuming", "at") if k in report},
                               store_shared=store.shared, store_degraded=store.degraded, pid=os.getpid())
     except Exception:  # noqa: BLE001 - a probe must never break the worker
@@ -127,7 +127,7 @@ def beat(report: dict[str, Any]) -> None:
         return
     try:
         prefix, now = settings().key_prefix, time.time()
-        pipe = rt.redis_client().pipeline(transaction=False)
+        pipe = runtime.redis_client().pipeline(transaction=False)
         pipe.set(health_key(prefix, health.hostname), health.model_dump_json(), ex=int(FLEET_TTL * 3))
         pipe.zadd(index_key(prefix), {health.hostname: now})
         pipe.zremrangebyscore(index_key(prefix), "-inf", now - 24 * 3600)  # long gone: forgotten

@@ -27,7 +27,7 @@ from typing import Any
 from kombu import Queue
 
 from breaker import BreakerPolicy, CallNotPermitted, Outcome, State, Ticket
-from workers import runtime as rt
+from workers import runtime
 from workers.broker import waiting
 from workers.models import spec_for
 from workers.settings import settings
@@ -86,7 +86,7 @@ def ticket_from(headers: Any) -> Ticket | None:
 def give_back(model: str, ticket: Ticket) -> None:
     """Frees a probe permit without counting anything (IGNORED deletes the permit)."""
     try:
-        rt.breakers().get(model).record(ticket, Outcome.IGNORED, 0.0, wait=True)
+        runtime.breakers().get(model).record(ticket, Outcome.IGNORED, 0.0, wait=True)
     except Exception:  # noqa: BLE001 - at worst the permit lapses after max_wait_in_half_open
         log.warning("could not give back a probe permit of %s", model, exc_info=True)
 
@@ -141,8 +141,8 @@ class ProbePump:
     def pump(self, model: str) -> int:
         """Takes as many probe permits as the breaker hands out and moves one queued job per
         permit; returns how many jobs were moved."""
-        breaker = rt.breakers().get(model)
-        view = rt.breakers().known_view(model)
+        breaker = runtime.breakers().get(model)
+        view = runtime.breakers().known_view(model)
         refused = self._refused.get(model)
         if (view is not None and refused is not None and refused[0] == view.epoch
                 and time.monotonic() - refused[1] < REFUSED_RETRY):

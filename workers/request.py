@@ -22,7 +22,7 @@ from celery.worker.request import Request
 
 from breaker import Outcome, Ticket
 from workers import probe_pump
-from workers import runtime as rt
+from workers import runtime
 from workers.models import FALLBACK_QUEUE, spec_for
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class GuardedRequest(Request):
         model = getattr(self.task, "fusebox_model", None)
         # The breaker's epoch as the call begins (no round trip: the pushed state). A CLOSED
         # call's ticket is that epoch's; a hard timeout is recorded on it (below).
-        self._fusebox_view = rt.breakers().known_view(model) if model is not None else None
+        self._fusebox_view = runtime.breakers().known_view(model) if model is not None else None
 
     def _own_ticket(self, model: str) -> Ticket | None:
         """The call's own ticket: a probe's permit travels in its message; a call admitted in
@@ -63,7 +63,7 @@ class GuardedRequest(Request):
         probe = probe_pump.ticket_from(self.request_dict)
         if probe is not None:
             return probe
-        snap = rt.breakers().get(model).snapshot()  # one read, on this rare path
+        snap = runtime.breakers().get(model).snapshot()  # one read, on this rare path
         if snap.local or not snap.state.admits_everything:
             return None
         began = getattr(self, "_fusebox_view", None)
@@ -80,7 +80,7 @@ class GuardedRequest(Request):
         """Records the timeout on the call's own ticket, never through a new admission: in
         HALF_OPEN that would take another permit (or be refused, and the hung probe would
         never count). A call without a ticket to record on counts nothing."""
-        trace = rt.call_log()
+        trace = runtime.call_log()
         if trace is not None:
             try:
                 trace.ended(model, self.id)
@@ -90,7 +90,7 @@ class GuardedRequest(Request):
         if ticket is None:
             log.warning("%s[%s]: no ticket of its own to record its hard timeout on", self.name, self.id)
             return
-        rt.breakers().get(model).record(ticket, Outcome.TIMEOUT, timeout, wait=True)
+        runtime.breakers().get(model).record(ticket, Outcome.TIMEOUT, timeout, wait=True)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         model = getattr(self.task, "fusebox_model", None)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from breaker import State
 from breaker.ramp import RampStatus, new_token
-from workers import runtime as rt
+from workers import runtime
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def ramp_slot(model: str) -> Iterator[RampStatus | None]:
     Parameters:
       model: the breaker's name.
     """
-    breakers = rt.breakers()
+    breakers = runtime.breakers()
     view = breakers.known_view(model)  # None before this process heard anything: ask
     if breakers.degraded or (view is not None and (
             view.state not in (State.CLOSED, State.HALF_OPEN) or _no_ramp.get(model) == view.epoch)):

@@ -95,7 +95,7 @@ def test_http_lone_surrogate_field_name_is_a_422_not_a_500(http: TestClient, sto
 def test_cli_rejects_bad_deadlines_before_reading_or_storing(store: Fleet, tmp_path: Path, raw: str) -> None:
     (tmp_path / "good.txt").write_text("质量很好\n", encoding="utf-8")
     before = _keys(store)
-    result = fusebox(store, "submit", str(tmp_path / "good.txt"), "--task", "sentiment", "--deadline", raw,
+    result = fusebox(store, "submit", str(tmp_path / "good.txt"), "--model", "sentiment", "--deadline", raw,
                      "--out", str(tmp_path / "out.jsonl"))
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "deadline" in result.stderr and "Traceback" not in result.stderr
@@ -112,7 +112,7 @@ def test_cli_rejects_a_fifo_without_opening_it_for_good(store: Fleet, tmp_path: 
     os.mkfifo(fifo)
     out = tmp_path / "out.jsonl"
     # Before: open() blocked until a writer came, forever (the subprocess timeout would fire).
-    result = fusebox(store, "submit", str(fifo), "--task", "ocr", "--no-wait", "--out", str(out), timeout=60)
+    result = fusebox(store, "submit", str(fifo), "--model", "ocr", "--no-wait", "--out", str(out), timeout=60)
     assert result.returncode == 1, result.stderr
     [record] = _records(out)
     assert record["status"] == "rejected" and "FIFO" in record["error"]
@@ -130,7 +130,7 @@ def test_huge_files_are_rejected_by_size_before_being_read(store: Fleet, tmp_pat
     out = tmp_path / "out.jsonl"
     probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:]); "
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    run = subprocess.run([sys.executable, "-c", probe, *fusebox_command(), "submit", str(huge), "--task", "ocr",
+    run = subprocess.run([sys.executable, "-c", probe, *fusebox_command(), "submit", str(huge), "--model", "ocr",
                           "--no-wait", "--out", str(out)], env=cli_env(store), capture_output=True, text=True,
                          timeout=120)
     peak_mib = int(run.stdout.strip().splitlines()[-1]) / 1024
@@ -152,7 +152,7 @@ def test_empty_text_file_and_empty_folder_are_both_rejected(store: Fleet, tmp_pa
     (tmp_path / "folder").mkdir()
     for target in ("empty.txt", "blank.jsonl", "folder"):
         out = tmp_path / f"{target}.out.jsonl"
-        result = fusebox(store, "submit", str(tmp_path / target), "--task", "sentiment", "--out", str(out))
+        result = fusebox(store, "submit", str(tmp_path / target), "--model", "sentiment", "--out", str(out))
         assert result.returncode == 1, (target, result.stderr)
         [record] = _records(out)
         assert record["status"] == "rejected", record

@@ -100,7 +100,7 @@ def test_submit_texts_reports_bad_lines_and_skips_done_ones_on_rerun(fleet: Flee
         encoding="utf-8")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 tr\xe8s bien".encode("latin-1"))
     out = tmp_path / "results.jsonl"
-    result = fusebox(fleet, "submit", str(tmp_path), "--task", "sentiment", "--out", str(out))
+    result = fusebox(fleet, "submit", str(tmp_path), "--model", "sentiment", "--out", str(out))
     assert result.returncode == 1, result.stderr  # bad inputs: non-zero, but the batch went on
     assert "Traceback" not in result.stderr
     records = _records(out)
@@ -113,7 +113,7 @@ def test_submit_texts_reports_bad_lines_and_skips_done_ones_on_rerun(fleet: Flee
     assert "not JSON" in rejected["more.jsonl:3"] and "empty" in rejected["more.jsonl:4"]
     assert "UTF-8" in rejected["latin1.txt"]
 
-    again = fusebox(fleet, "submit", str(tmp_path), "--task", "sentiment", "--out", str(out))
+    again = fusebox(fleet, "submit", str(tmp_path), "--model", "sentiment", "--out", str(out))
     new = _records(out)[len(records):]
     assert not [r for r in new if r["status"] == "ok"]  # every answered input was skipped
     assert {r["status"] for r in new} == {"rejected"}
@@ -127,7 +127,7 @@ def test_submit_images_folder_with_a_bad_file_and_no_wait_then_collect(fleet: Fl
     (scans / "notes.png").write_bytes(b"this is text, not a PNG")
     (scans / "empty.jpg").write_bytes(b"")
     out = tmp_path / "ocr.jsonl"
-    first = fusebox(fleet, "submit", str(scans), "--task", "ocr", "--no-wait", "--out", str(out))
+    first = fusebox(fleet, "submit", str(scans), "--model", "ocr", "--no-wait", "--out", str(out))
     assert first.returncode == 1
     submitted = [r for r in _records(out) if r["status"] == "submitted"]
     assert [Path(r["input"]).name for r in submitted] == ["invoice.png"]
@@ -139,7 +139,7 @@ def test_submit_images_folder_with_a_bad_file_and_no_wait_then_collect(fleet: Fl
     fields = collected[0]["output"]["key_fields"]
     assert fields["invoice_numbers"] and fields["dates"], collected[0]["output"]["text"]
 
-    missing = fusebox(fleet, "submit", str(tmp_path / "nothing-here"), "--task", "ocr")
+    missing = fusebox(fleet, "submit", str(tmp_path / "nothing-here"), "--model", "ocr")
     assert missing.returncode == 1 and "no such file" in missing.stdout
     assert_clean_error(fusebox(fleet, "submit", str(scans), "--task", "translate"), 2, "--task must be one of")
 

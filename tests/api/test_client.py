@@ -18,7 +18,7 @@ def test_submit_batch_keeps_going_past_bad_inputs(fleet: Fleet) -> None:
 
 
 def test_submit_nlp_picks_the_model_and_results_are_typed(fleet: Fleet) -> None:
-    result = fleet.client.submit_nlp("新华社北京一月五日电，李鹏总理在人民大会堂会见了客人。", task="ner").get(timeout=30)
+    result = fleet.client.submit_nlp("新华社北京一月五日电，李鹏总理在人民大会堂会见了客人。", model="ner").get(timeout=30)
     kinds = {e["type"] for e in result.output["entities"]}
     assert {"PER", "LOC"} <= kinds and result.model == "ner" and not result.degraded
 

@@ -57,7 +57,7 @@ def test_one_fusebox_submit_run_routes_to_the_fallback(fleet: Fleet, tmp_path: P
     texts = tmp_path / "texts.txt"
     texts.write_text("质量很好\n太差了\n还可以\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    done = subprocess.run([*fusebox_command(), "submit", str(texts), "--task", "sentiment", "--out", str(out),
+    done = subprocess.run([*fusebox_command(), "submit", str(texts), "--model", "sentiment", "--out", str(out),
                            "--timeout", "60"], env=cli_env(fleet), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]

@@ -182,7 +182,7 @@ def test_an_interrupted_submit_wait_is_collected_not_resubmitted(fleet: Fleet, t
     out = tmp_path / "out.jsonl"
     env = {**os.environ, **fleet.env, "COLUMNS": "200"}
     fusebox = [str(Path(sys.executable).parent / "fusebox")]
-    child = subprocess.Popen([*fusebox, "submit", str(reviews), "--task", "sentiment", "--out", str(out), "--wait"],
+    child = subprocess.Popen([*fusebox, "submit", str(reviews), "--model", "sentiment", "--out", str(out), "--wait"],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def lines() -> list[dict[str, str]]:
