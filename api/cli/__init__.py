@@ -20,35 +20,34 @@ from __future__ import annotations
 
 import sys
 
-import typer
+from pydantic import ValidationError
 
-from api.cli import alerts, breakers, chaos, jobs, ops
 from api.cli.output import UserError, err
-from api.services import ServiceError
 from breaker import STORE_ERRORS, InputError, StoreUnavailable
 
-app = typer.Typer(
-    name="fusebox",
-    help="Asynchronous OCR/NLP jobs behind a distributed circuit breaker.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-# In the order `fusebox --help` has always listed them.
-app.command("demo")(ops.demo)
-app.command("submit")(jobs.submit)
-app.command("cancel")(jobs.cancel)
-app.command("breakers")(breakers.show_breakers)
-app.command("chaos")(chaos.chaos)
-app.command("doctor")(ops.doctor)
-app.command("serve")(ops.serve)
-app.add_typer(breakers.breaker_app, name="breaker")
-app.add_typer(alerts.alerts_app, name="alerts")
+
+def bad_setting(exc: ValidationError) -> str:
+    """The first refused ``FUSEBOX_*`` variable, named as the user set it, and why."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]).upper() if first["loc"] else ""
+    if not field:
+        return str(first["msg"])
+    # A field read under an alias (CELERY_BROKER_URL) is reported under that name.
+    variable = field if field.startswith(("FUSEBOX_", "CELERY_")) else f"FUSEBOX_{field}"
+    return f"{variable}: {first['msg']}"
 
 
 def main() -> None:
     """The console script: typer (which prints usage errors and exits 2 itself), with the
     errors a user can fix printed as one line instead of a traceback."""
+    try:
+        # Importing the verbs imports the workers' Celery app, which reads the settings:
+        # a bad FUSEBOX_* variable surfaces here, as one line.
+        from api.cli.commands import app
+        from api.services import ServiceError
+    except ValidationError as exc:
+        err.print(f"[red]error:[/] bad setting {bad_setting(exc)}")
+        sys.exit(2)
     try:
         app()
     except UserError as exc:

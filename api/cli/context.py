@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from api.cli.output import UserError
 from breaker import STORE_ERRORS
 from breaker.connection import redact, redis_client
-from workers.inputs import first_error
 from workers.models import MODELS
 from workers.settings import Settings
 
@@ -19,10 +20,12 @@ def fusebox_settings(**overrides: Any) -> Settings:
     Parameters:
       overrides: values given on the command line, over the environment's.
     """
+    from api.cli import bad_setting
+
     try:
         return Settings.from_env(**overrides)
-    except ValueError as exc:
-        raise UserError(f"bad FUSEBOX_* setting: {first_error(exc)}", 2) from None
+    except ValidationError as exc:
+        raise UserError(f"bad setting {bad_setting(exc)}", 2) from None
 
 
 def require_redis(settings: Settings) -> None:

@@ -171,3 +171,15 @@ def test_doctor_is_happy_with_a_complete_fleet(fleet: Fleet) -> None:
     assert "fail" not in status.values() and "warn" not in status.values()
     table = fusebox(fleet, "doctor")
     assert table.returncode == 0 and "queue ocr" in table.stdout
+
+
+@pytest.mark.parametrize(("variable", "value", "needle"), [
+    ("FUSEBOX_API_PORT", "eighty", "FUSEBOX_API_PORT: Input should be a valid integer"),
+    ("FUSEBOX_DEVICE", "tpu", "FUSEBOX_DEVICE: String should match pattern"),
+    ("FUSEBOX_BREAKER_REDIS_TIMEOUT", "soon", "FUSEBOX_BREAKER_REDIS_TIMEOUT: Input should be a valid number"),
+])
+def test_a_bad_setting_is_one_line_naming_the_variable(fleet: Fleet, variable: str, value: str, needle: str) -> None:
+    """Every verb imports the workers' app, which reads the one settings object: a bad
+    variable, any of them, is refused before anything runs, naming itself."""
+    for verb in (["breakers"], ["serve"], ["submit", "nothing", "--model", "echo"]):
+        assert_clean_error(fusebox(fleet, *verb, **{variable: value}), 2, f"bad setting {needle}")
