@@ -51,12 +51,14 @@ def find_redis_server() -> str:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def redis_answers(url: str, timeout: float = 0.5) -> bool:
+    """Whether a Redis answers PING at ``url`` within ``timeout`` seconds."""
     try:
         client = redis_client(url, timeout, fail_fast=False)
         try:

@@ -218,6 +218,7 @@ class StateBehaviour(ABC):
 
 
 class Closed(StateBehaviour):
+    """CLOSED: every call admitted; the sliding window decides the trip."""
     state = State.CLOSED
     trips = True
 
@@ -248,6 +249,7 @@ class MetricsOnly(Closed):
 
 
 class Open(StateBehaviour):
+    """OPEN: every call refused until ``wait_in_open`` has passed, then HALF_OPEN."""
     state = State.OPEN
 
     def admit(self, m: Machine, now_ms: int, who: str) -> Admission:
@@ -262,6 +264,7 @@ class Open(StateBehaviour):
 
 
 class HalfOpen(StateBehaviour):
+    """HALF_OPEN: ``permitted_calls_in_half_open`` probes decide CLOSED or OPEN again."""
     state = State.HALF_OPEN
 
     def admit(self, m: Machine, now_ms: int, who: str) -> Admission:
@@ -320,6 +323,7 @@ class HalfOpen(StateBehaviour):
 
 
 class ForcedOpen(StateBehaviour):
+    """FORCED_OPEN: every call refused until an operator resets the breaker."""
     state = State.FORCED_OPEN
 
     def admit(self, m: Machine, now_ms: int, who: str) -> Admission:
@@ -327,6 +331,7 @@ class ForcedOpen(StateBehaviour):
 
 
 class Disabled(StateBehaviour):
+    """DISABLED: every call admitted, nothing recorded."""
     state = State.DISABLED
 
     def admit(self, m: Machine, now_ms: int, who: str) -> Admission:

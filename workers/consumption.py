@@ -70,6 +70,7 @@ HEARTBEAT_TTL = 10
 
 
 def heartbeat_key(prefix: str, hostname: str) -> str:
+    """One worker's heartbeat (what the compose healthcheck reads)."""
     return Keyspace(prefix).heartbeat(hostname)
 
 

@@ -52,10 +52,12 @@ def probe_file() -> Path:
 
 
 def index_key(prefix: str) -> str:
+    """The live workers' index."""
     return Keyspace(prefix).fleet
 
 
 def health_key(prefix: str, hostname: str) -> str:
+    """One worker's health report."""
     return Keyspace(prefix).worker_health(hostname)
 
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class GuardedRequest(Request):
+    """A model task's request: a hard time limit is recorded on the job's own ticket and the job answered by the fallback."""
     def _hard_timeout_of_a_model(self, exc: BaseException) -> bool:
         return (
             isinstance(exc, TimeLimitExceeded)

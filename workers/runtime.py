@@ -31,6 +31,7 @@ from workers.stats import JobStats
 
 
 def worker_id() -> str:
+    """This process, as ``host:pid`` (in answers and the call log)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -43,6 +44,7 @@ def redis_client() -> redis.Redis:
 
 @lru_cache(maxsize=1)
 def breakers() -> Breakers:
+    """The workers' breakers: one per model, shared through Redis, with the workers' exception classifier."""
     s = settings()
     return Breakers.from_url(
         s.redis_url, settings=s.breaker_settings(), policies={name: spec.policy for name, spec in MODELS.items()},
@@ -52,11 +54,13 @@ def breakers() -> Breakers:
 
 @lru_cache(maxsize=1)
 def payloads() -> PayloadStore:
+    """Uploaded images, by content hash."""
     return PayloadStore(redis_client(), settings().key_prefix, settings().payload_ttl)
 
 
 @lru_cache(maxsize=1)
 def faults() -> Faults:
+    """The fleet's fault switches (drills)."""
     return Faults(redis_client(), settings().key_prefix)
 
 
@@ -85,31 +89,37 @@ def runner(name: str, *, fallback: bool = False) -> ModelRunner:
 
 @lru_cache(maxsize=1)
 def result_cache() -> ResultCache:
+    """Model answers kept for the fallback."""
     return ResultCache(redis_client(), settings().key_prefix, settings().cache_ttl)
 
 
 @lru_cache(maxsize=1)
 def parking() -> ParkingLot:
+    """Jobs waiting for their model to recover."""
     return ParkingLot(redis_client(), settings().key_prefix)
 
 
 @lru_cache(maxsize=1)
 def deadlines() -> DeadlineIndex:
+    """Queued jobs by deadline, for the sweep that reroutes the overdue."""
     return DeadlineIndex(redis_client(), settings().key_prefix)
 
 
 @lru_cache(maxsize=1)
 def ledger() -> JobLedger:
+    """The record of every accepted job (unknown ids, cancelling)."""
     return JobLedger(redis_client(), settings().key_prefix)
 
 
 @lru_cache(maxsize=1)
 def call_log() -> CallLog | None:
+    """The log of model calls, when ``FUSEBOX_TRACE_MODEL_CALLS`` is on."""
     return CallLog(redis_client(), settings().key_prefix) if settings().trace_model_calls else None
 
 
 @lru_cache(maxsize=1)
 def job_stats() -> JobStats:
+    """This process's job counters, flushed to Redis for ``/metrics``."""
     def dropped() -> dict[str, int]:
         # Only a process that made guarded calls has outcomes to drop.
         return breakers().health().dropped_by if breakers.cache_info().currsize else {}

@@ -30,6 +30,7 @@ class ModelTask(Task):
 
 
 class FallbackTask(Task):
+    """Base of the ``fusebox.fallback.<model>`` tasks: late acks, a lost worker's job redelivered."""
     abstract = True
     acks_late = True
     reject_on_worker_lost = True

@@ -20,6 +20,7 @@ from breaker.errors import CallTimeout
 
 @contextmanager
 def call_timeout(seconds: float) -> Iterator[None]:
+    """Raises ``CallTimeout`` in the ``with`` body after ``seconds`` (SIGALRM; main thread only)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield  # threads pools: only Celery's own limits apply
         return
