@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from celery.exceptions import TimeoutError as CeleryTimeout
 
 from breaker import State
 from workers.jobs import JobResult
@@ -109,7 +110,14 @@ def test_redis_restarted_under_load_loses_no_job() -> None:
         # but never announced to it (Celery's consumer checks stored results only once, when
         # it starts waiting). What this test guards is that every job is answered.
         backend = fleet.client.app.backend
-        metas = dict(backend.get_many([h.id for h in handles], timeout=120, interval=0.1))
+        metas: dict[str, dict] = {}
+        try:
+            metas.update(backend.get_many([h.id for h in handles], timeout=120, interval=0.1))
+        except CeleryTimeout:
+            missing = [h.id for h in handles if h.id not in metas]
+            pytest.fail(f"{len(missing)} of 80 jobs unanswered after 120 s: states "
+                        f"{[fleet.client.status(i) for i in missing]}, queued {fleet.queued('echo')}, "
+                        f"unacked {fleet.unacked()}, first {missing[:3]}")
         assert all(metas[h.id]["status"] == "SUCCESS" for h in handles), {k: m["status"] for k, m in metas.items()}
         results = [JobResult.model_validate(metas[h.id]["result"]) for h in handles]
         assert [r.job_id for r in results] == [h.id for h in handles]
