@@ -40,11 +40,16 @@ from typing import Any, Protocol
 import redis
 
 from breaker import BreakerPolicy, State
+from breaker.keyspace import Keyspace
 from breaker.ramp import ramp_limit
 from tests.support.waiting import wait_for
+from workers.broker import PRIORITY_STEPS
 from workers.faults import SWITCH_TTL, FaultSpec
 
 MODEL = "echo"
+# The Redis lists kombu keeps the model's queue in: one per message priority (the
+# jobs are sent with priorities, so the plain list alone is not the queue).
+QUEUE_LISTS = [MODEL] + [f"{MODEL}\x06\x16{p}" for p in PRIORITY_STEPS if p]
 PROBES = 2
 
 #: The drill's policy: trips fast, waits 3 s in OPEN, 2 probes, a 3 s slow start.
@@ -208,13 +213,15 @@ class _Sampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        state_key = f"{self.fleet.prefix}:breaker:{MODEL}"
+        state_key = Keyspace(self.fleet.prefix).breaker_state(MODEL)
         breakers = self.fleet.client.breakers
         while not self.stop.is_set():
             with self.fleet.db.pipeline(transaction=True) as pipe:
                 pipe.hget(state_key, "state")
-                pipe.llen(MODEL)
-                state, queued = pipe.execute()
+                for name in QUEUE_LISTS:
+                    pipe.llen(name)
+                state, *lengths = pipe.execute()
+            queued = sum(lengths)
             try:
                 ramp = breakers.ramp(MODEL, "status")
                 limit, started = ramp.limit, (ramp.started_ms / 1000 if ramp.active and ramp.started_ms else None)
