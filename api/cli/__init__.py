@@ -19,6 +19,7 @@ and exit non-zero; they never print a traceback.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 from pydantic import ValidationError
 
@@ -46,26 +47,25 @@ def main() -> None:
         from api.cli.commands import app
         from api.services import ServiceError
     except ValidationError as exc:
-        err.print(f"[red]error:[/] bad setting {bad_setting(exc)}")
-        sys.exit(2)
+        fail(f"bad setting {bad_setting(exc)}", 2)
     try:
         app()
     except UserError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        sys.exit(exc.code)
+        fail(str(exc), exc.code)
     except InputError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
-    except StoreUnavailable as exc:
-        # An operator action that needs the shared breaker store, which stopped answering.
-        err.print(f"[red]error:[/] {exc} (FUSEBOX_REDIS_URL)")
-        sys.exit(1)
+        fail(str(exc), 2)
+    except StoreUnavailable as exc:  # an operator action needs the store, which stopped answering
+        fail(f"{exc} (FUSEBOX_REDIS_URL)", 1)
     except STORE_ERRORS as exc:
-        err.print(f"[red]error:[/] {type(exc).__name__}: {exc}")
-        sys.exit(1)
+        fail(f"{type(exc).__name__}: {exc}", 1)
     except ServiceError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        sys.exit(1)
+        fail(str(exc), 1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Prints one error line (no traceback) and exits with ``code``."""
+    err.print(f"[red]error:[/] {message}")
+    sys.exit(code)
