@@ -122,6 +122,8 @@ class FollowingSentinelPool(SentinelConnectionPool):
             self._next_check = now + self.master_recheck
             try:
                 self.get_master_address()  # disconnects idle connections if the master moved
+            # Narrower than STORE_ERRORS on purpose: only sentinels that do not answer are
+            # shrugged off here; any other error is news for the caller's own call.
             except (RedisConnectionError, RedisTimeoutError):
                 pass  # no sentinel answers: keep what we have; a new connection will tell
         return super().get_connection(*args, **kwargs)
