@@ -237,6 +237,7 @@ class AlertSender:
     ) -> None:
         self.webhooks = list(webhooks)
         self.client, self.prefix = client, prefix
+        self.keys = Keyspace(prefix)
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
         # Renewed before each attempt, so it must outlast one: a live sender never loses it.
         self.lease_ms = int(max(lease, timeout + 1.0) * 1000)
@@ -310,7 +311,7 @@ class AlertSender:
     # -- delivery -----------------------------------------------------------------------------------
 
     def _key(self, h: _Hook, event: BreakerEvent) -> str:
-        return Keyspace(self.prefix).alert_claim(event.breaker, event.incarnation, event.epoch, h.id)
+        return self.keys.alert_claim(event.breaker, event.incarnation, event.epoch, h.id)
 
     def _run(self, h: _Hook) -> None:
         with httpx.Client(timeout=self.timeout) as http:

@@ -405,7 +405,7 @@ def exercise(report: Report) -> None:
     from api import samples
     from api.client import FuseboxClient
     from breaker.connection import redis_client
-    from workers.consumption import heartbeat_key
+    from breaker.keyspace import Keyspace
     from workers.settings import Settings
 
     settings = Settings.from_env()
@@ -425,7 +425,7 @@ def exercise(report: Report) -> None:
 
     def consuming(queue: str) -> dict[str, bool]:
         """Each live worker serving ``queue``: does it consume it now (its heartbeat)?"""
-        beats = [json.loads(v) for k in r.scan_iter(heartbeat_key(settings.key_prefix, "*")) if (v := r.get(k))]
+        beats = [json.loads(v) for k in r.scan_iter(Keyspace(settings.key_prefix).heartbeat("*")) if (v := r.get(k))]
         return {b["hostname"]: queue in b["consuming"] for b in beats if queue in b["queues"]}
 
     client = FuseboxClient(settings)

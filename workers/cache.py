@@ -61,12 +61,13 @@ class ResultCache:
 
     def __init__(self, client: redis.Redis, prefix: str, ttl: int) -> None:
         self.client, self.prefix, self.ttl = client, prefix, ttl
+        self.keys = Keyspace(prefix)
 
     def key(self, model: str, version: str, content_hash: str) -> str:
-        return Keyspace(self.prefix).cached_result(model, version, content_hash)
+        return self.keys.cached_result(model, version, content_hash)
 
     def version_key(self, model: str) -> str:
-        return Keyspace(self.prefix).model_version(model)
+        return self.keys.model_version(model)
 
     def put(self, model: str, version: str, content_hash: str, output: dict[str, Any]) -> None:
         """Stores a model's answer, and publishes ``version`` as the model's current one."""

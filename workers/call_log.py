@@ -22,9 +22,10 @@ class CallLog:
 
     def __init__(self, client: redis.Redis, prefix: str, maxlen: int = 10_000) -> None:
         self.client, self.prefix, self.maxlen = client, prefix, maxlen
+        self.keys = Keyspace(prefix)
 
     def key(self, model: str) -> str:
-        return Keyspace(self.prefix).model_calls(model)[0]
+        return self.keys.model_calls(model)[0]
 
     def started(self, model: str, ticket: Ticket, job_id: str, worker: str) -> None:
         self.client.xadd(
@@ -44,5 +45,5 @@ class CallLog:
     def ended(self, model: str, job_id: str) -> None:
         """A model call ended (returned, raised, or its process was killed at the hard
         limit): with :meth:`started`, drills count the calls in flight at any instant."""
-        self.client.xadd(Keyspace(self.prefix).model_calls(model)[1], {"at": repr(time.time()), "job": job_id},
+        self.client.xadd(self.keys.model_calls(model)[1], {"at": repr(time.time()), "job": job_id},
                          maxlen=self.maxlen, approximate=True)

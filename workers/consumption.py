@@ -69,11 +69,6 @@ HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TTL = 10
 
 
-def heartbeat_key(prefix: str, hostname: str) -> str:
-    """One worker's heartbeat (what the compose healthcheck reads)."""
-    return Keyspace(prefix).heartbeat(hostname)
-
-
 def _consumes_a_model(c: Any) -> bool:
     selected = c.app.amqp.queues.consume_from
     return not selected or any(name in MODELS for name in selected)
@@ -323,7 +318,7 @@ class Housekeeping(bootsteps.StartStopStep):
         consuming = sorted(q.name for q in c.task_consumer.queues) if c.task_consumer is not None else []
         beat = {"hostname": str(c.hostname), "queues": self.queues, "consuming": consuming, "at": time.time()}
         try:
-            runtime.redis_client().set(heartbeat_key(settings().key_prefix, str(c.hostname)), json.dumps(beat),
+            runtime.redis_client().set(Keyspace(settings().key_prefix).heartbeat(str(c.hostname)), json.dumps(beat),
                                   ex=HEARTBEAT_TTL)
         except Exception:  # noqa: BLE001 - a missed beat shows up as "not ready", as it should
             log.debug("heartbeat failed", exc_info=True)

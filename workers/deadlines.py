@@ -74,20 +74,21 @@ class DeadlineIndex:
         self, client: redis.Redis, prefix: str, marker_ttl: int = 7 * 24 * 3600, lock_timeout: float = 5.0
     ) -> None:
         self.client, self.prefix, self.marker_ttl, self.lock_timeout = client, prefix, marker_ttl, lock_timeout
+        self.keys = Keyspace(prefix)
         self._take_due = client.register_script(_TAKE_DUE)
         self._claim = client.register_script(_CLAIM)
 
     def key(self, model: str) -> str:
-        return Keyspace(self.prefix).deadlines(model)
+        return self.keys.deadlines(model)
 
     def jobs_key(self, model: str) -> str:
-        return Keyspace(self.prefix).deadline_jobs(model)
+        return self.keys.deadline_jobs(model)
 
     def reroute_key(self, model: str) -> str:
-        return Keyspace(self.prefix).reroute(model)
+        return self.keys.reroute(model)
 
     def marker_prefix(self) -> str:
-        return Keyspace(self.prefix).rerouted_prefix
+        return self.keys.rerouted_prefix
 
     def add(self, model: str, task_id: str, deadline: float, job: dict[str, Any]) -> None:
         """Indexes a job before it is published (so that no worker can take it unindexed)."""
@@ -128,7 +129,7 @@ class DeadlineIndex:
         ``[job]``).
         """
         now = time.time() if now is None else now
-        lock = SweepLock(self.client, Keyspace(self.prefix).deadlines_lock(model), self.lock_timeout)
+        lock = SweepLock(self.client, self.keys.deadlines_lock(model), self.lock_timeout)
         if not lock.acquire():
             return 0
         try:

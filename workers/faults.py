@@ -89,10 +89,11 @@ class Faults:
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client, self.prefix = client, prefix
+        self.keys = Keyspace(prefix)
         self._seen: dict[str, tuple[float, FaultSpec]] = {}
 
     def key(self, model: str) -> str:
-        return Keyspace(self.prefix).faults(model)
+        return self.keys.faults(model)
 
     def set(self, model: str, spec: FaultSpec, ttl: float = DEFAULT_FAULT_TTL) -> None:
         """Turns ``spec`` on for ``model`` for ``ttl`` seconds (an inactive spec turns it off).
@@ -110,7 +111,7 @@ class Faults:
             self.clear(model)
             return
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(*Keyspace(self.prefix).fault_warmup(model))  # warm-up counts anew
+            pipe.delete(*self.keys.fault_warmup(model))  # warm-up counts anew
             pipe.set(self.key(model), spec.model_dump_json(), px=max(1, int(ttl * 1000)))
             pipe.execute()
 
@@ -172,7 +173,7 @@ class Faults:
             raise InjectedFault(f"injected failure in {model} (fault injection)")
 
     def _warm_up(self, model: str, spec: FaultSpec) -> None:
-        key, inflight = Keyspace(self.prefix).fault_warmup(model)
+        key, inflight = self.keys.fault_warmup(model)
         if int(self.client.incr(key)) > spec.warmup_calls:
             return
         try:

@@ -66,11 +66,12 @@ class JobLedger:
 
     def __init__(self, client: redis.Redis, prefix: str, ttl: int = 7 * 24 * 3600) -> None:
         self.client, self.prefix, self.ttl = client, prefix, ttl
+        self.keys = Keyspace(prefix)
         self._begin = client.register_script(_BEGIN)
         self._cancel = client.register_script(_CANCEL)
 
     def key(self, task_id: str) -> str:
-        return Keyspace(self.prefix).job(task_id)
+        return self.keys.job(task_id)
 
     def record(self, task_id: str, model: str, routed_to: str) -> None:
         """Before the job is published: a worker may take it at once."""

@@ -47,9 +47,10 @@ class ParkingLot:
 
     def __init__(self, client: redis.Redis, prefix: str, lock_timeout: float = 10.0) -> None:
         self.client, self.prefix, self.lock_timeout = client, prefix, lock_timeout
+        self.keys = Keyspace(prefix)
 
     def key(self, model: str) -> str:
-        return Keyspace(self.prefix).parked(model)
+        return self.keys.parked(model)
 
     def park(self, entry: ParkedJob) -> None:
         self.client.hset(self.key(entry.model), entry.task_id, entry.model_dump_json())
@@ -70,7 +71,7 @@ class ParkingLot:
         each job once per worker. An entry is removed only after ``send`` returned: a crash
         in between sends it twice (same task id), never zero times.
         """
-        lock = SweepLock(self.client, Keyspace(self.prefix).parking_lock(model), self.lock_timeout)
+        lock = SweepLock(self.client, self.keys.parking_lock(model), self.lock_timeout)
         if not lock.acquire():
             return 0
         sent = 0

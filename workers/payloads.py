@@ -18,9 +18,10 @@ class PayloadStore:
 
     def __init__(self, client: redis.Redis, prefix: str, ttl: int) -> None:
         self.client, self.prefix, self.ttl = client, prefix, ttl
+        self.keys = Keyspace(prefix)
 
     def key(self, digest: str) -> str:
-        return Keyspace(self.prefix).payload(digest)
+        return self.keys.payload(digest)
 
     def put(self, data: bytes) -> str:
         digest = content_hash(data)

@@ -51,16 +51,6 @@ def probe_file() -> Path:
     return settings().probe_path()
 
 
-def index_key(prefix: str) -> str:
-    """The live workers' index."""
-    return Keyspace(prefix).fleet
-
-
-def health_key(prefix: str, hostname: str) -> str:
-    """One worker's health report."""
-    return Keyspace(prefix).worker_health(hostname)
-
-
 class WorkerHealth(BaseModel):
     """One worker's own report.
 
@@ -128,11 +118,11 @@ def beat(report: dict[str, Any]) -> None:
         log.debug("probe report failed", exc_info=True)
         return
     try:
-        prefix, now = settings().key_prefix, time.time()
+        keys, now = Keyspace(settings().key_prefix), time.time()
         pipe = runtime.redis_client().pipeline(transaction=False)
-        pipe.set(health_key(prefix, health.hostname), health.model_dump_json(), ex=int(FLEET_TTL * 3))
-        pipe.zadd(index_key(prefix), {health.hostname: now})
-        pipe.zremrangebyscore(index_key(prefix), "-inf", now - 24 * 3600)  # long gone: forgotten
+        pipe.set(keys.worker_health(health.hostname), health.model_dump_json(), ex=int(FLEET_TTL * 3))
+        pipe.zadd(keys.fleet, {health.hostname: now})
+        pipe.zremrangebyscore(keys.fleet, "-inf", now - 24 * 3600)  # long gone: forgotten
         pipe.execute()
     except Exception:  # noqa: BLE001 - reported in the probe file instead
         health.redis_ok = False
@@ -220,10 +210,10 @@ def fleet(client: redis.Redis, prefix: str, now: float | None = None) -> FleetVi
     """Reads the fleet index (no SCAN). Raises redis errors to the caller."""
     from workers.models import FALLBACK_QUEUE, MODELS
 
-    now = time.time() if now is None else now
+    now, keys = time.time() if now is None else now, Keyspace(prefix)
     names = [n.decode() if isinstance(n, bytes) else str(n)
-             for n in client.zrangebyscore(index_key(prefix), now - FLEET_TTL, "+inf")]
-    raws = client.mget([health_key(prefix, n) for n in names]) if names else []
+             for n in client.zrangebyscore(keys.fleet, now - FLEET_TTL, "+inf")]
+    raws = client.mget([keys.worker_health(n) for n in names]) if names else []
     workers = []
     for raw in raws:
         if raw:

@@ -50,6 +50,7 @@ class JobStats:
           dropped_outcomes: this process's breaker outcomes dropped so far, per model
             (cumulative); their growth is added to field ``breaker_outcomes_dropped``."""
         self._client, self.prefix, self.interval = client, prefix, interval
+        self.keys = Keyspace(prefix)
         self._dropped_source = dropped_outcomes
         self._dropped_seen: dict[str, int] = {}
         self._pid = -1
@@ -64,7 +65,7 @@ class JobStats:
         self._thread: threading.Thread | None = None
 
     def key(self, model: str) -> str:
-        return Keyspace(self.prefix).stats(model)
+        return self.keys.stats(model)
 
     def _ensure(self) -> None:
         if self._pid != os.getpid():

@@ -82,7 +82,6 @@ def create_app(settings: Settings | None = None, client: FuseboxClient | None = 
 
     app = FastAPI(title="fusebox", version="0.1.0", lifespan=lifespan)
     app.state.fusebox = state
-    app.state.client, app.state.alerts, app.state.settings = fusebox, alerts, settings
     add_error_handlers(app)
     for router in (health.router, prometheus.router, breakers.router, chaos.router, jobs.router, page.router):
         app.include_router(router)

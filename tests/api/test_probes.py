@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.http import create_app
+from breaker.keyspace import Keyspace
 from tests.api.conftest import cli_env, fusebox_command
 from tests.support.fleet import Fleet, wait_for
 from workers import probe
@@ -78,8 +79,8 @@ def test_metrics_report_each_workers_store_mode_and_bound_error_labels(small: tu
     # A worker elsewhere whose breakers lost the store reports it (what workers.probe.beat writes).
     other = probe.WorkerHealth(hostname="gpu-7@elsewhere", queues=["ocr"], consuming=[], at=time.time(),
                                store_shared=False, store_degraded=True)
-    fleet.db.set(probe.health_key(prefix, other.hostname), other.model_dump_json(), ex=30)
-    fleet.db.zadd(probe.index_key(prefix), {other.hostname: time.time()})
+    fleet.db.set(Keyspace(prefix).worker_health(other.hostname), other.model_dump_json(), ex=30)
+    fleet.db.zadd(Keyspace(prefix).fleet, {other.hostname: time.time()})
     for name in ("InvalidInput", "KeyError", "SomeVendorError", "ValueError"):
         fleet.db.hincrby(f"{prefix}:stats:echo", f"error:{name}", 2)
     with TestClient(create_app(fleet.settings, client=fleet.client)) as http:
@@ -100,8 +101,8 @@ def test_metrics_report_each_workers_store_mode_and_bound_error_labels(small: tu
     assert {dict(labels)["outcome"] for n, labels in samples if n == "fusebox_breaker_calls_total"} == {
         "success", "slow", "failure", "timeout", "ignored"}
     assert ("fusebox_breaker_rejected_total", (("model", "echo"),)) in samples
-    fleet.db.delete(probe.health_key(prefix, other.hostname), f"{prefix}:stats:echo")
-    fleet.db.zrem(probe.index_key(prefix), other.hostname)
+    fleet.db.delete(Keyspace(prefix).worker_health(other.hostname), f"{prefix}:stats:echo")
+    fleet.db.zrem(Keyspace(prefix).fleet, other.hostname)
 
 
 def test_doctor_names_missing_queues_faults_and_open_breakers(small: tuple[Fleet, Path]) -> None:
