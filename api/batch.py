@@ -61,8 +61,8 @@ class Item:
     content: bytes | str | None = None
     error: str | None = None
 
-    def content_hash(self, task: str) -> str:
-        return hashing.content_hash(task, self.content or b"")
+    def content_hash(self, model: str) -> str:
+        return hashing.content_hash(model, self.content or b"")
 
 
 class BatchReport(BaseModel):

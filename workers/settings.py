@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     cpu_threads: int = setting(1, "Paddle threads per worker process", ge=1, le=256)
     ocr_onednn: bool = setting(
         True, "OCR on CPU with oneDNN (2–4× faster with paddlepaddle 3.2.2); turned off with a warning where "
-        "its start-up self-check fails", shown="on")
+        "its start-up self-check fails")
     ocr_det_max_side: int = setting(
         2048, "longest side the OCR text detector sees (bigger pages are scaled for detection only); 0: "
         "PaddleOCR's own 4000", ge=0)
@@ -161,9 +161,9 @@ class Settings(BaseSettings):
         shown="(by queues)")
     # -- observing -------------------------------------------------------------------------------
     trace_model_calls: bool = setting(
-        False, "append every model call (start and end) to a capped stream (tests, drills)", shown="off")
+        False, "append every model call (start and end) to a capped stream (tests, drills)")
     otel: bool = setting(False, "instrument Celery with OpenTelemetry in each worker process (the `tracing` "
-                         "extra)", shown="off")
+                         "extra)")
     probe_file: Path | None = setting(
         None, "the worker's liveness probe file (`python -m workers.probe`)",
         shown="`fusebox-worker.json` in the temp dir")

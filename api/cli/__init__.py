@@ -33,7 +33,10 @@ def bad_setting(exc: ValidationError) -> str:
     field = str(first["loc"][0]).upper() if first["loc"] else ""
     if not field:
         return str(first["msg"])
-    # A field read under an alias (CELERY_BROKER_URL) is reported under that name.
+    # workers.settings.Settings.variables() knows the names, but it cannot be imported
+    # here: importing any workers module builds the Celery app, which reads the very
+    # settings that were refused. The rule is the same: FUSEBOX_ + the field in capitals,
+    # and a field read under an alias (CELERY_BROKER_URL) keeps that name.
     variable = field if field.startswith(("FUSEBOX_", "CELERY_")) else f"FUSEBOX_{field}"
     return f"{variable}: {first['msg']}"
 
