@@ -30,7 +30,9 @@ class BreakerEvent(BaseModel):
       kind: ``transition`` (state change), ``policy`` (policy changed) or ``store`` (this
         process lost or regained the shared store; ``breaker`` is empty then).
       breaker: the breaker's name.
-      from_state, to_state: the transition; equal for operator resets of a CLOSED breaker.
+      from_state, to_state: the transition; equal for operator resets of a CLOSED breaker
+        (published), and in the answer to an operator action that changed nothing (trip an
+        OPEN breaker...): that one is never published and keeps the epoch.
       reason: why, in words (``failure rate 0.55 >= 0.50 over 40 calls``).
       at_ms: store time of the event, in ms since the Unix epoch.
       epoch, incarnation: the breaker's epoch after the event, and its record's incarnation.

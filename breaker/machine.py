@@ -29,7 +29,7 @@ from typing import ClassVar
 
 from breaker.events import BreakerEvent
 from breaker.policy import BreakerPolicy
-from breaker.state import Admission, Outcome, RecordResult, State, StateView, Ticket, WindowStats
+from breaker.state import Admission, Control, Outcome, RecordResult, State, StateView, Ticket, WindowStats
 from breaker.window import SlidingWindow
 
 
@@ -159,6 +159,23 @@ class Machine:
         if r.state == State.OPEN:
             retry_after = max(0.0, (r.open_until_ms - now_ms) / 1000)
         return Admission(admitted=False, retry_after=retry_after, **self.view(now_ms).model_dump())
+
+    def unchanged(self, action: Control, now_ms: int, who: str) -> BreakerEvent | None:
+        """The answer to an operator's action that would change nothing (trip an OPEN
+        breaker, disable a DISABLED one...): an event that is neither published nor kept,
+        with the epoch unchanged, so that no call in flight turns stale for nothing (like
+        resilience4j, which publishes no event for such an "internal" transition). None
+        when the action changes something; a reset always does (it empties the window,
+        like resilience4j's reset)."""
+        r = self.record
+        if action == Control.RESET or r.state != action.target:
+            return None
+        return BreakerEvent(
+            breaker=r.name, from_state=r.state, to_state=r.state, reason=f"already {r.state.value}: nothing changed",
+            at_ms=now_ms, epoch=r.epoch, incarnation=r.incarnation, who=who,
+            window=r.window.stats(now_ms, self.policy.window), open_until_ms=r.open_until_ms,
+            consecutive_trips=r.consecutive_trips, local=self.local,
+        )
 
     def transition(self, to: State, reason: str, now_ms: int, who: str) -> BreakerEvent:
         r = self.record

@@ -103,9 +103,10 @@ class InMemoryBackend(BreakerBackend):
         pending: list[BreakerEvent] = []
         with self._lock:
             now = self._now_ms()
-            event = self._machine(name, policy, now, pending).transition(
-                action.target, reason or f"operator: {action.value}", now, who
-            )
+            m = self._machine(name, policy, now, pending)
+            event = m.unchanged(action, now, who)
+            if event is None:
+                event = m.transition(action.target, reason or f"operator: {action.value}", now, who)
         self._publish(pending)
         return event
 

@@ -2,6 +2,17 @@
 local now = now_ms()
 local policy = load_policy()
 local s = load_state(now, true)
+if ARGV[7] ~= 'closed' and s.state == ARGV[7] then
+  -- Changes nothing (trip an OPEN breaker, disable a DISABLED one): published nowhere, and
+  -- the epoch stays, so no call in flight turns stale for nothing (machine.py: unchanged).
+  -- A reset always acts: it empties the window.
+  return cjson.encode({
+    kind = 'transition', breaker = NAME, from_state = s.state, to_state = s.state,
+    reason = 'already ' .. s.state .. ': nothing changed', at_ms = now, epoch = s.epoch,
+    incarnation = s.incarnation, who = WHO, window = window_stats(now, policy.window, false),
+    open_until_ms = s.open_until, consecutive_trips = s.consecutive_trips,
+  })
+end
 if ARGV[7] == 'closed' then
   -- An operator's reset re-adopts the resetting process's configured policy as the
   -- fleet default (how a new default reaches a breaker created by an older deploy).
