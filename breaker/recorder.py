@@ -12,6 +12,11 @@ outcomes.
 A failure, a timeout or a slow call is *urgent*: it is sent without lingering, so that a
 model going bad trips the breaker as early as the window allows (in healthy operation they
 are rare, so this costs nothing).
+
+Refusals decided from the pushed state (an OPEN or FORCED_OPEN breaker turning a call away
+without asking the store) ride along: the caller appends the breaker's name, and the thread
+sends them as counts with the next batch, so that every refused call is counted, as in
+resilience4j, without a round trip on the refusing path.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class Recorder:
     Parameters:
       send: sends one batch; it must not raise (the fail-safe turns store errors into local
         records), but if it does the batch is logged and counted as dropped.
+      send_rejections: adds refusals (counts by breaker name) to the store's totals; the
+        same rules as ``send``.
       max_batch: most outcomes per round trip.
       max_queue: outcomes that may wait; past it new ones are dropped and counted (per
         breaker, in :attr:`dropped_by`), so a stalled store can never grow a worker's memory
@@ -45,11 +52,15 @@ class Recorder:
     def __init__(
         self,
         send: Callable[[Sequence[RecordRequest]], None],
+        send_rejections: Callable[[Counter[str]], None] | None = None,
         max_batch: int = 1024,
         max_queue: int = 100_000,
         linger: float = 0.02,
     ) -> None:
         self._send = send
+        self._send_rejections = send_rejections
+        self._rejections: deque[str] = deque()
+        self._rejecting = 0
         self._max_batch = max_batch
         self._max_queue = max_queue
         self._linger = linger
@@ -87,16 +98,26 @@ class Recorder:
         elif self._sleeping or len(queue) >= self._max_batch:
             self._wake.set()
 
+    def reject(self, name: str) -> None:
+        """Counts one refusal of breaker ``name`` (the caller's whole cost: an append)."""
+        rejections = self._rejections
+        if len(rejections) >= self._max_queue:
+            self.dropped_by[name] += 1
+            return
+        rejections.append(name)
+        if self._sleeping:
+            self._wake.set()
+
     @property
     def pending(self) -> int:
-        """Outcomes queued or being sent."""
-        return len(self._queue) + self._in_flight
+        """Outcomes and refusals queued or being sent."""
+        return len(self._queue) + self._in_flight + len(self._rejections) + self._rejecting
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Waits until the queue is empty and nothing is being sent; False on timeout."""
         deadline = time.monotonic() + timeout
         self._wake.set()
-        while self._queue or self._in_flight:
+        while self._queue or self._in_flight or self._rejections or self._rejecting:
             if time.monotonic() >= deadline:
                 return False
             if self._thread is None or not self._thread.is_alive():
@@ -128,6 +149,23 @@ class Recorder:
         batch = self._take()
         if batch:
             self._send_batch(batch)
+        if self._rejections:
+            self._send_rejected()
+
+    def _send_rejected(self) -> None:
+        rejections = self._rejections
+        counts: Counter[str] = Counter()
+        self._rejecting = n = len(rejections)  # counted in flight before leaving the queue
+        for _ in range(n):
+            counts[rejections.popleft()] += 1
+        try:
+            if self._send_rejections is not None:
+                self._send_rejections(counts)
+        except Exception:  # noqa: BLE001 - the thread must survive a bug in one batch
+            self.dropped_by.update(counts)
+            log.exception("failed to count %d breaker refusals", n)
+        finally:
+            self._rejecting = 0
 
     def _send_batch(self, batch: list[RecordRequest]) -> None:
         try:
@@ -144,9 +182,9 @@ class Recorder:
     def _run(self) -> None:
         queue = self._queue
         while not self._stop:
-            if not queue:
+            if not queue and not self._rejections:
                 self._sleeping = True
-                if not queue:  # re-checked: a submit between the two saw _sleeping False
+                if not queue and not self._rejections:  # re-checked: a submit between the two saw _sleeping False
                     self._wake.wait(0.1)
                 self._sleeping = False
                 self._wake.clear()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -256,6 +256,14 @@ class RedisBackend(BreakerBackend):
             else:
                 answers += self._results(self._reply(group[0].name, reply))
         return answers
+
+    def count_rejections(self, counts: Mapping[str, int]) -> None:
+        """Adds refusals decided from the pushed state (no script ran for them) to each
+        breaker's ``rejected`` total, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for name, n in counts.items():
+            pipe.hincrby(self.keys.breaker(name)[0], "n_rejected", n)
+        pipe.execute()
 
     def applied_batches(self, name: str, batches: Sequence[str]) -> set[str]:
         """Which of these record batches of breaker ``name`` the store ran."""

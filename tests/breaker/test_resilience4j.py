@@ -101,3 +101,49 @@ def test_reset_of_a_closed_breaker_empties_the_window(r4j: Driver) -> None:
     snap = r4j.snapshot()
     assert (snap.state, snap.window.calls, snap.epoch) == (State.CLOSED, 0, 1)
     assert transitions(r4j) == [(State.CLOSED, State.CLOSED)]
+
+
+# -- every refusal counted ---------------------------------------------------------------------
+
+
+def fleet_metric(redis_url: str, prefix: str, metric: str, labels: dict[str, str]) -> float | None:
+    """One sample of the fleet's Prometheus metrics as ``fusebox serve`` exposes them."""
+    from api.metrics import FuseboxCollector
+    from workers.settings import Settings
+    from tests.support.processes import make_breakers
+
+    breakers = make_breakers(redis_url, prefix)
+    try:
+        for family in FuseboxCollector(breakers, breakers.shared.client, Settings(key_prefix=prefix)).collect():
+            for sample in family.samples:
+                if sample.name == metric and sample.labels == labels:
+                    return float(sample.value)
+    finally:
+        breakers.close()
+    return None
+
+
+@pytest.mark.redis
+def test_every_refusal_counted_from_four_processes(redis_url: str, key_prefix: str) -> None:
+    """CircuitBreakerStateMachineTest.shouldThrowCallNotPermittedExceptionWhenStateIsForcedOpen
+    (and CircuitBreakerEventPublisherTest.shouldConsumeCallNotPermittedEvent): every refused
+    call is counted. Four processes with their subscribers running refuse 25 calls each from
+    their pushed state (no round trip); the fleet's ``fusebox_breaker_rejected_total`` reads 100."""
+    from breaker.backends.redis import RedisBackend as Backend
+    from breaker.connection import redis_client
+    from tests.support.processes import SPAWN, refuse_from_cache
+
+    name = "r4j-refused"
+    backend = Backend(redis_client(redis_url, 1.0), Keyspace(key_prefix))
+    backend.control(name, BreakerPolicy(), Control.FORCE_OPEN, "test")
+    results = SPAWN.Queue()
+    procs = [SPAWN.Process(target=refuse_from_cache, args=(redis_url, key_prefix, name, 25, results))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    answers = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert answers == [{"refused": 25, "from_cache": True}] * 4
+    assert backend.snapshot(name, BreakerPolicy()).totals.get("rejected") == 100
+    assert fleet_metric(redis_url, key_prefix, "fusebox_breaker_rejected_total", {"model": name}) == 100

@@ -133,3 +133,24 @@ def guarded_loop(url: str, prefix: str, policy_json: str, control: str, results:
     b.close()
     results.put(json.dumps({**counts, "store_events": store_events, "errors_seen": errors[:5],
                             "health": health.model_dump(mode="json")}))
+
+
+def refuse_from_cache(url: str, prefix: str, name: str, calls: int, results: Any) -> None:
+    """Asks a FORCED_OPEN breaker ``calls`` times once its pushed state is trusted: every
+    refusal is decided in this process, without a round trip (issue 27: counted anyway)."""
+    b = make_breakers(url, prefix, redis_timeout=1.0)
+    b.wait_until_subscribed()
+    breaker = b.get(name)
+    deadline = time.monotonic() + 30
+    while not (b.cache.fresh and b.known_state(name).rejects) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    asked_before, refused = b.store_admissions, 0
+    for _ in range(calls):
+        try:
+            breaker.admit()
+        except CallNotPermitted:
+            refused += 1
+    from_cache = b.store_admissions == asked_before
+    b.flush(30)
+    b.close()
+    results.put({"refused": refused, "from_cache": from_cache})
