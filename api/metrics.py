@@ -73,6 +73,8 @@ class FuseboxCollector(Collector):
         failure_ratio = GaugeMetricFamily("fusebox_breaker_failure_ratio", "Failure ratio in the sliding window", labels=m)
         slow_ratio = GaugeMetricFamily("fusebox_breaker_slow_call_ratio", "Slow-call ratio in the sliding window", labels=m)
         window = GaugeMetricFamily("fusebox_breaker_window_calls", "Calls in the sliding window", labels=m)
+        judged = GaugeMetricFamily("fusebox_breaker_window_judged", "1 when the window holds minimum_calls calls "
+                                   "(the ratios are judged and exported), else 0", labels=m)
         threshold = GaugeMetricFamily("fusebox_breaker_failure_ratio_threshold", "Failure ratio at which it trips", labels=m)
         slow_threshold = GaugeMetricFamily("fusebox_breaker_slow_call_ratio_threshold",
                                            "Slow-call ratio at which it trips", labels=m)
@@ -92,8 +94,10 @@ class FuseboxCollector(Collector):
             snap = self.breakers.get(name).snapshot()
             for s in State:
                 state.add_metric([name, s.value], 1.0 if snap.state == s else 0.0)
-            failure_ratio.add_metric([name], snap.window.failure_rate)
-            slow_ratio.add_metric([name], snap.window.slow_rate)
+            judged.add_metric([name], 1.0 if snap.window.judged else 0.0)
+            if snap.window.judged:  # below minimum_calls a rate is no judgement: no sample
+                failure_ratio.add_metric([name], snap.window.failure_rate)
+                slow_ratio.add_metric([name], snap.window.slow_rate)
             window.add_metric([name], snap.window.calls)
             threshold.add_metric([name], snap.policy.failure_rate_threshold)
             slow_threshold.add_metric([name], snap.policy.slow_call_rate_threshold)
@@ -109,7 +113,7 @@ class FuseboxCollector(Collector):
             if ramp.active and ramp.limit is not None:
                 ramp_limit.add_metric([name], ramp.limit)
                 ramp_in_flight.add_metric([name], ramp.in_flight)
-        yield from (state, failure_ratio, slow_ratio, window, threshold, slow_threshold, calls, rejected, stale,
+        yield from (state, failure_ratio, slow_ratio, window, judged, threshold, slow_threshold, calls, rejected, stale,
                     transitions, probes, ramp_limit, ramp_in_flight)
 
         jobs = CounterMetricFamily("fusebox_jobs", "Answered jobs by who served them", labels=["model", "served_by"])

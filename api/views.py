@@ -10,12 +10,16 @@ from breaker.ramp import RampStatus
 
 
 def snapshot_json(snap: BreakerSnapshot, ramp: RampStatus | None = None) -> dict[str, Any]:
-    """The snapshot, plus the figures derived from it: seconds until probes, window rates,
+    """The snapshot, plus the figures derived from it: seconds until probes, window rates
+    (null below ``minimum_calls``, with ``judgement``: "not judged: 3 of 5 calls"),
     and the slow-start ramp after a recovery (``ramp``: active, limit, in_flight, and a
     ``text`` such as "recovering: 8 of 32 slots")."""
     data = snap.model_dump(mode="json")
     data["retry_after"] = snap.retry_after
-    data["window"].update(failure_rate=snap.window.failure_rate, slow_rate=snap.window.slow_rate)
+    w = snap.window
+    # Rates below minimum_calls are not judged: null (resilience4j's -1), and said in words.
+    data["window"].update(failure_rate=w.judged_failure_rate, slow_rate=w.judged_slow_rate, judged=w.judged,
+                          judgement=w.judgement)
     if ramp is not None:
         data["ramp"] = {**ramp.model_dump(include={"active", "limit", "in_flight", "started_ms", "ends_ms"}),
                         "text": ramp.describe()}

@@ -154,11 +154,39 @@ class Admission(StateView):
 
 
 class WindowStats(_Frozen):
-    """What the sliding window holds right now."""
+    """What the sliding window holds right now.
+
+    Parameters:
+      calls, failures, slow: the window's counts.
+      minimum_calls: the policy's ``minimum_calls`` when these figures are shown to a
+        person (snapshots); 0 where unknown. Below it the rates are *not judged*: the
+        breaker cannot trip on them, and :attr:`judged_failure_rate` is None where
+        resilience4j reports -1 (None is what JSON and Prometheus can leave out; -1 would
+        read as a rate).
+    """
 
     calls: int = 0
     failures: int = 0
     slow: int = 0
+    minimum_calls: int = 0
+
+    @property
+    def judged(self) -> bool:
+        """Whether the window holds enough calls for its rates to count."""
+        return self.calls > 0 and self.calls >= self.minimum_calls
+
+    @property
+    def judged_failure_rate(self) -> float | None:
+        return self.failure_rate if self.judged else None
+
+    @property
+    def judged_slow_rate(self) -> float | None:
+        return self.slow_rate if self.judged else None
+
+    @property
+    def judgement(self) -> str:
+        """"not judged: 3 of 5 calls" below the minimum, else "" (nothing to add)."""
+        return "" if self.judged else f"not judged: {self.calls} of {max(1, self.minimum_calls)} calls"
 
     @property
     def failure_rate(self) -> float:

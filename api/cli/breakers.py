@@ -48,8 +48,9 @@ def breakers_table(snaps: list[BreakerSnapshot], ramps: dict[str, RampStatus] | 
             snap.name,
             styled_state(snap.state),
             str(snap.window.calls),
-            _rate(snap.window.failure_rate, snap.policy.failure_rate_threshold),
-            _rate(snap.window.slow_rate, snap.policy.slow_call_rate_threshold),
+            _rate(snap.window.failure_rate, snap.policy.failure_rate_threshold) if snap.window.judged
+            else snap.window.judgement,  # "not judged: 3 of 5 calls"
+            _rate(snap.window.slow_rate, snap.policy.slow_call_rate_threshold) if snap.window.judged else "-",
             f"{retry:.1f}s" if retry is not None else "-",
             ((ramps or {}).get(snap.name) or RampStatus()).describe() or "-",  # "recovering: 8 of 32 slots"
             str(snap.totals.get("to_open", 0)),

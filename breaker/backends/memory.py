@@ -134,7 +134,7 @@ class InMemoryBackend(BreakerBackend):
                 name=name,
                 changed_at_ms=r.changed_at_ms,
                 consecutive_trips=r.consecutive_trips,
-                window=r.window.stats(now, m.policy.window),
+                window=r.window.stats(now, m.policy.window).model_copy(update={"minimum_calls": m.policy.minimum_calls}),
                 probes_outstanding=len(r.permits),
                 probe_calls=r.probe_calls,
                 probe_failures=r.probe_failures,

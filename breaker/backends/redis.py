@@ -291,7 +291,7 @@ class RedisBackend(BreakerBackend):
             name=name,
             changed_at_ms=int(reply["changed_at_ms"]),
             consecutive_trips=int(reply["consecutive_trips"]),
-            window=WindowStats.model_validate(reply["window"]),
+            window=WindowStats.model_validate({**reply["window"], "minimum_calls": effective.minimum_calls}),
             probes_outstanding=int(reply["probes_outstanding"]),
             probe_calls=int(reply["probe_calls"]),
             probe_failures=int(reply["probe_failures"]),

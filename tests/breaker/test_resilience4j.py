@@ -147,3 +147,62 @@ def test_every_refusal_counted_from_four_processes(redis_url: str, key_prefix: s
     assert answers == [{"refused": 25, "from_cache": True}] * 4
     assert backend.snapshot(name, BreakerPolicy()).totals.get("rejected") == 100
     assert fleet_metric(redis_url, key_prefix, "fusebox_breaker_rejected_total", {"model": name}) == 100
+
+
+# -- rates below the minimum number of calls ------------------------------------------------------
+
+
+def test_rates_below_minimum_calls_are_not_judged(r4j: Driver) -> None:
+    """CircuitBreakerStateMachineTest.shouldRecordMetricsInMetricsOnlyState (and
+    shouldOpenAfterFailureRateThresholdExceeded): below the minimum number of calls the
+    failure rate is "not judged" (resilience4j: -1; fusebox: None, and the words "not
+    judged: 3 of 5 calls" on the page and in the CLI), from the minimum on it is the rate."""
+    from api.cli.breakers import breakers_table
+    from api.views import snapshot_json
+    from rich.console import Console
+
+    r4j.calls(F, F, F)
+    w = r4j.snapshot().window
+    assert (w.calls, w.failures, w.judged, w.judged_failure_rate, w.judged_slow_rate) == (3, 3, False, None, None)
+    assert w.judgement == "not judged: 3 of 5 calls"
+    data = snapshot_json(r4j.snapshot())["window"]
+    assert (data["failure_rate"], data["judged"], data["judgement"]) == (None, False, "not judged: 3 of 5 calls")
+    console = Console(width=200, record=True)
+    console.print(breakers_table([r4j.snapshot()]))
+    assert "not judged: 3 of 5 calls" in console.export_text() and "100%" not in console.export_text()
+
+    r4j.calls(S)
+    r4j.call(S)  # 5 calls: 3 failed, 60 % >= 50 %: trips, and the trip's window is judged
+    assert r4j.state == State.OPEN
+    event = r4j.backend.history(r4j.name)[-1]
+    assert (event.window.calls, event.window.failures) == (5, 3)
+
+
+def test_judged_rate_from_the_minimum_on(r4j: Driver) -> None:
+    """CircuitBreakerStateMachineTest.shouldOpenAfterFailureRateThresholdExceeded: with the
+    window at its minimum the rate is judged (1 failure of 5: 20 %)."""
+    r4j.calls(F, S, S, S, S)
+    w = r4j.snapshot().window
+    assert (w.judged, w.judged_failure_rate, w.judgement) == (True, 0.2, "")
+    assert r4j.state == State.CLOSED
+
+
+@pytest.mark.redis
+def test_not_judged_has_no_ratio_sample(redis_url: str, key_prefix: str) -> None:
+    """The Prometheus side of "not judged": no ``fusebox_breaker_failure_ratio`` sample and
+    ``fusebox_breaker_window_judged`` 0 below the minimum; the ratio and 1 from it on."""
+    from tests.support.processes import make_breakers
+
+    breakers = make_breakers(redis_url, key_prefix, R4J_POLICY)
+    breaker = breakers.get("r4j-judged")
+    try:
+        for _ in range(2):
+            breaker.record(breaker.admit(), F, 0.01, wait=True)
+        assert fleet_metric(redis_url, key_prefix, "fusebox_breaker_window_judged", {"model": "r4j-judged"}) == 0
+        assert fleet_metric(redis_url, key_prefix, "fusebox_breaker_failure_ratio", {"model": "r4j-judged"}) is None
+        for _ in range(3):
+            breaker.record(breaker.admit(), S, 0.01, wait=True)
+        assert fleet_metric(redis_url, key_prefix, "fusebox_breaker_window_judged", {"model": "r4j-judged"}) == 1
+        assert fleet_metric(redis_url, key_prefix, "fusebox_breaker_failure_ratio", {"model": "r4j-judged"}) == 0.4
+    finally:
+        breakers.close()
