@@ -50,6 +50,7 @@ end
 -- hand (or by an older or newer fusebox) is checked here too, so that a missing or absurd
 -- field can never make a script fail halfway (a HALF_OPEN breaker that never decides).
 -- {lower, upper, lower bound exclusive}
+local POLICY_BOUNDS_ID = 'v1'
 local POLICY_BOUNDS = {
   minimum_calls = {1, 1000000}, failure_rate_threshold = {0, 1, true},
   slow_call_duration = {0, math.huge, true}, slow_call_rate_threshold = {0, 1, true},
@@ -101,6 +102,55 @@ end
 -- a stored policy was refused (nil when none was).
 local POLICY_PROBLEM = nil
 
+-- The state hash's fields a script reads, fetched once per script call (HMGET: the
+-- lifetime totals and the policy JSON stay in Redis unless asked for).
+-- FLEET_CHECKED names the field holding the fleet default exactly as it was last checked
+-- against these bounds: while it equals `default_policy`, the check is not run again (a
+-- version with other bounds uses another field name, an older version that writes
+-- `default_policy` without it makes the two differ).
+local FLEET_CHECKED = 'default_policy_checked:' .. POLICY_BOUNDS_ID
+local STATE_FIELDS = {'state', 'default_policy', FLEET_CHECKED}
+for _, k in ipairs(STATE_NUMBERS) do
+  STATE_FIELDS[#STATE_FIELDS + 1] = k
+end
+local STATE_ROW = nil
+
+local function state_row()
+  if STATE_ROW == nil then
+    local values = redis.call('HMGET', K_STATE, unpack(STATE_FIELDS))
+    STATE_ROW = {}
+    for i, k in ipairs(STATE_FIELDS) do
+      STATE_ROW[k] = values[i] or nil
+    end
+  end
+  return STATE_ROW
+end
+
+-- Stores `raw` (a process's configured policy, checked by pydantic) as the fleet default.
+local function set_fleet_policy(raw)
+  local row = state_row()
+  local p = checked_policy(cjson.decode(raw))
+  if p then
+    redis.call('HSET', K_STATE, 'default_policy', raw, FLEET_CHECKED, raw)
+    row[FLEET_CHECKED] = raw
+  else
+    redis.call('HSET', K_STATE, 'default_policy', raw)
+    redis.call('HDEL', K_STATE, FLEET_CHECKED)
+    row[FLEET_CHECKED] = nil
+  end
+  row.default_policy = raw
+end
+
+-- Optional numbers of a policy already checked: JSON null means absent.
+local function unchecked_optionals(p)
+  for k, _ in pairs(OPTIONAL_NUMBERS) do
+    if p[k] == cjson.null then
+      p[k] = nil
+    end
+  end
+  return p
+end
+
 local function load_policy()
   local problem = nil
   local stored = redis.call('HGETALL', K_POLICY)
@@ -112,10 +162,16 @@ local function load_policy()
     problem = 'stored policy refused (' .. why .. '); using the fleet default'
   end
   POLICY_PROBLEM = problem
-  local fleet = redis.call('HGET', K_STATE, 'default_policy')
+  local row = state_row()
+  local fleet = row.default_policy
   if fleet then
     local ok, decoded = pcall(cjson.decode, fleet)
-    local p = ok and checked_policy(decoded) or nil
+    local p = nil
+    if ok and fleet == row[FLEET_CHECKED] then
+      p = unchecked_optionals(decoded)
+    elseif ok then
+      p = checked_policy(decoded)
+    end
     if p then
       return p, false, problem
     end
@@ -128,27 +184,29 @@ end
 -- The breaker's state hash as a table; a breaker seen for the first time starts CLOSED,
 -- unless `create` is false (read-only callers), in which case nil is returned.
 local function load_state(now, create)
-  local s = hash_table(redis.call('HGETALL', K_STATE))
-  if s.state == nil then
+  local row = state_row()
+  if row.state == nil then
     if not create then
       return nil
     end
-    s = {state = 'closed', epoch = 0, incarnation = now, changed_at = now, open_until = 0,
+    local s = {state = 'closed', epoch = 0, incarnation = now, changed_at = now, open_until = 0,
          consecutive_trips = 0, permit_seq = 0, probe_calls = 0, probe_failures = 0, probe_slow = 0,
          streak = 0}
     redis.call('HSET', K_STATE, 'state', 'closed', 'epoch', 0, 'incarnation', now, 'changed_at', now,
       'open_until', 0, 'consecutive_trips', 0, 'permit_seq', 0, 'probe_calls', 0,
       'probe_failures', 0, 'probe_slow', 0, 'streak', 0)
-    redis.call('HSET', K_STATE, 'default_policy', ARGV[6])
+    set_fleet_policy(ARGV[6])
     redis.call('SADD', K_NAMES, NAME)
+    row.state = 'closed'
     return s
   end
-  if create and s.default_policy == nil then
+  if create and row.default_policy == nil then
     -- A breaker created by an older fusebox: adopt this caller's policy as the fleet's.
-    redis.call('HSET', K_STATE, 'default_policy', ARGV[6])
+    set_fleet_policy(ARGV[6])
   end
+  local s = {state = row.state}
   for _, k in ipairs(STATE_NUMBERS) do
-    s[k] = tonumber(s[k]) or 0
+    s[k] = tonumber(row[k]) or 0
   end
   return s
 end
