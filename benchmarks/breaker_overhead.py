@@ -238,6 +238,50 @@ def record_capacity(processes: int = 2, seconds: float = 3.0) -> dict[str, Any]:
             "capacity_outcomes_lost": calls - written - dropped}
 
 
+class _SteppedClock:
+    """Seconds that move only when told: the record-cost rows step a whole window of
+    traffic in moments (RedisBackend's test clock, the one path that is not Redis TIME)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record_cost(windows: tuple[int, ...] = (60, 600, 3600), calls: int = 3000) -> dict[str, Any]:
+    """Redis CPU per record script call (``INFO commandstats``: EVALSHA's usec_per_call) with
+    a window of each length full of traffic (a bucket in every second), on a Redis of its
+    own. Target (issue 22): <= 20 us at every allowed window length."""
+    from breaker.backend import RecordRequest
+    from breaker.backends.redis import RedisBackend
+    from breaker.keyspace import Keyspace
+
+    result: dict[str, Any] = {}
+    with RedisServer() as server:
+        plain = redis.Redis.from_url(server.url)
+        for window in windows:
+            clock = _SteppedClock()
+            backend = RedisBackend(plain, Keyspace(f"cost{window}"), clock=clock)
+            policy = BreakerPolicy(window=window, minimum_calls=10**6)
+
+            admission = backend.admit("model", policy, "bench")
+            assert admission.ticket is not None  # CLOSED for the whole run: one ticket does
+            request = RecordRequest(name="model", policy=policy, ticket=admission.ticket,
+                                    outcome=Outcome.SUCCESS, duration=0.01, who="bench")
+            for _ in range(window):  # fill the window: a bucket in every second
+                backend.record(request)
+                clock.now += 1.0
+            plain.config_resetstat()
+            for _ in range(calls):  # ten calls a second: a bucket expires every tenth call
+                backend.record(request)
+                clock.now += 0.1
+            stats = plain.info("commandstats")["cmdstat_evalsha"]
+            result[f"record_redis_us_window_{window}"] = round(float(stats["usec_per_call"]), 2)
+    result["target_record_cost_met"] = all(v <= 20.0 for k, v in result.items() if k.startswith("record_redis_us"))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -248,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = dict(run(url, args.calls, args.rounds))
         result.update(self_trip(url))
     result.update(record_capacity())
+    result.update(record_cost())
     if args.json:
         print(json.dumps(result))
     else:

@@ -9,6 +9,8 @@ Rules, in short:
 
 * CLOSED admits. An outcome enters the window; once the window holds ``minimum_calls``
   calls and the failure rate or slow-call rate reaches its threshold, the breaker trips.
+  With ``consecutive_failures_threshold`` K, K failures in a row (of this epoch) trip it
+  too, however few calls the window holds; a success or slow success ends the streak.
 * OPEN rejects until ``open_until``; the first admission after it moves to HALF_OPEN.
 * HALF_OPEN hands out ``permitted_calls_in_half_open`` probe permits. When that many probes
   have reported, the probes' rates decide: CLOSED, or OPEN again with a longer wait. An
@@ -49,6 +51,7 @@ class BreakerRecord:
     probe_calls: int = 0
     probe_failures: int = 0
     probe_slow: int = 0
+    streak: int = 0  # FAILURE/TIMEOUT outcomes in a row in this epoch (CLOSED, METRICS_ONLY)
     window: SlidingWindow = field(default_factory=SlidingWindow)
     totals: Counter[str] = field(default_factory=Counter)
 
@@ -72,6 +75,14 @@ def trip_reason(stats: WindowStats, policy: BreakerPolicy, what: str) -> str | N
             f"{what} slow-call rate {stats.slow_rate:.1%} >= {policy.slow_call_rate_threshold:.1%}"
             f" over {stats.calls} calls"
         )
+    return None
+
+
+def streak_reason(streak: int, policy: BreakerPolicy) -> str | None:
+    """Why ``streak`` failures in a row trip the breaker, or None (no threshold, or below)."""
+    k = policy.consecutive_failures_threshold
+    if k is not None and streak >= k:
+        return f"{streak} consecutive failures >= {k}"
     return None
 
 
@@ -189,7 +200,7 @@ class Machine:
         r.state = to
         r.changed_at_ms = now_ms
         r.permits.clear()
-        r.probe_calls = r.probe_failures = r.probe_slow = 0
+        r.probe_calls = r.probe_failures = r.probe_slow = r.streak = 0
         r.window.clear()
         r.open_until_ms = 0
         if to == State.OPEN:
@@ -248,13 +259,16 @@ class Closed(StateBehaviour):
         if outcome == Outcome.IGNORED:
             return False
         r = m.record
-        r.window.add(now_ms, failure=outcome.is_failure, slow=slow)
+        stats = r.window.add(now_ms, m.policy.window, failures=int(outcome.is_failure), slow=int(slow))
+        r.streak = r.streak + 1 if outcome.is_failure else 0
         if self.trips:
-            stats = r.window.stats(now_ms, m.policy.window)
+            reason = None
             if stats.calls >= m.policy.minimum_calls:
                 reason = trip_reason(stats, m.policy, "window")
-                if reason is not None:
-                    m.transition(State.OPEN, reason, now_ms, who)
+            if reason is None:
+                reason = streak_reason(r.streak, m.policy)
+            if reason is not None:
+                m.transition(State.OPEN, reason, now_ms, who)
         return True
 
 

@@ -55,6 +55,12 @@ class BreakerPolicy(BaseModel):
         to a queue that is never paused, and runs them without asking the breaker or
         counting their outcome): for the rare caller that must reach the model even while
         it is sick, and accepts the risk.
+      consecutive_failures_threshold: K trips CLOSED to OPEN after K failures (errors and
+        timeouts) in a row in the current epoch, without waiting for ``minimum_calls``: a
+        low-traffic model whose every call fails is cut off after K calls. A success (slow
+        or not) ends the streak; IGNORED outcomes neither count nor end it; outcomes
+        handed back after an outage do not count (their order is not known). None (the
+        default): only the window's rates trip.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -74,6 +80,7 @@ class BreakerPolicy(BaseModel):
     tier: TierName | None = None
     reference_megapixels: float | None = Field(None, gt=0.0)
     bypass_callers: tuple[str, ...] = ()
+    consecutive_failures_threshold: int | None = Field(None, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> BreakerPolicy:
@@ -134,7 +141,7 @@ class BreakerPolicy(BaseModel):
             for k, v in fields.items()
         }
         known = {k: v for k, v in decoded.items() if k in cls.model_fields}
-        for optional in ("tier", "reference_megapixels"):
+        for optional in ("tier", "reference_megapixels", "consecutive_failures_threshold"):
             if known.get(optional) == "":
                 known[optional] = None
         if "bypass_callers" in known:

@@ -221,6 +221,8 @@ class BreakerSnapshot(StateView):
       window: the sliding window's figures now.
       probes_outstanding: HALF_OPEN probe permits handed out and not yet reported.
       probe_calls, probe_failures: HALF_OPEN probe outcomes reported so far.
+      consecutive_failures: failures in a row in this epoch (the
+        ``consecutive_failures_threshold`` streak).
       totals: lifetime counts by outcome (success, slow, failure, timeout, ignored), of
         stale outcomes, rejections, granted and reclaimed probe permits, and of transitions
         into each state (``to_open``, ``to_closed``...).
@@ -235,6 +237,7 @@ class BreakerSnapshot(StateView):
     probes_outstanding: int = 0
     probe_calls: int = 0
     probe_failures: int = 0
+    consecutive_failures: int = 0
     totals: dict[str, int] = Field(default_factory=dict)
     policy: BreakerPolicy
     local: bool = False

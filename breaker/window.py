@@ -1,5 +1,6 @@
-"""A time-based sliding window of 1-second buckets (the in-process twin of the window
-that ``backends/lua/common.lua`` keeps in a Redis hash)."""
+"""A time-based sliding window of 1-second buckets with running sums (the in-process twin
+of the window that ``backends/lua/common.lua`` keeps in a Redis hash: the same algorithm,
+and ``tests/breaker/test_differential.py`` checks that both give the same figures)."""
 
 from __future__ import annotations
 
@@ -10,30 +11,57 @@ class SlidingWindow:
     """Calls, failures and slow calls of the last ``window`` seconds.
 
     A call at store time ``t`` ms lands in bucket ``t // 1000``; at time ``now`` the window
-    holds the buckets ``s`` with ``s > now // 1000 - window``, and older ones are dropped
-    when the window is read.
+    holds the buckets ``s`` with ``s > now // 1000 - window``. The sums of the buckets are
+    kept as they change, and a bucket is subtracted once, when it falls out of the window,
+    so reading or adding costs the same whatever the window's length.
+    ``head`` is the oldest second that may still hold a bucket (None when empty); a clock
+    that went back adds to that bucket, so that no bucket is ever older than the head.
     """
 
     def __init__(self) -> None:
         self._buckets: dict[int, list[int]] = {}
+        self._sums = [0, 0, 0]
+        self._head: int | None = None
 
-    def add(self, now_ms: int, *, failure: bool, slow: bool) -> None:
-        bucket = self._buckets.setdefault(now_ms // 1000, [0, 0, 0])
-        bucket[0] += 1
-        bucket[1] += int(failure)
-        bucket[2] += int(slow)
+    def add(self, now_ms: int, window: int, *, calls: int = 1, failures: int = 0, slow: int = 0) -> WindowStats:
+        """Adds outcomes to the bucket of ``now_ms``; returns the window's figures after."""
+        self._expire(now_ms, window)
+        second = now_ms // 1000
+        if self._head is None:
+            self._head = second
+        elif second < self._head:
+            second = self._head
+        bucket = self._buckets.setdefault(second, [0, 0, 0])
+        for i, n in enumerate((calls, failures, slow)):
+            bucket[i] += n
+            self._sums[i] += n
+        return self._stats()
 
     def stats(self, now_ms: int, window: int) -> WindowStats:
-        """The window's figures at ``now_ms``; evicts buckets that fell out of it."""
-        oldest_kept = now_ms // 1000 - window + 1
-        calls = failures = slow = 0
-        for second in list(self._buckets):
-            if second < oldest_kept:
-                del self._buckets[second]
-                continue
-            c, f, s = self._buckets[second]
-            calls, failures, slow = calls + c, failures + f, slow + s
-        return WindowStats(calls=calls, failures=failures, slow=slow)
+        """The window's figures at ``now_ms``; drops buckets that fell out of it."""
+        self._expire(now_ms, window)
+        return self._stats()
 
     def clear(self) -> None:
         self._buckets.clear()
+        self._sums = [0, 0, 0]
+        self._head = None
+
+    def _stats(self) -> WindowStats:
+        calls, failures, slow = self._sums
+        return WindowStats(calls=calls, failures=failures, slow=slow)
+
+    def _expire(self, now_ms: int, window: int) -> None:
+        oldest = now_ms // 1000 - window + 1
+        if self._head is None or self._head >= oldest:
+            return
+        if oldest - self._head > len(self._buckets):
+            expired = [s for s in self._buckets if s < oldest]
+        else:
+            expired = [s for s in range(self._head, oldest) if s in self._buckets]
+        for second in expired:
+            for i, n in enumerate(self._buckets.pop(second)):
+                self._sums[i] -= n
+        self._head = oldest
+        if self._sums[0] <= 0:
+            self.clear()

@@ -138,6 +138,7 @@ class InMemoryBackend(BreakerBackend):
                 probes_outstanding=len(r.permits),
                 probe_calls=r.probe_calls,
                 probe_failures=r.probe_failures,
+                consecutive_failures=r.streak,
                 totals=dict(r.totals),
                 policy=m.policy,
                 local=True,

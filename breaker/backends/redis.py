@@ -295,6 +295,7 @@ class RedisBackend(BreakerBackend):
             probes_outstanding=int(reply["probes_outstanding"]),
             probe_calls=int(reply["probe_calls"]),
             probe_failures=int(reply["probe_failures"]),
+            consecutive_failures=int(reply.get("consecutive_failures") or 0),
             totals={k: int(v) for k, v in (reply["totals"] or {}).items()},
             policy=effective,
             **self._view_fields(reply),

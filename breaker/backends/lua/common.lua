@@ -22,10 +22,11 @@ local POLICY_NUMBERS = {
 -- when present, nil otherwise (the script that reads one has its default).
 -- reference_megapixels: the caller scales durations by it before recording
 -- (BreakerPolicy.size_factor); the scripts only check it.
-local OPTIONAL_NUMBERS = {slow_start = {0, 3600}, reference_megapixels = {1e-9, math.huge}}
+local OPTIONAL_NUMBERS = {slow_start = {0, 3600}, reference_megapixels = {1e-9, math.huge},
+                          consecutive_failures_threshold = {1, 1000000}}
 local STATE_NUMBERS = {
   'epoch', 'incarnation', 'changed_at', 'open_until', 'consecutive_trips', 'permit_seq',
-  'probe_calls', 'probe_failures', 'probe_slow',
+  'probe_calls', 'probe_failures', 'probe_slow', 'streak',
 }
 
 -- The store's clock, never the caller's: hosts with skewed clocks still agree.
@@ -49,6 +50,7 @@ end
 -- hand (or by an older or newer fusebox) is checked here too, so that a missing or absurd
 -- field can never make a script fail halfway (a HALF_OPEN breaker that never decides).
 -- {lower, upper, lower bound exclusive}
+local POLICY_BOUNDS_ID = 'v1'
 local POLICY_BOUNDS = {
   minimum_calls = {1, 1000000}, failure_rate_threshold = {0, 1, true},
   slow_call_duration = {0, math.huge, true}, slow_call_rate_threshold = {0, 1, true},
@@ -100,6 +102,55 @@ end
 -- a stored policy was refused (nil when none was).
 local POLICY_PROBLEM = nil
 
+-- The state hash's fields a script reads, fetched once per script call (HMGET: the
+-- lifetime totals and the policy JSON stay in Redis unless asked for).
+-- FLEET_CHECKED names the field holding the fleet default exactly as it was last checked
+-- against these bounds: while it equals `default_policy`, the check is not run again (a
+-- version with other bounds uses another field name, an older version that writes
+-- `default_policy` without it makes the two differ).
+local FLEET_CHECKED = 'default_policy_checked:' .. POLICY_BOUNDS_ID
+local STATE_FIELDS = {'state', 'default_policy', FLEET_CHECKED}
+for _, k in ipairs(STATE_NUMBERS) do
+  STATE_FIELDS[#STATE_FIELDS + 1] = k
+end
+local STATE_ROW = nil
+
+local function state_row()
+  if STATE_ROW == nil then
+    local values = redis.call('HMGET', K_STATE, unpack(STATE_FIELDS))
+    STATE_ROW = {}
+    for i, k in ipairs(STATE_FIELDS) do
+      STATE_ROW[k] = values[i] or nil
+    end
+  end
+  return STATE_ROW
+end
+
+-- Stores `raw` (a process's configured policy, checked by pydantic) as the fleet default.
+local function set_fleet_policy(raw)
+  local row = state_row()
+  local p = checked_policy(cjson.decode(raw))
+  if p then
+    redis.call('HSET', K_STATE, 'default_policy', raw, FLEET_CHECKED, raw)
+    row[FLEET_CHECKED] = raw
+  else
+    redis.call('HSET', K_STATE, 'default_policy', raw)
+    redis.call('HDEL', K_STATE, FLEET_CHECKED)
+    row[FLEET_CHECKED] = nil
+  end
+  row.default_policy = raw
+end
+
+-- Optional numbers of a policy already checked: JSON null means absent.
+local function unchecked_optionals(p)
+  for k, _ in pairs(OPTIONAL_NUMBERS) do
+    if p[k] == cjson.null then
+      p[k] = nil
+    end
+  end
+  return p
+end
+
 local function load_policy()
   local problem = nil
   local stored = redis.call('HGETALL', K_POLICY)
@@ -111,10 +162,16 @@ local function load_policy()
     problem = 'stored policy refused (' .. why .. '); using the fleet default'
   end
   POLICY_PROBLEM = problem
-  local fleet = redis.call('HGET', K_STATE, 'default_policy')
+  local row = state_row()
+  local fleet = row.default_policy
   if fleet then
     local ok, decoded = pcall(cjson.decode, fleet)
-    local p = ok and checked_policy(decoded) or nil
+    local p = nil
+    if ok and fleet == row[FLEET_CHECKED] then
+      p = unchecked_optionals(decoded)
+    elseif ok then
+      p = checked_policy(decoded)
+    end
     if p then
       return p, false, problem
     end
@@ -127,26 +184,29 @@ end
 -- The breaker's state hash as a table; a breaker seen for the first time starts CLOSED,
 -- unless `create` is false (read-only callers), in which case nil is returned.
 local function load_state(now, create)
-  local s = hash_table(redis.call('HGETALL', K_STATE))
-  if s.state == nil then
+  local row = state_row()
+  if row.state == nil then
     if not create then
       return nil
     end
-    s = {state = 'closed', epoch = 0, incarnation = now, changed_at = now, open_until = 0,
-         consecutive_trips = 0, permit_seq = 0, probe_calls = 0, probe_failures = 0, probe_slow = 0}
+    local s = {state = 'closed', epoch = 0, incarnation = now, changed_at = now, open_until = 0,
+         consecutive_trips = 0, permit_seq = 0, probe_calls = 0, probe_failures = 0, probe_slow = 0,
+         streak = 0}
     redis.call('HSET', K_STATE, 'state', 'closed', 'epoch', 0, 'incarnation', now, 'changed_at', now,
       'open_until', 0, 'consecutive_trips', 0, 'permit_seq', 0, 'probe_calls', 0,
-      'probe_failures', 0, 'probe_slow', 0)
-    redis.call('HSET', K_STATE, 'default_policy', ARGV[6])
+      'probe_failures', 0, 'probe_slow', 0, 'streak', 0)
+    set_fleet_policy(ARGV[6])
     redis.call('SADD', K_NAMES, NAME)
+    row.state = 'closed'
     return s
   end
-  if create and s.default_policy == nil then
+  if create and row.default_policy == nil then
     -- A breaker created by an older fusebox: adopt this caller's policy as the fleet's.
-    redis.call('HSET', K_STATE, 'default_policy', ARGV[6])
+    set_fleet_policy(ARGV[6])
   end
+  local s = {state = row.state}
   for _, k in ipairs(STATE_NUMBERS) do
-    s[k] = tonumber(s[k]) or 0
+    s[k] = tonumber(row[k]) or 0
   end
   return s
 end
@@ -155,46 +215,158 @@ local function count(counter)
   redis.call('HINCRBY', K_STATE, 'n_' .. counter, 1)
 end
 
--- Window buckets are hash fields c<second>, f<second>, s<second> (calls, failures, slow).
-local function window_add(now, failure, slow)
-  local second = string.format('%d', math.floor(now / 1000))
-  redis.call('HINCRBY', K_WINDOW, 'c' .. second, 1)
-  if failure then
-    redis.call('HINCRBY', K_WINDOW, 'f' .. second, 1)
-  end
-  if slow then
-    redis.call('HINCRBY', K_WINDOW, 's' .. second, 1)
-  end
+-- The window (see breaker/window.py, the same algorithm in Python): buckets c<second>,
+-- f<second>, s<second> (calls, failures, slow calls) and one field WINDOW_META holding
+-- "calls failures slow head": the running sums of the buckets still in the window, and the
+-- oldest second that may still hold a bucket. A record call reads the sums and subtracts
+-- only the buckets that expired since the last call (each bucket is read once when it
+-- expires), so its cost does not grow with the window's length. The field is named like an
+-- expired bucket, so that a script from before the running sums ignores it (and drops it:
+-- a window without it is rebuilt from its buckets, once).
+local WINDOW_META = 'm0'
+local WIN = nil -- this script call's window: loaded once, expired to `now`
+
+local function window_empty()
+  return {calls = 0, failures = 0, slow = 0, head = nil}
 end
 
--- The window's figures at `now`; with `evict`, buckets that fell out are deleted.
-local function window_stats(now, window, evict)
+-- The stored window, with the sums of every bucket it holds (expired or not).
+local function window_read()
+  local raw = redis.call('HGET', K_WINDOW, WINDOW_META)
+  if raw then
+    local c, f, s, h = string.match(raw, '^(%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+)$')
+    if h then
+      return {calls = tonumber(c), failures = tonumber(f), slow = tonumber(s), head = tonumber(h)}
+    end
+  end
+  local w = window_empty()
   local flat = redis.call('HGETALL', K_WINDOW)
-  local oldest_kept = math.floor(now / 1000) - window + 1
-  local st = {calls = 0, failures = 0, slow = 0}
-  local stale = {}
   for i = 1, #flat, 2 do
-    local field = flat[i]
-    if tonumber(string.sub(field, 2)) < oldest_kept then
-      stale[#stale + 1] = field
-    else
-      local kind, n = string.sub(field, 1, 1), tonumber(flat[i + 1])
+    local kind, second = string.sub(flat[i], 1, 1), tonumber(string.sub(flat[i], 2))
+    local n = tonumber(flat[i + 1]) or 0
+    if flat[i] ~= WINDOW_META and second then
+      if w.head == nil or second < w.head then w.head = second end
       if kind == 'c' then
-        st.calls = st.calls + n
+        w.calls = w.calls + n
       elseif kind == 'f' then
-        st.failures = st.failures + n
-      else
-        st.slow = st.slow + n
+        w.failures = w.failures + n
+      elseif kind == 's' then
+        w.slow = w.slow + n
       end
     end
   end
-  if evict then
-    -- In chunks: unpack() has a limit on how many values it returns.
-    for i = 1, #stale, 500 do
-      redis.call('HDEL', K_WINDOW, unpack(stale, i, math.min(i + 499, #stale)))
+  w.dirty = true
+  return w
+end
+
+-- Subtracts from `w` the buckets older than the window at `now`; with `write`, deletes them.
+-- Reads the seconds from w.head up to the window's start, or the whole hash when it holds
+-- fewer buckets than that (a window idle for a long time).
+local function window_expire(w, now, window, write)
+  local oldest = math.floor(now / 1000) - window + 1
+  if w.head == nil or w.head >= oldest then
+    return w
+  end
+  local gone = {}
+  local function drop(field, n)
+    local kind = string.sub(field, 1, 1)
+    if kind == 'c' then
+      w.calls = w.calls - n
+    elseif kind == 'f' then
+      w.failures = w.failures - n
+    else
+      w.slow = w.slow - n
+    end
+    gone[#gone + 1] = field
+  end
+  if (oldest - w.head) * 3 > redis.call('HLEN', K_WINDOW) then
+    local flat = redis.call('HGETALL', K_WINDOW)
+    for i = 1, #flat, 2 do
+      local second = tonumber(string.sub(flat[i], 2))
+      if flat[i] ~= WINDOW_META and second and second < oldest then
+        drop(flat[i], tonumber(flat[i + 1]))
+      end
+    end
+  else
+    for from = w.head, oldest - 1, 150 do
+      local fields = {}
+      for second = from, math.min(from + 149, oldest - 1) do
+        local sec = string.format('%d', second)
+        fields[#fields + 1] = 'c' .. sec
+        fields[#fields + 1] = 'f' .. sec
+        fields[#fields + 1] = 's' .. sec
+      end
+      local values = redis.call('HMGET', K_WINDOW, unpack(fields))
+      for i = 1, #fields do
+        if values[i] then
+          drop(fields[i], tonumber(values[i]))
+        end
+      end
     end
   end
-  return st
+  w.head = oldest
+  if w.calls <= 0 then
+    -- Empty: the next bucket starts it again (and no field is left behind).
+    w.calls, w.failures, w.slow, w.head = 0, 0, 0, nil
+    if write then
+      redis.call('DEL', K_WINDOW)
+      gone = {}
+    end
+  end
+  if write then
+    -- In chunks: unpack() has a limit on how many values it returns.
+    for i = 1, #gone, 500 do
+      redis.call('HDEL', K_WINDOW, unpack(gone, i, math.min(i + 499, #gone)))
+    end
+    w.dirty = true
+  end
+  return w
+end
+
+local function window_save(w)
+  if w.head == nil then
+    redis.call('HDEL', K_WINDOW, WINDOW_META)
+  else
+    redis.call('HSET', K_WINDOW, WINDOW_META,
+      string.format('%d %d %d %d', w.calls, w.failures, w.slow, w.head))
+  end
+  w.dirty = false
+end
+
+-- This script call's window, expired to `now` (read and written once per call).
+local function window_load(now, window)
+  if WIN == nil then
+    WIN = window_expire(window_read(), now, window, true)
+    if WIN.dirty then
+      window_save(WIN)
+    end
+  end
+  return WIN
+end
+
+-- Adds outcomes to the bucket of `now` (a clock that went back adds to the oldest bucket
+-- that may still exist, so that no bucket is ever older than the head) and to the sums.
+local function window_put(now, window, calls, failures, slow)
+  local w = window_load(now, window)
+  local second = math.floor(now / 1000)
+  if w.head == nil then
+    w.head = second
+  elseif second < w.head then
+    second = w.head
+  end
+  local sec = string.format('%d', second)
+  redis.call('HINCRBY', K_WINDOW, 'c' .. sec, calls)
+  if failures > 0 then redis.call('HINCRBY', K_WINDOW, 'f' .. sec, failures) end
+  if slow > 0 then redis.call('HINCRBY', K_WINDOW, 's' .. sec, slow) end
+  w.calls, w.failures, w.slow = w.calls + calls, w.failures + failures, w.slow + slow
+  window_save(w)
+  return w
+end
+
+-- The window's figures at `now`, writing nothing.
+local function window_stats(now, window)
+  local w = WIN or window_expire(window_read(), now, window, false)
+  return {calls = w.calls, failures = w.failures, slow = w.slow}
 end
 
 local function rate(part, whole)
@@ -217,6 +389,15 @@ local function trip_reason(st, policy, what)
   return nil
 end
 
+-- Why the current streak of failures trips the breaker, or nil (no threshold, or below it).
+local function streak_reason(s, policy)
+  local k = policy.consecutive_failures_threshold
+  if k ~= nil and s.streak >= k then
+    return string.format('%d consecutive failures >= %d', s.streak, k)
+  end
+  return nil
+end
+
 -- Moves the breaker to `to`: a new epoch, an empty window, no permits; OPEN gets its
 -- (growing) wait. The event is appended to the stream, then published with its stream id.
 local function transition(s, to, reason, now, policy)
@@ -225,15 +406,16 @@ local function transition(s, to, reason, now, policy)
   if s.state == 'half_open' then
     st = {calls = s.probe_calls, failures = s.probe_failures, slow = s.probe_slow}
   else
-    st = window_stats(now, policy.window, false)
+    st = window_stats(now, policy.window)
   end
   local from = s.state
   s.epoch = s.epoch + 1
   s.state = to
   s.changed_at = now
-  s.probe_calls, s.probe_failures, s.probe_slow = 0, 0, 0
+  s.probe_calls, s.probe_failures, s.probe_slow, s.streak = 0, 0, 0, 0
   s.open_until = 0
   redis.call('DEL', K_PERMITS, K_WINDOW)
+  WIN = nil
   if to == 'open' then
     s.consecutive_trips = s.consecutive_trips + 1
     local wait = policy.wait_in_open * policy.wait_in_open_multiplier ^ math.max(s.consecutive_trips - 1, 0)
@@ -246,7 +428,7 @@ local function transition(s, to, reason, now, policy)
   end
   redis.call('HSET', K_STATE, 'state', to, 'epoch', s.epoch, 'changed_at', now,
     'open_until', s.open_until, 'consecutive_trips', s.consecutive_trips,
-    'probe_calls', 0, 'probe_failures', 0, 'probe_slow', 0)
+    'probe_calls', 0, 'probe_failures', 0, 'probe_slow', 0, 'streak', 0)
   local event = {
     kind = 'transition', breaker = NAME, from_state = from, to_state = to, reason = reason,
     at_ms = now, epoch = s.epoch, incarnation = s.incarnation, who = WHO, window = st,

@@ -16,6 +16,6 @@ end
 if ARGV[7] == 'closed' then
   -- An operator's reset re-adopts the resetting process's configured policy as the
   -- fleet default (how a new default reaches a breaker created by an older deploy).
-  redis.call('HSET', K_STATE, 'default_policy', ARGV[6])
+  set_fleet_policy(ARGV[6])
 end
 return cjson.encode(transition(s, ARGV[7], ARGV[8], now, policy))

@@ -22,12 +22,7 @@ end
 redis.call('HINCRBY', K_STATE, 'n_merged', calls)
 local tripped = false
 if calls > 0 and (s.state == 'closed' or s.state == 'metrics_only') then
-  local st = window_stats(now, policy.window, true)
-  local second = string.format('%d', math.floor(now / 1000))
-  redis.call('HINCRBY', K_WINDOW, 'c' .. second, calls)
-  if failures > 0 then redis.call('HINCRBY', K_WINDOW, 'f' .. second, failures) end
-  if slow > 0 then redis.call('HINCRBY', K_WINDOW, 's' .. second, slow) end
-  st.calls, st.failures, st.slow = st.calls + calls, st.failures + failures, st.slow + slow
+  local st = window_put(now, policy.window, calls, failures, slow)
   if s.state == 'closed' and st.calls >= policy.minimum_calls then
     local reason = trip_reason(st, policy, 'merged window')
     if reason then

@@ -17,7 +17,7 @@ if action == 'set' then
 else
   redis.call('DEL', K_POLICY)
   -- Clearing re-adopts the clearing process's configured policy as the fleet default.
-  redis.call('HSET', K_STATE, 'default_policy', ARGV[6])
+  set_fleet_policy(ARGV[6])
 end
 local policy = load_policy()
 local event = {kind = 'policy', breaker = NAME, who = WHO, at_ms = now}

@@ -5,13 +5,12 @@
 -- timed out cannot know whether it ran, and asks before handing its outcomes back again.
 -- All the outcomes share the ticket's epoch (the client groups them so); each is judged as
 -- if recorded alone and in order: one that trips the breaker makes the rest stale. State,
--- policy and window are read once per call, then kept as running totals.
+-- policy and window are read once per call; the window keeps running sums (common.lua).
 local now = now_ms()
 local policy = load_policy()
 local s = load_state(now, true)
 local epoch, incarnation, permit = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
 local applied, slows, states, epochs, open_untils = {}, {}, {}, {}, {}
-local st = nil -- the window's figures, read on first need
 
 if ARGV[10] ~= '' then
   redis.call('ZADD', K_APPLIED, now, ARGV[10])
@@ -33,16 +32,22 @@ for i = 11, #ARGV, 2 do
       count('stale')
     elseif s.state == 'closed' or s.state == 'metrics_only' then
       if outcome ~= 'ignored' then
-        if st == nil then
-          st = window_stats(now, policy.window, true)
-        end
-        window_add(now, failure, slow)
-        st.calls = st.calls + 1
-        if failure then st.failures = st.failures + 1 end
-        if slow then st.slow = st.slow + 1 end
+        local st = window_put(now, policy.window, 1, failure and 1 or 0, slow and 1 or 0)
         done = true
-        if s.state == 'closed' and st.calls >= policy.minimum_calls then
-          local reason = trip_reason(st, policy, 'window')
+        if failure then
+          s.streak = redis.call('HINCRBY', K_STATE, 'streak', 1)
+        elseif s.streak > 0 then
+          s.streak = 0
+          redis.call('HSET', K_STATE, 'streak', 0)
+        end
+        if s.state == 'closed' then
+          local reason = nil
+          if st.calls >= policy.minimum_calls then
+            reason = trip_reason(st, policy, 'window')
+          end
+          if reason == nil then
+            reason = streak_reason(s, policy)
+          end
           if reason then
             transition(s, 'open', reason, now, policy)
           end
