@@ -89,6 +89,8 @@ def signed_url(hook: Webhook, now_ms: int | None = None) -> str:
 
 
 def summary(event: BreakerEvent) -> str:
+    if event.kind == "would_trip":  # METRICS_ONLY shadow: nothing was stopped
+        return f"fusebox breaker {event.breaker}: {event.reason} (metrics only: no call stopped)"
     frm = event.from_state.value if event.from_state else "?"
     to = event.to_state.value if event.to_state else "?"
     return f"fusebox breaker {event.breaker}: {frm} -> {to} ({event.reason})"
@@ -98,9 +100,13 @@ def render(event: BreakerEvent, fmt: str) -> dict[str, Any]:
     """The webhook body for one transition, in the receiver's message format."""
     title = summary(event)
     w = event.window
-    lines = [
+    heading = (
+        f"**{event.breaker}: would trip (metrics only, no call stopped)**" if event.kind == "would_trip" else
         f"**{EMOJI.get(event.to_state, '') if event.to_state else ''} {event.breaker}: "
-        f"{event.from_state.value if event.from_state else '?'} → {event.to_state.value if event.to_state else '?'}**",
+        f"{event.from_state.value if event.from_state else '?'} → {event.to_state.value if event.to_state else '?'}**"
+    )
+    lines = [
+        heading,
         f"- reason: {event.reason}",
         f"- window: {w.calls} calls, {w.failures} failed, {w.slow} slow",
         f"- epoch {event.epoch}, by {event.who}",
@@ -292,8 +298,11 @@ class AlertSender:
 
     @staticmethod
     def wanted(event: BreakerEvent) -> bool:
-        """Transitions that change the shared state: worth waking someone for."""
-        return event.kind == "transition" and not event.local and event.from_state != event.to_state
+        """Transitions that change the shared state, and a METRICS_ONLY breaker crossing a
+        threshold (it would have tripped: the signal shadow mode is run for)."""
+        if event.local:
+            return False
+        return event.kind == "would_trip" or (event.kind == "transition" and event.from_state != event.to_state)
 
     def replay(self, events: list[BreakerEvent], window: float) -> int:
         """Hands over the transitions of the last ``window`` seconds (from the event
@@ -311,6 +320,10 @@ class AlertSender:
     # -- delivery -----------------------------------------------------------------------------------
 
     def _key(self, h: _Hook, event: BreakerEvent) -> str:
+        if event.kind == "would_trip":  # several in one epoch: one claim per crossing
+            return self.keys.alert_claim(event.breaker, f"{event.incarnation}.would_trip.{event.at_ms}."
+                                         f"{hashlib.sha1(event.reason.encode()).hexdigest()[:8]}",
+                                         event.epoch, h.id)
         return self.keys.alert_claim(event.breaker, event.incarnation, event.epoch, h.id)
 
     def _run(self, h: _Hook) -> None:

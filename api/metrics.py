@@ -80,6 +80,8 @@ class FuseboxCollector(Collector):
                                            "Slow-call ratio at which it trips", labels=m)
         calls = CounterMetricFamily("fusebox_breaker_calls", "Guarded calls by outcome", labels=["model", "outcome"])
         rejected = CounterMetricFamily("fusebox_breaker_rejected", "Calls the breaker refused (admission)", labels=m)
+        would_trip = CounterMetricFamily("fusebox_breaker_would_trip", "METRICS_ONLY (shadow mode): crossings of a "
+                                         "threshold, where the breaker would have tripped", labels=["model", "reason"])
         stale = CounterMetricFamily("fusebox_breaker_stale_outcomes",
                                     "Outcomes reported for an earlier epoch: counted, never judged", labels=m)
         transitions = CounterMetricFamily("fusebox_breaker_transitions", "Transitions into each state", labels=["model", "to"])
@@ -105,6 +107,8 @@ class FuseboxCollector(Collector):
                 calls.add_metric([name, outcome], snap.totals.get(outcome, 0))
             rejected.add_metric([name], snap.totals.get("rejected", 0))
             stale.add_metric([name], snap.totals.get("stale", 0))
+            for reason in ("failure_rate", "slow_call_rate"):
+                would_trip.add_metric([name, reason], snap.totals.get(f"would_trip_{reason}", 0))
             for s in State:
                 transitions.add_metric([name, s.value], snap.totals.get(f"to_{s.value}", 0))
             probes.add_metric([name, "granted"], snap.totals.get("probes_granted", 0))
@@ -113,7 +117,7 @@ class FuseboxCollector(Collector):
             if ramp.active and ramp.limit is not None:
                 ramp_limit.add_metric([name], ramp.limit)
                 ramp_in_flight.add_metric([name], ramp.in_flight)
-        yield from (state, failure_ratio, slow_ratio, window, judged, threshold, slow_threshold, calls, rejected, stale,
+        yield from (state, failure_ratio, slow_ratio, window, judged, threshold, slow_threshold, calls, rejected, would_trip, stale,
                     transitions, probes, ramp_limit, ramp_in_flight)
 
         jobs = CounterMetricFamily("fusebox_jobs", "Answered jobs by who served them", labels=["model", "served_by"])

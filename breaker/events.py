@@ -20,15 +20,17 @@ from breaker.state import State, WindowStats
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["transition", "policy", "store"]
+EventKind = Literal["transition", "policy", "store", "would_trip"]
 
 
 class BreakerEvent(BaseModel):
     """Something that happened to a breaker or to the store behind it.
 
     Parameters:
-      kind: ``transition`` (state change), ``policy`` (policy changed) or ``store`` (this
-        process lost or regained the shared store; ``breaker`` is empty then).
+      kind: ``transition`` (state change), ``policy`` (policy changed), ``store`` (this
+        process lost or regained the shared store; ``breaker`` is empty then) or
+        ``would_trip`` (a METRICS_ONLY breaker's window crossed a threshold: it would have
+        tripped; the state is unchanged, see breaker/shadow.py).
       breaker: the breaker's name.
       from_state, to_state: the transition; equal for operator resets of a CLOSED breaker
         (published), and in the answer to an operator action that changed nothing (trip an

@@ -32,6 +32,7 @@ from typing import ClassVar
 from breaker.events import BreakerEvent
 from breaker.policy import BreakerPolicy
 from breaker.state import Admission, Control, Outcome, RecordResult, State, StateView, Ticket, WindowStats
+from breaker.shadow import History, would_trip
 from breaker.window import SlidingWindow
 
 
@@ -54,6 +55,8 @@ class BreakerRecord:
     streak: int = 0  # FAILURE/TIMEOUT outcomes in a row in this epoch (CLOSED, METRICS_ONLY)
     window: SlidingWindow = field(default_factory=SlidingWindow)
     totals: Counter[str] = field(default_factory=Counter)
+    shadow: dict[str, int] = field(default_factory=dict)  # METRICS_ONLY: rates above, by epoch
+    history: History = field(default_factory=History)  # 24 h of 1-second buckets (what-if)
 
 
 def outcome_counter(outcome: Outcome, slow: bool) -> str:
@@ -260,6 +263,7 @@ class Closed(StateBehaviour):
             return False
         r = m.record
         stats = r.window.add(now_ms, m.policy.window, failures=int(outcome.is_failure), slow=int(slow))
+        r.history.add(now_ms, failure=outcome.is_failure, slow=slow)
         r.streak = r.streak + 1 if outcome.is_failure else 0
         if self.trips:
             reason = None
@@ -273,10 +277,19 @@ class Closed(StateBehaviour):
 
 
 class MetricsOnly(Closed):
-    """Records like CLOSED and reports the figures, but never trips."""
+    """Records like CLOSED and reports the figures, but never trips: it says when it would
+    have (a ``would_trip`` event per crossing of a threshold, breaker/shadow.py)."""
 
     state = State.METRICS_ONLY
     trips = False
+
+    def record(
+        self, m: Machine, now_ms: int, ticket: Ticket, outcome: Outcome, slow: bool, who: str
+    ) -> bool:
+        applied = super().record(m, now_ms, ticket, outcome, slow, who)
+        if applied:
+            would_trip(m, now_ms, who)
+        return applied
 
 
 class Open(StateBehaviour):

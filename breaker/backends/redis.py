@@ -45,12 +45,12 @@ STANDALONE_SCRIPTS = ("probe",)
 
 @lru_cache(maxsize=None)
 def script_source(name: str) -> str:
-    """The full source of one script: ``common.lua`` followed by ``<name>.lua``."""
+    """The full source of one script: ``common.lua``, ``shadow.lua``, then ``<name>.lua``."""
     lua = resources.files("breaker.backends").joinpath("lua")
     own = lua.joinpath(f"{name}.lua").read_text()
     if name in STANDALONE_SCRIPTS:
         return own
-    return lua.joinpath("common.lua").read_text() + "\n" + own
+    return "\n".join(lua.joinpath(part).read_text() for part in ("common.lua", "shadow.lua")) + "\n" + own
 
 
 @lru_cache(maxsize=64)

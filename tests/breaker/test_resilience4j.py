@@ -206,3 +206,112 @@ def test_not_judged_has_no_ratio_sample(redis_url: str, key_prefix: str) -> None
         assert fleet_metric(redis_url, key_prefix, "fusebox_breaker_failure_ratio", {"model": "r4j-judged"}) == 0.4
     finally:
         breakers.close()
+
+
+# -- METRICS_ONLY: a shadow that says when it would have tripped ----------------------------------
+
+
+def would_trips(d: Driver) -> list[str]:
+    return [e.reason for e in d.backend.history(d.name) if e.kind == "would_trip"]
+
+
+def test_metrics_only_records_and_says_once_it_would_trip(r4j: Driver) -> None:
+    """CircuitBreakerStateMachineTest.shouldRecordMetricsInMetricsOnlyState: METRICS_ONLY
+    admits and records every call, never transitions, and publishes one failure-rate
+    exceeded event when the window (5 calls, 3 failed: 60 %) crosses the threshold, not
+    again while it stays above."""
+    r4j.control(Control.METRICS_ONLY)
+    results = r4j.calls(F, F, F, S)
+    assert [r.state for r in results] == [State.METRICS_ONLY] * 4 and all(r.applied for r in results)
+    assert would_trips(r4j) == []
+    r4j.call(S)
+    assert would_trips(r4j) == ["would trip: window failure rate 60.0% >= 50.0% over 5 calls"]
+    r4j.call(F)  # still above: no second event
+    snap = r4j.snapshot()
+    assert (snap.state, snap.window.calls, snap.window.failures) == (State.METRICS_ONLY, 6, 4)
+    assert len(would_trips(r4j)) == 1
+    assert snap.totals["would_trip_failure_rate"] == 1
+    assert transitions(r4j) == [(State.CLOSED, State.METRICS_ONLY)]
+
+
+def test_metrics_only_publishes_each_rate_once(r4j: Driver) -> None:
+    """CircuitBreakerStateMachineTest.shouldPublishEachEventOnceInMetricOnlyState: five slow
+    failures cross both thresholds: one failure-rate and one slow-call-rate event."""
+    r4j.control(Control.METRICS_ONLY)
+    for _ in range(5):
+        r4j.call(F, duration=5.0)
+    reasons = would_trips(r4j)
+    assert reasons == ["would trip: window failure rate 100.0% >= 50.0% over 5 calls",
+                       "would trip: window slow-call rate 100.0% >= 50.0% over 5 calls"]
+    totals = r4j.snapshot().totals
+    assert (totals["would_trip_failure_rate"], totals["would_trip_slow_call_rate"]) == (1, 1)
+
+
+def test_metrics_only_says_again_after_falling_below(r4j: Driver) -> None:
+    """Once per crossing (fusebox: resilience4j says it once per state): the rate falls
+    below the threshold, then crosses again: a second event."""
+    r4j.control(Control.METRICS_ONLY)
+    r4j.calls(F, F, F, F, F)  # 100 %: first crossing
+    r4j.calls(*[S] * 6)  # 5 of 11: 45 %: below
+    r4j.calls(F, F)  # 7 of 13: 54 %: second crossing
+    assert len(would_trips(r4j)) == 2
+    assert r4j.snapshot().totals["would_trip_failure_rate"] == 2
+
+
+@pytest.mark.redis
+def test_shadow_mode_event_alert_and_counter_once_per_crossing(redis_url: str, key_prefix: str) -> None:
+    """A METRICS_ONLY breaker whose model fails above the threshold, in a process with its
+    subscriber running: every call is admitted, and exactly one would-trip event reaches the
+    listeners, one alert reaches the webhook (the alert service's path) and
+    ``fusebox_breaker_would_trip_total{reason="failure_rate"}`` reads 1, per crossing."""
+    from api.alerts import AlertSender
+    from tests.api.test_alerts import Receiver
+    from tests.support.fleet import wait_for
+    from tests.support.processes import make_breakers
+    from workers.settings import Webhook
+
+    receiver = Receiver()
+    breakers = make_breakers(redis_url, key_prefix, R4J_POLICY)
+    alerts = AlertSender([Webhook(url=receiver.url("/generic"))], breakers.shared.client, key_prefix,
+                         backoff=0.05).start()
+    heard: list[str] = []
+    try:
+        assert breakers.wait_until_subscribed(10)
+        breakers.add_listener(alerts)
+        breakers.add_listener(lambda e: heard.append(e.reason) if e.kind == "would_trip" else None)
+        breaker = breakers.get("r4j-shadow")
+        breaker.metrics_only(reason="try a stricter policy")
+        admitted = 0
+        for outcome in [F] * 8 + [S] * 12 + [F] * 8:  # above at 5, below from 17, above again at 24 (12 of 24)
+            with pytest.raises(RuntimeError) if outcome is F else _nothing():
+                with breaker.guard():
+                    admitted += 1
+                    if outcome is F:
+                        raise RuntimeError("model failed")
+            breakers.flush()
+        assert admitted == 28 and breaker.snapshot().state == State.METRICS_ONLY
+        def shadow_alerts() -> list[dict]:
+            return [b for b in receiver.bodies.get("/generic", []) if b["event"]["kind"] == "would_trip"]
+
+        wait_for(lambda: len(heard) == 2 and len(shadow_alerts()) == 2, 10)
+        wait_for(lambda: False, 0.3)  # time for a duplicate to show up, if there were one
+        assert heard == ["would trip: window failure rate 100.0% >= 50.0% over 5 calls",
+                         "would trip: window failure rate 50.0% >= 50.0% over 24 calls"]
+        assert sorted(b["text"] for b in shadow_alerts()) == sorted(
+            f"fusebox breaker r4j-shadow: {reason} (metrics only: no call stopped)" for reason in heard)
+        assert fleet_metric(redis_url, key_prefix, "fusebox_breaker_would_trip_total",
+                            {"model": "r4j-shadow", "reason": "failure_rate"}) == 2
+        assert fleet_metric(redis_url, key_prefix, "fusebox_breaker_would_trip_total",
+                            {"model": "r4j-shadow", "reason": "slow_call_rate"}) == 0
+    finally:
+        alerts.stop()
+        breakers.close()
+        receiver.server.shutdown()
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False

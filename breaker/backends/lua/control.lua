@@ -9,7 +9,7 @@ if ARGV[7] ~= 'closed' and s.state == ARGV[7] then
   return cjson.encode({
     kind = 'transition', breaker = NAME, from_state = s.state, to_state = s.state,
     reason = 'already ' .. s.state .. ': nothing changed', at_ms = now, epoch = s.epoch,
-    incarnation = s.incarnation, who = WHO, window = window_stats(now, policy.window, false),
+    incarnation = s.incarnation, who = WHO, window = window_stats(now, policy.window),
     open_until_ms = s.open_until, consecutive_trips = s.consecutive_trips,
   })
 end

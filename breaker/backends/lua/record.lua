@@ -33,6 +33,7 @@ for i = 11, #ARGV, 2 do
     elseif s.state == 'closed' or s.state == 'metrics_only' then
       if outcome ~= 'ignored' then
         local st = window_put(now, policy.window, 1, failure and 1 or 0, slow and 1 or 0)
+        history_add(now, failure, slow)
         done = true
         if failure then
           s.streak = redis.call('HINCRBY', K_STATE, 'streak', 1)
@@ -51,6 +52,8 @@ for i = 11, #ARGV, 2 do
           if reason then
             transition(s, 'open', reason, now, policy)
           end
+        else
+          shadow_check(s, st, policy, now) -- METRICS_ONLY: says when it would have tripped
         end
       end
     elseif s.state == 'half_open' then
