@@ -61,6 +61,12 @@ class Keyspace:
     def breaker_state(self, name: str) -> str:
         return f"{self.prefix}:breaker:{check_name(name)}"
 
+    def history(self, name: str, hour: int) -> str:
+        """One hour (of store time, ``second // 3600``) of a breaker's per-second record,
+        kept 24 h for ``fusebox breaker what-if`` (``lua/shadow.lua`` derives the same name
+        from the state key, because only the store knows its hour)."""
+        return f"{self.breaker_state(name)}:history:{hour}"
+
     def ramp(self, name: str) -> list[str]:
         """The slow-start ramp's two keys (``ramp.lua``'s KEYS[8] and KEYS[9])."""
         base = self.breaker_state(name)
@@ -166,6 +172,8 @@ KEYS: tuple[KeyDoc, ...] = (
            "the operator's stored policy, one field per setting"),
     KeyDoc("<prefix>:breaker:<name>:applied", "zset", "10 min, at most 20 000 entries", "breaker/backends/lua",
            "ids of record batches and hand-backs already applied (exactly once)"),
+    KeyDoc("<prefix>:breaker:<name>:history:<hour>", "hash", "25 h after its last write",
+           "breaker/backends/lua/shadow.lua", "calls, failures, slow calls per second of that hour (what-if replays)"),
     KeyDoc("<prefix>:breaker:<name>:ramp", "hash", "none (one per breaker)", "breaker/backends/lua/ramp.lua",
            "the slow-start ramp after a recovery: armed epoch, start"),
     KeyDoc("<prefix>:breaker:<name>:slots", "hash", "entries expire with their holder's lease",

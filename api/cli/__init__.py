@@ -7,6 +7,7 @@
     fusebox breaker trip|reset|disable|metrics-only|force-open NAME
     fusebox breaker set NAME --failure-rate-threshold 0.4 ...   live, no restart
     fusebox breaker clear-policy NAME | history [NAME]
+    fusebox breaker what-if NAME --failure-rate-threshold 0.3 ...   replay 24 h against a policy
     fusebox chaos NAME --error-rate 0.5 --latency 2 --hang [--for 10m] | --off
     fusebox serve                                    HTTP: health, metrics, breaker page
     fusebox alerts [test]                            the alert service; a test message to every webhook

@@ -187,3 +187,44 @@ def history(
                       f"{e.from_state.value if e.from_state else '-'} -> {e.to_state.value if e.to_state else '-'}",
                       e.reason, e.who)
     out.print(table)
+
+
+@breaker_app.command("what-if")
+def what_if(
+    name: str,
+    failure_rate_threshold: Annotated[Optional[float], _opt("Failure rate (0-1) that would trip it.")] = None,
+    slow_call_rate_threshold: Annotated[Optional[float], _opt("Slow-call rate (0-1) that would trip it.")] = None,
+    minimum_calls: Annotated[Optional[int], _opt("Calls in the window before it may trip.")] = None,
+    window: Annotated[Optional[int], _opt("Sliding window, seconds.")] = None,
+    wait_in_open: Annotated[Optional[float], _opt("Seconds OPEN after a trip (their calls are skipped).")] = None,
+    hours: Annotated[int, typer.Option(min=1, max=24, help="How far back to replay.")] = 24,
+    as_json: Json = False,
+) -> None:
+    """Replays the breaker's recorded calls (24 h of 1-second buckets) against its policy
+    with these changes and says when it would have tripped."""
+    from breaker.whatif import replay
+
+    changes = {k: v for k, v in locals().items() if k not in ("name", "hours", "as_json", "replay") and v is not None}
+    with open_client() as client:
+        current = client.breakers.get(known_model(name)).policy
+        try:
+            policy = BreakerPolicy.model_validate({**current.model_dump(), **changes})
+        except ValueError as exc:
+            raise UserError(f"invalid policy: {first_error(exc)}", 2) from None
+        if client.breakers.shared is None:
+            raise UserError("what-if needs the shared store (FUSEBOX_REDIS_URL)", 2)
+        buckets = client.breakers.shared.history_buckets(name, hours)
+    trips = replay(buckets, policy)
+    calls = sum(c for c, _, _ in buckets.values())
+    if as_json:
+        print_json({"breaker": name, "policy": policy.model_dump(mode="json"), "hours": hours, "calls": calls,
+                    "seconds": len(buckets), "trips": [t.model_dump(mode="json") for t in trips]})
+        return
+    changed = ", ".join(f"{k}={v}" for k, v in changes.items()) or "its current policy"
+    if not trips:
+        out.print(f"{name}: with {changed}, would not have tripped over {calls} calls in the last {hours} h")
+        return
+    out.print(f"{name}: with {changed}, would have tripped {len(trips)} time(s) over {calls} calls "
+              f"in the last {hours} h:")
+    for t in trips:
+        out.print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t.at))}  {t.reason}")

@@ -145,6 +145,13 @@ class InMemoryBackend(BreakerBackend):
                 **m.view(now).model_dump(),
             )
 
+    def history_buckets(self, name: str, hours: int = 24) -> dict[int, tuple[int, int, int]]:
+        """As :meth:`RedisBackend.history_buckets`."""
+        with self._lock:
+            record = self._records.get(name)
+            since = self._now_ms() // 1000 - hours * 3600
+            return {} if record is None else {s: b for s, b in record.history.buckets().items() if s >= since}
+
     def views(self, names: Sequence[str]) -> tuple[int, dict[str, StateView]]:
         with self._lock:
             now = self._now_ms()

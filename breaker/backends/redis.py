@@ -265,6 +265,22 @@ class RedisBackend(BreakerBackend):
             pipe.hincrby(self.keys.breaker(name)[0], "n_rejected", n)
         pipe.execute()
 
+    def history_buckets(self, name: str, hours: int = 24) -> dict[int, tuple[int, int, int]]:
+        """The recorded calls, failures and slow calls per second (store time) of the last
+        ``hours`` hours (``lua/shadow.lua``), oldest first."""
+        seconds, _ = self.client.time()
+        now_h = (int(self._clock()) if self._clock else int(seconds)) // 3600
+        hours_read = range(now_h - hours, now_h + 1)
+        pipe = self.client.pipeline(transaction=False)
+        for hour in hours_read:
+            pipe.hgetall(self.keys.history(name, hour))
+        buckets: dict[int, tuple[int, int, int]] = {}
+        for hour, fields in zip(hours_read, pipe.execute()):
+            for field, value in sorted(fields.items(), key=lambda kv: int(kv[0])):
+                packed = int(value)
+                buckets[hour * 3600 + int(field)] = (packed & 0xFFFFF, (packed >> 20) & 0xFFFFF, packed >> 40)
+        return buckets
+
     def applied_batches(self, name: str, batches: Sequence[str]) -> set[str]:
         """Which of these record batches of breaker ``name`` the store ran."""
         if not batches:

@@ -315,3 +315,72 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> bool:
         return False
+
+
+# -- what-if: the recorded history replayed against another policy --------------------------------
+
+
+def test_history_is_recorded_per_second(r4j: Driver) -> None:
+    """The per-second record behind ``fusebox breaker what-if`` (kept 24 h): what entered
+    the window, by second of store time, on both backends."""
+    r4j.calls(S, F)
+    r4j.call(S, duration=5.0)
+    r4j.advance(1)
+    r4j.calls(F, I)  # an ignored call never enters the window, nor the history
+    start = int(r4j.clock.now) - 1
+    assert r4j.backend.history_buckets(r4j.name) == {start: (3, 1, 1), start + 1: (1, 1, 0)}  # type: ignore[attr-defined]
+    r4j.advance(25 * 3600)
+    r4j.call(S)
+    assert r4j.backend.history_buckets(r4j.name) == {int(r4j.clock.now): (1, 0, 0)}  # type: ignore[attr-defined]
+
+
+def test_what_if_replays_the_history_against_another_policy() -> None:
+    """An hour of traffic with one bad minute (40 % failures): the recorded policy (50 %)
+    would not have tripped, a stricter one (30 %) trips in that minute, and skips its wait
+    in OPEN before judging again."""
+    from breaker.whatif import replay
+
+    start = 1_700_000_000
+    buckets = {start + i: (10, 1, 0) for i in range(0, 3600, 5)}  # 10 % failures
+    buckets.update({start + 1800 + i: (10, 4, 0) for i in range(60)})  # a bad minute
+    assert replay(buckets, R4J_POLICY) == []
+    stricter = R4J_POLICY.model_copy(update={"failure_rate_threshold": 0.3, "wait_in_open": 30.0})
+    trips = replay(buckets, stricter)
+    # 26 of the last 80 calls failed 5 s into the bad minute; 30 s OPEN; the first second
+    # after it trips again (the real breaker's probes would have failed there).
+    assert [t.at - start for t in trips] == [1805, 1835]
+    assert [t.reason for t in trips] == ["window failure rate 32.5% >= 30.0% over 80 calls",
+                                         "window failure rate 40.0% >= 30.0% over 10 calls"]
+
+
+@pytest.mark.redis
+def test_what_if_command(redis_url: str, key_prefix: str) -> None:
+    """``fusebox breaker what-if echo --failure-rate-threshold 0.3 --minimum-calls 5``
+    replays what the Redis store recorded and says when that policy would have tripped."""
+    from typer.testing import CliRunner
+
+    from api.cli.commands import app
+    from tests.support.processes import make_breakers
+
+    breakers = make_breakers(redis_url, key_prefix)  # the default policy: 50 %, 20 calls
+    breaker = breakers.get("echo")
+    for outcome in [S, S, F] * 4:  # 33 % of 12 calls: nothing trips under the default policy
+        breaker.record(breaker.admit(), outcome, 0.01, wait=True)
+    assert breaker.snapshot().state == State.CLOSED
+    breakers.close()
+    env = {"FUSEBOX_REDIS_URL": redis_url, "FUSEBOX_KEY_PREFIX": key_prefix}
+    runner = CliRunner()
+    text = runner.invoke(app, ["breaker", "what-if", "echo", "--failure-rate-threshold", "0.3", "--minimum-calls", "5"],
+                         env=env)
+    assert text.exit_code == 0, text.output
+    said = " ".join(text.output.split())
+    assert "would have tripped 1 time(s) over 12 calls in the last 24 h" in said
+    assert "window failure rate 33.3% >= 30.0% over 12 calls" in said
+    data = runner.invoke(app, ["breaker", "what-if", "echo", "--json"], env=env)
+    assert data.exit_code == 0, data.output
+    import json
+
+    answer = json.loads(data.output)
+    assert (answer["calls"], answer["trips"]) == (12, [])
+    bad = runner.invoke(app, ["breaker", "what-if", "echo", "--failure-rate-threshold", "1.5"], env=env)
+    assert "invalid policy" in str(bad.exception)  # main() prints it as one line, exit status 2
