@@ -631,3 +631,165 @@ def test_a_new_breaker_starts_closed(r4j: Driver) -> None:
     action after creation does what initialState does)."""
     snap = r4j.snapshot()
     assert (snap.state, snap.epoch, snap.window.calls) == (State.CLOSED, 0, 0)
+
+
+# -- CircuitBreakerAutoTransitionStateMachineTest -----------------------------------------------------
+
+
+def test_open_moves_to_half_open_by_time_alone(r4j: Driver) -> None:
+    """CircuitBreakerAutoTransitionStateMachineTest.testAutoTransition: with no call at all,
+    the wait in OPEN ends in HALF_OPEN (fusebox: any process's timer calls ``advance``,
+    idempotent, decided on the store's clock); no probe permit is taken by it."""
+    r4j.control(Control.TRIP)
+    r4j.advance(4.9)
+    assert r4j.backend.advance(r4j.name, r4j.policy, "timer").state == State.OPEN
+    r4j.advance(0.1)
+    assert r4j.backend.advance(r4j.name, r4j.policy, "timer").state == State.HALF_OPEN
+    assert r4j.backend.advance(r4j.name, r4j.policy, "timer").state == State.HALF_OPEN
+    assert r4j.snapshot().probes_outstanding == 0
+    assert [r4j.admit().admitted for _ in range(5)] == [True] * 4 + [False]
+
+
+def test_an_operator_state_cancels_the_auto_transition(r4j: Driver) -> None:
+    """CircuitBreakerAutoTransitionStateMachineTest.shouldCancelAutoTransition and
+    notCancelAutoTransitionFutureIfAlreadyDone: forced open before the wait ends, the breaker
+    does not move to HALF_OPEN when the wait would have ended."""
+    r4j.control(Control.TRIP)
+    r4j.control(Control.FORCE_OPEN)
+    r4j.advance(10)
+    assert r4j.backend.advance(r4j.name, r4j.policy, "timer").state == State.FORCED_OPEN
+
+
+# -- CircuitBreakerExceptionHandlingTest ------------------------------------------------------------
+
+
+class BusinessError(Exception):
+    """The caller's own mistake (bad input): says nothing about the model."""
+
+
+def record_exception(d: Driver, classifier: object, exc: BaseException) -> None:
+    d.record(d.ticket(), classifier.classify(exc))  # type: ignore[attr-defined]
+
+
+def test_runtime_error_fails_business_error_ignored(r4j: Driver) -> None:
+    """CircuitBreakerExceptionHandlingTest.shouldRecordRuntimeExceptionAsFailureAndBusinessExceptionAsSuccess
+    and shouldRecordIOExceptionAsFailureAndBusinessExceptionAsSuccess: an exception that is
+    not the model's fault is IGNORED, not a success as in resilience4j: a caller's bad input
+    must not dilute the failure rate either (it is counted in the totals only)."""
+    from breaker.errors import ExceptionClassifier
+
+    classifier = ExceptionClassifier(ignored=(BusinessError,))
+    record_exception(r4j, classifier, RuntimeError())
+    record_exception(r4j, classifier, BusinessError("test"))
+    snap = r4j.snapshot()
+    assert (snap.window.calls, snap.window.failures) == (1, 1)
+    assert (snap.totals["failure"], snap.totals["ignored"]) == (1, 1)
+
+
+def test_a_classifier_may_decide_by_anything(r4j: Driver) -> None:
+    """CircuitBreakerExceptionHandlingTest.shouldRecordBusinessExceptionAsFailure: the
+    decision may depend on more than the type (there a predicate on the message; here a
+    classifier that overrides ``classify``)."""
+    from breaker.errors import ExceptionClassifier
+
+    class ByMessage(ExceptionClassifier):
+        def classify(self, exc: BaseException) -> Outcome:
+            return Outcome.FAILURE if str(exc) == "record" else Outcome.IGNORED
+
+    record_exception(r4j, ByMessage(), BusinessError("record"))
+    record_exception(r4j, ByMessage(), BusinessError("bla"))
+    snap = r4j.snapshot()
+    assert (snap.window.calls, snap.window.failures, snap.totals["ignored"]) == (1, 1, 1)
+
+
+def test_ignored_exceptions_stay_out_of_the_window(r4j: Driver) -> None:
+    """CircuitBreakerExceptionHandlingTest.shouldIgnoreNumberFormatException (and
+    CircuitBreakerEventPublisherTest.shouldConsumeIgnoredErrorEvent): an ignored exception
+    type counts neither as failure nor as success; it is seen in the totals."""
+    from breaker.errors import ExceptionClassifier
+
+    classifier = ExceptionClassifier(ignored=(ValueError,))
+    record_exception(r4j, classifier, RuntimeError())
+    record_exception(r4j, classifier, ValueError("not a number"))
+    snap = r4j.snapshot()
+    assert (snap.window.calls, snap.window.failures, snap.totals.get("success", 0)) == (1, 1, 0)
+    assert snap.totals["ignored"] == 1
+
+
+# -- CircuitBreakerEventPublisherTest ---------------------------------------------------------------
+
+
+def test_calls_publish_no_events_but_are_counted(r4j: Driver) -> None:
+    """CircuitBreakerEventPublisherTest.shouldConsumeOnSuccessEvent, shouldConsumeOnErrorEvent
+    and shouldConsumeOnEvent: fusebox publishes no event per call (one per call across a
+    fleet would flood pub/sub on the hot path); the lifetime totals count each outcome."""
+    r4j.calls(S, F)
+    assert r4j.backend.history(r4j.name) == []
+    totals = r4j.snapshot().totals
+    assert (totals["success"], totals["failure"]) == (1, 1)
+
+
+def test_transition_and_reset_events(r4j: Driver) -> None:
+    """CircuitBreakerEventPublisherTest.shouldConsumeOnStateTransitionEvent and
+    shouldConsumeOnResetEvent: a trip publishes CLOSED -> OPEN; a reset publishes
+    OPEN -> CLOSED, and a reset of a CLOSED breaker CLOSED -> CLOSED (resilience4j: a reset
+    event)."""
+    r4j.control(Control.TRIP)
+    r4j.control(Control.RESET)
+    r4j.control(Control.RESET)
+    events = r4j.backend.history(r4j.name)
+    assert [(e.from_state, e.to_state) for e in events] == [
+        (State.CLOSED, State.OPEN), (State.OPEN, State.CLOSED), (State.CLOSED, State.CLOSED)]
+    assert [e.epoch for e in events] == [1, 2, 3]
+
+
+# -- SlidingTimeWindowMetricsTest ------------------------------------------------------------------
+
+
+def test_window_counts_each_outcome(r4j: Driver) -> None:
+    """SlidingTimeWindowMetricsTest.testRecordSuccess, testRecordError and
+    testRecordSlowSuccess: a success, a failure, a success the caller says was slow (SLOW,
+    however short): 3 calls, 1 failed, 1 slow. Durations are not summed (fusebox keeps no
+    total or average duration: the job latency histogram has them)."""
+    r4j.call(S, duration=0.1)
+    r4j.call(F, duration=0.1)
+    result = r4j.call(SLOW, duration=0.1)
+    assert result.slow
+    w = r4j.snapshot().window
+    assert (w.calls, w.failures, w.slow) == (3, 1, 1)
+    totals = r4j.snapshot().totals
+    assert (totals["success"], totals["failure"], totals["slow"]) == (1, 1, 1)
+
+
+def test_slow_call_percentage(r4j: Driver) -> None:
+    """SlidingTimeWindowMetricsTest.testSlowCallsPercentage: a slow success, a slow failure and
+    three fast successes: 40 % slow, 20 % failed."""
+    r4j.call(S, duration=10)
+    r4j.call(F, duration=10)
+    r4j.calls(S, S, S, duration=0.1)
+    w = r4j.snapshot().window
+    assert (w.calls, w.failures, w.slow, w.slow_rate, w.failure_rate) == (5, 1, 2, 0.4, 0.2)
+
+
+def test_window_slides_out_second_by_second(r4j: Driver) -> None:
+    """SlidingTimeWindowMetricsTest.shouldClearSlidingTimeWindowMetrics: a 5 s window; calls at
+    0, 0.1 and 0.8 s are all in it 4 s later and all gone 5 s after the first second began,
+    a call then starts it afresh, and a call 5 s later finds that one gone too."""
+    with_policy(r4j, window=5)
+    r4j.call(F, duration=0.1)
+    r4j.advance(0.1)
+    r4j.call(S, duration=0.1)
+    r4j.advance(0.7)
+    r4j.call(F, duration=5)
+    w = r4j.snapshot().window
+    assert (w.calls, w.failures, w.slow) == (3, 2, 1)
+    r4j.advance(4)
+    assert r4j.snapshot().window.calls == 3
+    r4j.advance(0.2)  # 5 s after the first call's second began: its bucket left
+    assert r4j.snapshot().window.calls == 0
+    r4j.advance(0.1)
+    r4j.call(S, duration=0.1)
+    assert r4j.snapshot().window.calls == 1
+    r4j.advance(5)
+    r4j.call(S, duration=0.1)
+    assert r4j.snapshot().window.calls == 1
