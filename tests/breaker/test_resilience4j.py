@@ -793,3 +793,16 @@ def test_window_slides_out_second_by_second(r4j: Driver) -> None:
     r4j.advance(5)
     r4j.call(S, duration=0.1)
     assert r4j.snapshot().window.calls == 1
+
+
+@pytest.mark.parametrize("action", [Control.TRIP, Control.FORCE_OPEN, Control.DISABLE, Control.RESET])
+def test_every_state_may_go_metrics_only(r4j: Driver, action: Control) -> None:
+    """CircuitBreakerStateMachineTest.allCircuitBreakerStatesAllowTransitionToMetricsOnlyMode
+    (and allCircuitBreakerStatesAllowTransitionToItsOwnState): any state may be put in
+    METRICS_ONLY; METRICS_ONLY to itself is allowed and changes nothing."""
+    r4j.control(action)
+    r4j.control(Control.METRICS_ONLY)
+    epoch = r4j.snapshot().epoch
+    r4j.control(Control.METRICS_ONLY)
+    snap = r4j.snapshot()
+    assert (snap.state, snap.epoch) == (State.METRICS_ONLY, epoch)
