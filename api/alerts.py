@@ -100,13 +100,10 @@ def render(event: BreakerEvent, fmt: str) -> dict[str, Any]:
     """The webhook body for one transition, in the receiver's message format."""
     title = summary(event)
     w = event.window
-    heading = (
+    lines = [
         f"**{event.breaker}: would trip (metrics only, no call stopped)**" if event.kind == "would_trip" else
         f"**{EMOJI.get(event.to_state, '') if event.to_state else ''} {event.breaker}: "
-        f"{event.from_state.value if event.from_state else '?'} → {event.to_state.value if event.to_state else '?'}**"
-    )
-    lines = [
-        heading,
+        f"{event.from_state.value if event.from_state else '?'} → {event.to_state.value if event.to_state else '?'}**",
         f"- reason: {event.reason}",
         f"- window: {w.calls} calls, {w.failures} failed, {w.slow} slow",
         f"- epoch {event.epoch}, by {event.who}",
@@ -298,11 +295,9 @@ class AlertSender:
 
     @staticmethod
     def wanted(event: BreakerEvent) -> bool:
-        """Transitions that change the shared state, and a METRICS_ONLY breaker crossing a
-        threshold (it would have tripped: the signal shadow mode is run for)."""
-        if event.local:
-            return False
-        return event.kind == "would_trip" or (event.kind == "transition" and event.from_state != event.to_state)
+        """Transitions that change the shared state, and a METRICS_ONLY breaker that would trip."""
+        changed = event.kind == "transition" and event.from_state != event.to_state
+        return not event.local and (changed or event.kind == "would_trip")
 
     def replay(self, events: list[BreakerEvent], window: float) -> int:
         """Hands over the transitions of the last ``window`` seconds (from the event
@@ -320,11 +315,9 @@ class AlertSender:
     # -- delivery -----------------------------------------------------------------------------------
 
     def _key(self, h: _Hook, event: BreakerEvent) -> str:
-        if event.kind == "would_trip":  # several in one epoch: one claim per crossing
-            return self.keys.alert_claim(event.breaker, f"{event.incarnation}.would_trip.{event.at_ms}."
-                                         f"{hashlib.sha1(event.reason.encode()).hexdigest()[:8]}",
-                                         event.epoch, h.id)
-        return self.keys.alert_claim(event.breaker, event.incarnation, event.epoch, h.id)
+        # Several would-trip events share an epoch: each crossing gets its own claim.
+        crossing = f".{event.at_ms}.{hashlib.sha1(event.reason.encode()).hexdigest()[:8]}" if event.kind == "would_trip" else ""
+        return self.keys.alert_claim(event.breaker, f"{event.incarnation}{crossing}", event.epoch, h.id)
 
     def _run(self, h: _Hook) -> None:
         with httpx.Client(timeout=self.timeout) as http:

@@ -27,7 +27,6 @@ import os
 import threading
 import time
 import weakref
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TypeVar
@@ -46,6 +45,7 @@ from breaker.keyspace import Keyspace
 from breaker.policy import BreakerPolicy
 from breaker.ramp import RampStatus
 from breaker.recorder import Recorder
+from breaker.refusals import send_refusals
 from breaker.settings import BreakerSettings
 from breaker.state import (
     Admission,
@@ -158,7 +158,8 @@ class Breakers:
         """(Re)creates the threads; after a fork the child gets its own (Celery's prefork
         pool forks workers from a parent that may have used these breakers)."""
         self._pid = os.getpid()
-        self.recorder = Recorder(self._send_outcomes, self._send_rejections, linger=self.settings.record_linger)
+        self.recorder = Recorder(self._send_outcomes, lambda counts: send_refusals(self, counts),
+                                 linger=self.settings.record_linger)
         self._subscriber = Subscriber(self)
         self.cache.forget()
         # What a parent knew of stored policies may be stale by the time a child runs.
@@ -379,21 +380,6 @@ class Breakers:
             if id(r) not in results:
                 results[id(r)] = self.failsafe.record_locally(r, batches.get(id(r)))
         return [results.get(id(r)) for r in requests]
-
-    def _send_rejections(self, counts: Counter[str]) -> None:
-        """Adds refusals decided from the pushed state to the store's totals; when the
-        store cannot take them they are tallied and handed back at rejoin like outcomes."""
-        shared = self.shared
-        if shared is None:
-            return
-        if not self.failsafe.degraded:
-            try:
-                shared.count_rejections(counts)
-                return
-            except STORE_ERRORS as exc:
-                self.failsafe.lost(exc)
-        for name, n in counts.items():
-            self.failsafe.tally.add_count(name, "rejected", n)
 
     # -- operator actions ---------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -19,6 +19,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from breaker.backend import BreakerBackend, RecordRequest
+from breaker.backends.redis_counters import RedisCounters
 from breaker.errors import OutcomeUncertain, ScriptFailed
 from breaker.events import BreakerEvent
 from breaker.failsafe import is_script_bug
@@ -62,7 +63,7 @@ def _decode(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisBackend(BreakerBackend):
+class RedisBackend(RedisCounters, BreakerBackend):
     """Breakers in Redis, shared by every process that uses the same key prefix.
 
     Parameters:
@@ -256,30 +257,6 @@ class RedisBackend(BreakerBackend):
             else:
                 answers += self._results(self._reply(group[0].name, reply))
         return answers
-
-    def count_rejections(self, counts: Mapping[str, int]) -> None:
-        """Adds refusals decided from the pushed state (no script ran for them) to each
-        breaker's ``rejected`` total, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for name, n in counts.items():
-            pipe.hincrby(self.keys.breaker(name)[0], "n_rejected", n)
-        pipe.execute()
-
-    def history_buckets(self, name: str, hours: int = 24) -> dict[int, tuple[int, int, int]]:
-        """The recorded calls, failures and slow calls per second (store time) of the last
-        ``hours`` hours (``lua/shadow.lua``), oldest first."""
-        seconds, _ = self.client.time()
-        now_h = (int(self._clock()) if self._clock else int(seconds)) // 3600
-        hours_read = range(now_h - hours, now_h + 1)
-        pipe = self.client.pipeline(transaction=False)
-        for hour in hours_read:
-            pipe.hgetall(self.keys.history(name, hour))
-        buckets: dict[int, tuple[int, int, int]] = {}
-        for hour, fields in zip(hours_read, pipe.execute()):
-            for field, value in sorted(fields.items(), key=lambda kv: int(kv[0])):
-                packed = int(value)
-                buckets[hour * 3600 + int(field)] = (packed & 0xFFFFF, (packed >> 20) & 0xFFFFF, packed >> 40)
-        return buckets
 
     def applied_batches(self, name: str, batches: Sequence[str]) -> set[str]:
         """Which of these record batches of breaker ``name`` the store ran."""
