@@ -10,6 +10,9 @@ contender alike. Reported, in microseconds per call:
 - ping: one PING round trip (the unit of the targets);
 - fusebox_closed: ``with breaker.guard():`` around nothing, breaker CLOSED: admission from
   the pushed state and the outcome queued for the write-behind thread;
+- fusebox_open: the same guard on a breaker that is OPEN (forced open): the refusal decided
+  from the pushed state, no round trip, and counted (queued for the write-behind thread,
+  issue 27); ``rejections_lost`` must be 0;
 - fusebox_model_call: the same guard as a model task calls it (workers/pipeline.py): the
   ticket admitted first, then ``breaker.guard(ticket, timeout=..., recorded=...)`` with the
   call's size-scaled allowance (workers/runners/sizing.py) around nothing;
@@ -30,6 +33,7 @@ Also measured, each in the same run:
 - outcomes lost or dropped (must be 0).
 
 Targets: fusebox_closed p50 <= ping p50 and <= half of pybreaker_redis p50 (issue 2);
+fusebox_open p50 <= ping p50 with every refusal counted (issue 27);
 fusebox_closed p50 <= interlock_redis p50 and p99 <= 2 x interlock_redis p99 (issue 15).
 """
 
@@ -47,10 +51,20 @@ import redis
 
 from api.services import RedisServer, ensure_redis
 from benchmarks._stats import percentile, time_calls
-from breaker import BreakerPolicy, Breakers, BreakerSettings, CallNotPermitted, Outcome
+from breaker import BreakerPolicy, Breakers, BreakerSettings, CallNotPermitted, Outcome, State
 from workers.runners.sizing import allowance
 
 SPAWN = multiprocessing.get_context("spawn")
+
+
+def wait_for_state(breakers: Breakers, name: str, state: State, timeout: float = 10.0) -> bool:
+    """Until this process knows ``name`` is in ``state`` from trusted pushed state."""
+    deadline = time.monotonic() + timeout
+    while not (breakers.cache.fresh and breakers.known_state(name) == state):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str]:
@@ -64,12 +78,22 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
     breakers = Breakers.from_url(url, settings=settings, default_policy=BreakerPolicy(minimum_calls=10**6))
     assert breakers.wait_until_subscribed(10), "breaker subscriber did not connect"
     guarded = breakers.get("bench")
+    refusing = breakers.get("bench-open")
+    refusing.force_open(reason="benchmark: the OPEN path")
+    assert wait_for_state(breakers, "bench-open", State.FORCED_OPEN), "forced open state not pushed"
     storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, plain, namespace=prefix + "-pybreaker")
     anchor = pybreaker.CircuitBreaker(fail_max=10**6, state_storage=storage)
     peer = InterlockBreaker(name="bench", storage=RedisStorage(plain, key_prefix=prefix + "-interlock:"))
 
     def fusebox_closed() -> None:
         with guarded.guard():
+            pass
+
+    def fusebox_open() -> None:
+        try:
+            with refusing.guard():
+                pass
+        except CallNotPermitted:
             pass
 
     allowed = allowance(guarded.policy, None, hard_time_limit=300)
@@ -88,7 +112,8 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
         with peer:
             pass
 
-    contenders = {"ping": plain.ping, "fusebox_closed": fusebox_closed, "fusebox_model_call": fusebox_model_call,
+    contenders = {"ping": plain.ping, "fusebox_closed": fusebox_closed, "fusebox_open": fusebox_open,
+                  "fusebox_model_call": fusebox_model_call,
                   "fusebox_record": fusebox_record,
                   "pybreaker_redis": pybreaker_call, "interlock_redis": interlock_call}
     for fn in contenders.values():  # warm up: connections, scripts, first admission
@@ -98,7 +123,7 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
     for _ in range(rounds):
         for key, fn in contenders.items():
             samples[key] += time_calls(fn, calls)
-            if key in ("fusebox_closed", "fusebox_model_call"):
+            if key in ("fusebox_closed", "fusebox_open", "fusebox_model_call"):
                 breakers.flush(30)  # the write-behind thread must not steal the next contender's time
 
     breakers.flush(30)
@@ -122,6 +147,15 @@ def run(url: str, calls: int, rounds: int) -> dict[str, float | int | bool | str
     result["outcomes_written"] = written
     result["outcomes_lost"] = expected - written
     result["outcomes_dropped"] = breakers.health().dropped_outcomes
+    result["rejections_counted"] = refusing.snapshot().totals.get("rejected", 0)
+    result["rejections_lost"] = 200 + calls * rounds - result["rejections_counted"]  # type: ignore[operator]
+    result["fusebox_open_vs_closed_p50"] = round(
+        result["fusebox_open_p50_us"] / result["fusebox_closed_p50_us"], 3  # type: ignore[operator]
+    )
+    # The OPEN path refuses without a round trip (counting rides the write-behind batches).
+    result["target_open_met"] = (
+        result["fusebox_open_p50_us"] <= result["ping_p50_us"] and result["rejections_lost"] == 0  # type: ignore[operator]
+    )
     result["target_vs_ping_met"] = result["fusebox_vs_ping"] <= 1.0  # type: ignore[operator]
     result["target_vs_pybreaker_met"] = result["fusebox_vs_pybreaker"] <= 0.5  # type: ignore[operator]
     result["target_vs_interlock_met"] = (

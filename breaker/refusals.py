@@ -7,24 +7,37 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from breaker.errors import STORE_ERRORS
+from breaker.errors import STORE_ERRORS, OutcomeUncertain
+from breaker.state import Admission
 
 if TYPE_CHECKING:
     from breaker.registry import Breakers
 
 
 def send_refusals(owner: Breakers, counts: Counter[str]) -> None:
-    """Adds ``counts`` (refusals by breaker name) to the store's ``rejected`` totals; when the
-    store cannot take them they are tallied and handed back at rejoin, like outcomes (a
-    write that timed out after it ran is then counted twice: refusals carry no batch id)."""
+    """Adds ``counts`` (refusals by breaker name) to the store's ``rejected`` totals, exactly
+    once; those the store did not take are tallied and handed back at rejoin like outcomes
+    (a write that timed out under its batch id: the store is asked before it is counted)."""
     shared = owner.shared
     if shared is None:
         return  # no shared store: every admission was the local breaker's, which counted it
+    batches: list[str | None] = [None] * len(counts)
     if not owner.failsafe.degraded:
         try:
             shared.count_rejections(counts)
             return
+        except OutcomeUncertain as exc:
+            batches = list(exc.batches)
+            owner.failsafe.lost(exc)
         except STORE_ERRORS as exc:
             owner.failsafe.lost(exc)
-    for name, n in counts.items():
-        owner.failsafe.tally.add_count(name, "rejected", n)
+    for (name, n), batch in zip(counts.items(), batches):
+        owner.failsafe.tally.add_count(name, "rejected", n, batch)
+
+
+def counted_locally(owner: Breakers, name: str, answer: Admission) -> Admission:
+    """The local breaker's answer while the store is unusable; a refusal is tallied too, so
+    that the fleet's count has it after the rejoin (the local breaker's totals stay local)."""
+    if not answer.admitted and owner.shared is not None:
+        owner.failsafe.tally.add_count(name, "rejected", 1)
+    return answer

@@ -45,7 +45,7 @@ from breaker.keyspace import Keyspace
 from breaker.policy import BreakerPolicy
 from breaker.ramp import RampStatus
 from breaker.recorder import Recorder
-from breaker.refusals import send_refusals
+from breaker.refusals import counted_locally, send_refusals
 from breaker.settings import BreakerSettings
 from breaker.state import (
     Admission,
@@ -320,7 +320,8 @@ class Breakers:
             self.sync.learn(name, answer)
             return answer
 
-        answer = self.failsafe.call(shared_admit, lambda: self.local.admit(name, self.effective_policy(name), who))
+        answer = self.failsafe.call(
+            shared_admit, lambda: counted_locally(self, name, self.local.admit(name, self.effective_policy(name), who)))
         if answer.admitted and answer.ticket is not None:
             return answer.ticket
         raise CallNotPermitted(name, answer.state, answer.retry_after)

@@ -94,10 +94,13 @@ class LocalTally:
             target: _Counts = tally if batch is None else tally.uncertain.setdefault(batch, _Counts())
             target.add(now_ms // 1000, counter, window)
 
-    def add_count(self, name: str, counter: str, n: int) -> None:
-        """Adds to a lifetime counter only (refusals the store could not take)."""
+    def add_count(self, name: str, counter: str, n: int, batch: str | None = None) -> None:
+        """Adds to a lifetime counter only (refusals the store did not take; ``batch``: as
+        for :meth:`add`)."""
         with self._lock:
-            self._tallies.setdefault(name, Tally()).totals[counter] += n
+            tally = self._tallies.setdefault(name, Tally())
+            target: _Counts = tally if batch is None else tally.uncertain.setdefault(batch, _Counts())
+            target.totals[counter] += n
 
     def names(self) -> list[str]:
         with self._lock:

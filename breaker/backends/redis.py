@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SCRIPTS = ("admit", "record", "control", "snapshot", "policy", "merge")
 #: Scripts that stand alone (no breaker keys, no ``common.lua``).
-STANDALONE_SCRIPTS = ("probe",)
+STANDALONE_SCRIPTS = ("probe", "refusals")
 
 
 @lru_cache(maxsize=None)

@@ -4,10 +4,13 @@ history that ``lua/shadow.lua`` records for ``fusebox breaker what-if``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import redis
 
+from breaker.errors import OutcomeUncertain
 from breaker.keyspace import Keyspace
 
 
@@ -17,14 +20,24 @@ class RedisCounters:
     client: redis.Redis
     keys: Keyspace
     _clock: Callable[[], float] | None
+    _scripts: dict[str, Any]
 
     def count_rejections(self, counts: Mapping[str, int]) -> None:
-        """Adds refusals decided from the pushed state (no script ran for them) to each
-        breaker's ``rejected`` total, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for name, n in counts.items():
-            pipe.hincrby(self.keys.breaker(name)[0], "n_rejected", n)
-        pipe.execute()
+        """Adds refusals decided from the pushed state (no script decided them) to each
+        breaker's ``rejected`` total, exactly once (``lua/refusals.lua``).
+
+        Raises:
+          OutcomeUncertain: the connection failed; ``batches`` holds, per breaker in the
+            order of ``counts``, the id of its call (ask :meth:`applied_batches`).
+        """
+        script = self._scripts["refusals"]
+        batches = [os.urandom(8).hex() for _ in counts]
+        try:
+            for (name, n), batch in zip(counts.items(), batches):
+                keys = self.keys.breaker(name)
+                script(keys=[keys[0], keys[6]], args=[batch, n])
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise OutcomeUncertain(exc, batches) from exc
 
     def history_buckets(self, name: str, hours: int = 24) -> dict[int, tuple[int, int, int]]:
         """The recorded calls, failures and slow calls per second (store time) of the last

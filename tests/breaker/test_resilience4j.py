@@ -16,6 +16,7 @@ slow calls from 4 s, a 20 s time-based window judged from 5 calls, 5 s in OPEN, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -806,3 +807,47 @@ def test_every_state_may_go_metrics_only(r4j: Driver, action: Control) -> None:
     r4j.control(Control.METRICS_ONLY)
     snap = r4j.snapshot()
     assert (snap.state, snap.epoch) == (State.METRICS_ONLY, epoch)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_refusals_while_the_store_is_frozen_are_counted_once(private_redis: object) -> None:
+    """Every refusal counted, also across an outage: refusals decided from the pushed state
+    whose write times out (a frozen Redis runs it when it wakes, or not) and those the local
+    breaker decides meanwhile reach the fleet's total exactly once after the rejoin."""
+    from breaker import Breakers, BreakerSettings, CallNotPermitted
+    from tests.support.fleet import wait_for
+
+    server = private_redis
+    settings = BreakerSettings(redis_url=server.url, key_prefix="r4j-outage", redis_timeout=0.05,  # type: ignore[attr-defined]
+                               refresh_interval=0.2, reconnect_interval=0.1)
+    breakers = Breakers.from_url(server.url, settings=settings, default_policy=R4J_POLICY)  # type: ignore[attr-defined]
+    try:
+        assert breakers.wait_until_subscribed(10)
+        breaker = breakers.get("ocr")
+        breaker.force_open()
+        refused = 0
+
+        def refuse(n: int) -> None:
+            nonlocal refused
+            for _ in range(n):
+                try:
+                    breaker.admit()
+                except CallNotPermitted:
+                    refused += 1
+                time.sleep(0.005)
+
+        refuse(20)
+        server.freeze()  # type: ignore[attr-defined]
+        refuse(40)  # from the cache (writes time out), then from the local breaker
+        assert wait_for(lambda: breakers.degraded, 5)
+        refuse(20)
+        server.resume()  # type: ignore[attr-defined]
+        assert wait_for(lambda: not breakers.degraded, 10)
+        breakers.flush()
+        assert refused == 80
+        wait_for(lambda: breaker.snapshot().totals.get("rejected", 0) >= 80, 10)
+        wait_for(lambda: False, 0.5)  # a late duplicate would show up by now
+        assert breaker.snapshot().totals.get("rejected", 0) == 80
+    finally:
+        breakers.close()

@@ -1,0 +1,14 @@
+-- Refusals a process decided from its pushed state (no script decided them), added to the
+-- breaker's `rejected` total exactly once. KEYS[1] the state hash, KEYS[2] the applied
+-- batches (as record.lua keeps them); ARGV[1] the batch id, ARGV[2] how many.
+-- A client whose call timed out asks about the batch id before counting them again.
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 600000)
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -20001)
+redis.call('HINCRBY', KEYS[1], 'n_rejected', tonumber(ARGV[2]))
+return 1
