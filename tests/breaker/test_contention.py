@@ -48,6 +48,8 @@ def test_no_outcome_lost_one_trip_exactly_n_probes(redis_url: str, redis_client:
     # Phase 2: a short wait, then 8 processes x 4 threads ask for probe permits at once.
     quick = policy.model_copy(update={"wait_in_open": 1.0})
     backend.set_policy("shared", quick, "test")
+    # A trip of an OPEN breaker changes nothing (issue 27): reset, then trip with the short wait.
+    backend.control("shared", quick, Control.RESET, "test")
     backend.control("shared", quick, Control.TRIP, "test")
     not_before = time.time() + 1.5
     start, results = SPAWN.Event(), SPAWN.Queue()
