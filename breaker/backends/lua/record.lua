@@ -33,7 +33,7 @@ for i = 11, #ARGV, 2 do
     elseif s.state == 'closed' or s.state == 'metrics_only' then
       if outcome ~= 'ignored' then
         local st = window_put(now, policy.window, 1, failure and 1 or 0, slow and 1 or 0)
-        history_add(now, failure, slow)
+        history_add(failure, slow)
         done = true
         if failure then
           s.streak = redis.call('HINCRBY', K_STATE, 'streak', 1)
@@ -78,6 +78,7 @@ for i = 11, #ARGV, 2 do
   epochs[#epochs + 1] = s.epoch
   open_untils[#open_untils + 1] = s.open_until
 end
+history_flush(now)
 -- Per outcome: whether it was judged, whether it was slow, and the breaker after it.
 return reply(s, now, {applied = applied, slow = slows, states = states, epochs = epochs,
                       open_untils = open_untils})

@@ -5,22 +5,26 @@
 -- 24 h, for `fusebox breaker what-if`. One hash per hour of store time, named
 -- <state key>:history:<hour> (derived here because the hour is the store's, which the
 -- caller cannot know; keyspace.py's KEYS table lists it), field <second of the hour>, value
--- calls + failures * 2^20 + slow * 2^40 (one HINCRBY per outcome; exact while a model sees
--- under 2^20 calls in one second). Each hash expires 25 h after its last write.
+-- calls + failures * 2^20 + slow * 2^40 (one HINCRBY per record call; exact while a model
+-- sees under 2^20 calls in one second). Each hash expires 25 h after its last write.
 local HISTORY_TTL = 90000
 local HISTORY_FAILURE, HISTORY_SLOW = 1048576, 1099511627776
-local HISTORY_TOUCHED = nil
+local HISTORY_PENDING = 0 -- this call's outcomes (one `now`: one second), written once
 
-local function history_add(now, failure, slow)
+local function history_add(failure, slow)
+  HISTORY_PENDING = HISTORY_PENDING + 1 + (failure and HISTORY_FAILURE or 0) + (slow and HISTORY_SLOW or 0)
+end
+
+local function history_flush(now)
+  if HISTORY_PENDING == 0 then
+    return
+  end
   local second = math.floor(now / 1000)
   local hour = math.floor(second / 3600)
   local key = K_STATE .. ':history:' .. string.format('%d', hour)
-  redis.call('HINCRBY', key, string.format('%d', second - hour * 3600),
-    1 + (failure and HISTORY_FAILURE or 0) + (slow and HISTORY_SLOW or 0))
-  if HISTORY_TOUCHED ~= key then
-    HISTORY_TOUCHED = key
-    redis.call('EXPIRE', key, HISTORY_TTL)
-  end
+  redis.call('HINCRBY', key, string.format('%d', second - hour * 3600), string.format('%d', HISTORY_PENDING))
+  redis.call('EXPIRE', key, HISTORY_TTL)
+  HISTORY_PENDING = 0
 end
 
 -- METRICS_ONLY as a shadow: each time the window's failure or slow-call rate crosses its
