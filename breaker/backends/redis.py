@@ -19,6 +19,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from breaker.backend import BreakerBackend, RecordRequest
+from breaker.backends.policy_lua import lua_prelude
 from breaker.errors import OutcomeUncertain, ScriptFailed
 from breaker.events import BreakerEvent
 from breaker.failsafe import is_script_bug
@@ -45,12 +46,13 @@ STANDALONE_SCRIPTS = ("probe",)
 
 @lru_cache(maxsize=None)
 def script_source(name: str) -> str:
-    """The full source of one script: ``common.lua`` followed by ``<name>.lua``."""
+    """The full source of one script: the policy's bounds (generated, see
+    breaker.backends.policy_lua), ``common.lua``, then ``<name>.lua``."""
     lua = resources.files("breaker.backends").joinpath("lua")
     own = lua.joinpath(f"{name}.lua").read_text()
     if name in STANDALONE_SCRIPTS:
         return own
-    return lua.joinpath("common.lua").read_text() + "\n" + own
+    return lua_prelude() + lua.joinpath("common.lua").read_text() + "\n" + own
 
 
 @lru_cache(maxsize=64)
