@@ -80,12 +80,12 @@ def _lua_bool(b: bool) -> str:
 
 @lru_cache(maxsize=1)
 def lua_prelude() -> str:
-    """The Lua that defines POLICY_NUMBERS, OPTIONAL_NUMBERS, POLICY_BOUNDS and
+    """The Lua that defines POLICY_NUMBERS, OPTIONAL_NUMBERS, policy_bounds() and
     POLICY_BOUNDS_ID (a digest of the bounds: a policy checked under other bounds is checked
     again)."""
     rules = number_rules()
     bounds = ",\n".join(
-        f"  {r.name} = {{{_lua_number(r.lower)}, {_lua_number(r.upper)}, {_lua_bool(r.lower_exclusive)}, "
+        f"    {r.name} = {{{_lua_number(r.lower)}, {_lua_number(r.upper)}, {_lua_bool(r.lower_exclusive)}, "
         f"{_lua_bool(r.upper_exclusive)}, {_lua_bool(r.integer)}}}"
         for r in rules
     )
@@ -94,9 +94,14 @@ def lua_prelude() -> str:
     digest = hashlib.sha1(repr(rules).encode()).hexdigest()[:12]
     return (
         "-- Generated from BreakerPolicy by breaker/backends/policy_lua.py; not written by hand.\n"
-        "-- POLICY_BOUNDS: name -> {lower, upper, lower exclusive, upper exclusive, integer}\n"
+        "-- policy_bounds(): name -> {lower, upper, lower exclusive, upper exclusive, integer}\n"
         f"local POLICY_BOUNDS_ID = '{digest}'\n"
         f"local POLICY_NUMBERS = {{{required}}}\n"
         f"local OPTIONAL_NUMBERS = {{{optional}}}\n"
-        f"local POLICY_BOUNDS = {{\n{bounds},\n}}\n"
+        # Built on first use only: most script calls check no policy (tables cost Redis CPU).
+        "local POLICY_BOUNDS = nil\n"
+        "local function policy_bounds()\n"
+        f"  POLICY_BOUNDS = POLICY_BOUNDS or {{\n{bounds},\n  }}\n"
+        "  return POLICY_BOUNDS\n"
+        "end\n"
     )

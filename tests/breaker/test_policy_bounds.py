@@ -46,7 +46,7 @@ def test_every_numeric_field_has_its_bounds_in_the_scripts() -> None:
     prelude = lua_prelude()
     for name, field in BreakerPolicy.model_fields.items():
         if field.annotation in (int, float, int | None, float | None):
-            assert f"  {name} = {{" in prelude, name
+            assert f"    {name} = {{" in prelude, name
     assert RULES["window"].upper == 3600 and RULES["window"].integer
     assert RULES["consecutive_failures_threshold"].optional
 

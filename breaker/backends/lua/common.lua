@@ -15,7 +15,7 @@ local STREAM_MAXLEN = tonumber(ARGV[5])
 
 -- POLICY_NUMBERS, OPTIONAL_NUMBERS (numbers a policy may lack: written by a version
 -- without them; converted and checked when present, nil otherwise, and the script that reads
--- one has its default), POLICY_BOUNDS and POLICY_BOUNDS_ID are generated from BreakerPolicy's
+-- one has its default), policy_bounds() and POLICY_BOUNDS_ID are generated from BreakerPolicy's
 -- fields (breaker/backends/policy_lua.py) and precede this file.
 -- reference_megapixels: the caller scales durations by it before recording
 -- (BreakerPolicy.size_factor); the scripts only check it.
@@ -47,7 +47,7 @@ end
 -- The number `raw` converted, or nil when it breaks the field's bounds.
 local function checked_number(k, raw)
   local v = tonumber(raw)
-  local b = POLICY_BOUNDS[k]
+  local b = policy_bounds()[k]
   if v == nil or v ~= v or v < b[1] or v > b[2] or (b[3] and v == b[1]) or (b[4] and v == b[2])
       or (b[5] and v % 1 ~= 0) then
     return nil
