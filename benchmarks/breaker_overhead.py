@@ -283,10 +283,25 @@ class _SteppedClock:
         return self.now
 
 
-def record_cost(windows: tuple[int, ...] = (60, 600, 3600), calls: int = 3000) -> dict[str, Any]:
+def _least_usec(plain: redis.Redis, rounds: int, calls: int, call: Any, requests: list[Any],
+                clock: _SteppedClock) -> float:
+    """EVALSHA's Redis CPU per call, the least of ``rounds`` rounds (a noisy neighbour only
+    adds); ten calls a second of the test clock, so a bucket expires every tenth call."""
+    best = float("inf")
+    for _ in range(rounds):
+        plain.config_resetstat()
+        for i in range(calls):
+            call(requests[i % 2])
+            clock.now += 0.1
+        best = min(best, float(plain.info("commandstats")["cmdstat_evalsha"]["usec_per_call"]))
+    return round(best, 2)
+
+
+def record_cost(windows: tuple[int, ...] = (60, 600, 3600), calls: int = 600, rounds: int = 5) -> dict[str, Any]:
     """Redis CPU per record script call (``INFO commandstats``: EVALSHA's usec_per_call) with
     a window of each length full of traffic (a bucket in every second), on a Redis of its
-    own. Target (issue 22): <= 20 us at every allowed window length."""
+    own, the least of ``rounds`` rounds of ``calls`` calls. Target (issue 22): <= 20 us at
+    every allowed window length, and no growth with it."""
     from breaker.backend import RecordRequest
     from breaker.backends.redis import RedisBackend
     from breaker.keyspace import Keyspace
@@ -301,18 +316,22 @@ def record_cost(windows: tuple[int, ...] = (60, 600, 3600), calls: int = 3000) -
 
             admission = backend.admit("model", policy, "bench")
             assert admission.ticket is not None  # CLOSED for the whole run: one ticket does
-            request = RecordRequest(name="model", policy=policy, ticket=admission.ticket,
-                                    outcome=Outcome.SUCCESS, duration=0.01, who="bench")
-            for _ in range(window):  # fill the window: a bucket in every second
-                backend.record(request)
+            # Half the calls fail (a storm that never trips: minimum_calls is out of reach),
+            # so that buckets hold calls and failures.
+            requests = [RecordRequest(name="model", policy=policy, ticket=admission.ticket, outcome=outcome,
+                                      duration=0.01, who="bench") for outcome in (Outcome.SUCCESS, Outcome.FAILURE)]
+            for i in range(window):  # fill the window: a bucket in every second
+                backend.record(requests[i % 2])
                 clock.now += 1.0
-            plain.config_resetstat()
-            for _ in range(calls):  # ten calls a second: a bucket expires every tenth call
-                backend.record(request)
-                clock.now += 0.1
-            stats = plain.info("commandstats")["cmdstat_evalsha"]
-            result[f"record_redis_us_window_{window}"] = round(float(stats["usec_per_call"]), 2)
-    result["target_record_cost_met"] = all(v <= 20.0 for k, v in result.items() if k.startswith("record_redis_us"))
+            result[f"record_redis_us_window_{window}"] = _least_usec(plain, rounds, calls, backend.record, requests,
+                                                                     clock)
+        # The same EVALSHA with a script that does nothing: what this machine's Redis
+        # spends on any script call (to compare figures from different machines).
+        noop = plain.register_script("return 1")
+        args = backend._args("model", policy, "bench")
+        result["record_redis_us_noop_script"] = _least_usec(
+            plain, rounds, calls, lambda _: noop(keys=backend.keys.breaker("model"), args=args), requests, clock)
+    result["target_record_cost_met"] = all(v <= 20.0 for k, v in result.items() if k.startswith("record_redis_us_w"))
     return result
 
 

@@ -38,9 +38,15 @@ class SlidingWindow:
         return self._stats()
 
     def stats(self, now_ms: int, window: int) -> WindowStats:
-        """The window's figures at ``now_ms``; drops buckets that fell out of it."""
-        self._expire(now_ms, window)
-        return self._stats()
+        """The window's figures at ``now_ms``, changing nothing: buckets are dropped only
+        when an outcome is added (as in Redis, where a read writes nothing), so that a
+        window made longer by an operator holds the same buckets in both stores."""
+        expired = self._expired(now_ms // 1000 - window + 1)
+        calls, failures, slow = self._sums
+        for second in expired:
+            c, f, s = self._buckets[second]
+            calls, failures, slow = calls - c, failures - f, slow - s
+        return WindowStats(calls=calls, failures=failures, slow=slow)
 
     def clear(self) -> None:
         self._buckets.clear()
@@ -51,14 +57,20 @@ class SlidingWindow:
         calls, failures, slow = self._sums
         return WindowStats(calls=calls, failures=failures, slow=slow)
 
+    def _expired(self, oldest: int) -> list[int]:
+        """The seconds of the buckets older than ``oldest``: walked from the head, or taken
+        from the buckets when there are fewer of them than seconds to walk."""
+        if self._head is None or self._head >= oldest:
+            return []
+        if oldest - self._head > len(self._buckets):
+            return [s for s in self._buckets if s < oldest]
+        return [s for s in range(self._head, oldest) if s in self._buckets]
+
     def _expire(self, now_ms: int, window: int) -> None:
         oldest = now_ms // 1000 - window + 1
+        expired = self._expired(oldest)
         if self._head is None or self._head >= oldest:
             return
-        if oldest - self._head > len(self._buckets):
-            expired = [s for s in self._buckets if s < oldest]
-        else:
-            expired = [s for s in range(self._head, oldest) if s in self._buckets]
         for second in expired:
             for i, n in enumerate(self._buckets.pop(second)):
                 self._sums[i] -= n

@@ -133,12 +133,16 @@ def set_policy(
     call_timeout: Annotated[Optional[float], _opt("Seconds a model call may take.")] = None,
     slow_start: Annotated[Optional[float], _opt("Seconds over which calls ramp up after a recovery (0: off).")] = None,
     bypass_callers: Annotated[Optional[str], _opt("Comma-separated callers that may bypass it ('' for none).")] = None,
+    consecutive_failures_threshold: Annotated[
+        Optional[int], _opt("Failures in a row that trip it, whatever the window holds (0: off).")] = None,
     as_json: Json = False,
 ) -> None:
     """Change policy fields live: every worker uses them on its next call."""
     changes = {k: v for k, v in locals().items() if k not in ("name", "as_json") and v is not None}
     if not changes:
         raise UserError("nothing to change: give at least one --option (see --help)", 2)
+    if changes.get("consecutive_failures_threshold") == 0:
+        changes["consecutive_failures_threshold"] = None
     if "bypass_callers" in changes:
         changes["bypass_callers"] = [c.strip() for c in changes["bypass_callers"].split(",") if c.strip()]
     with open_client() as client:

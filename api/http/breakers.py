@@ -37,6 +37,7 @@ class PolicyChange(BaseModel):
     max_wait_in_half_open: float | None = None
     call_timeout: float | None = None
     bypass_callers: list[str] | None = None
+    consecutive_failures_threshold: int | None = None  # 0 turns the trigger off
 
 
 def _view(state: ServerState, name: str) -> dict[str, Any]:
@@ -69,7 +70,10 @@ def set_policy(name: str, change: PolicyChange, state: ServerState = Depends(ser
     check_breaker(state, name)
     current = state.client.breakers.get(name).policy
     try:
-        policy = BreakerPolicy.model_validate({**current.model_dump(), **change.model_dump(exclude_none=True)})
+        changes = change.model_dump(exclude_none=True)
+        if changes.get("consecutive_failures_threshold") == 0:
+            changes["consecutive_failures_threshold"] = None
+        policy = BreakerPolicy.model_validate({**current.model_dump(), **changes})
     except ValidationError as exc:
         raise HTTPException(422, f"invalid policy: {first_error(exc)}") from None
     state.client.breakers.set_policy(name, policy, who="http")

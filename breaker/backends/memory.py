@@ -56,9 +56,15 @@ class InMemoryBackend(BreakerBackend):
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def _machine(self, name: str, policy: BreakerPolicy, now_ms: int, pending: list[BreakerEvent]) -> Machine:
+    def _machine(
+        self, name: str, policy: BreakerPolicy, now_ms: int, pending: list[BreakerEvent], create: bool = True
+    ) -> Machine:
         record = self._records.get(name)
-        if record is None:
+        if record is None and not create:
+            # A read of a breaker never used: a fresh CLOSED one, not kept (as snapshot.lua
+            # and ramp.lua answer; the breaker's incarnation starts with its first use).
+            record = BreakerRecord(name=check_name(name), incarnation=0, changed_at_ms=0)
+        elif record is None:
             record = self._records[name] = BreakerRecord(
                 name=check_name(name), incarnation=now_ms, changed_at_ms=now_ms
             )
@@ -128,7 +134,7 @@ class InMemoryBackend(BreakerBackend):
     def snapshot(self, name: str, policy: BreakerPolicy) -> BreakerSnapshot:
         with self._lock:
             now = self._now_ms()
-            m = self._machine(name, policy, now, [])
+            m = self._machine(name, policy, now, [], create=False)
             r = m.record
             return BreakerSnapshot(
                 name=name,
@@ -210,6 +216,8 @@ class InMemoryBackend(BreakerBackend):
             ramps = self.__dict__["_ramps"] = LocalRamps()
         with self._lock:
             now = self._now_ms()
+            if name not in self._records:
+                return RampStatus(now_ms=now)  # as ramp.lua answers for a breaker never used
             m = self._machine(name, policy, now, [])
             view = m.view(now)
             effective, changed_at = m.policy, m.record.changed_at_ms

@@ -19,6 +19,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from breaker.backend import BreakerBackend, RecordRequest
+from breaker.backends.policy_lua import lua_prelude
 from breaker.backends.redis_counters import RedisCounters
 from breaker.errors import OutcomeUncertain, ScriptFailed
 from breaker.events import BreakerEvent
@@ -46,12 +47,13 @@ STANDALONE_SCRIPTS = ("probe", "refusals")
 
 @lru_cache(maxsize=None)
 def script_source(name: str) -> str:
-    """The full source of one script: ``common.lua``, ``shadow.lua``, then ``<name>.lua``."""
+    """The full source of one script: the policy's bounds (generated, see
+    breaker.backends.policy_lua), ``common.lua``, ``shadow.lua``, then ``<name>.lua``."""
     lua = resources.files("breaker.backends").joinpath("lua")
     own = lua.joinpath(f"{name}.lua").read_text()
     if name in STANDALONE_SCRIPTS:
         return own
-    return "\n".join(lua.joinpath(part).read_text() for part in ("common.lua", "shadow.lua")) + "\n" + own
+    return lua_prelude() + "\n".join(lua.joinpath(part).read_text() for part in ("common.lua", "shadow.lua")) + "\n" + own
 
 
 @lru_cache(maxsize=64)

@@ -114,6 +114,10 @@ def test_policy_change_is_live_and_validated(http: TestClient, fleet: Fleet) -> 
     assert fleet.breaker("echo").snapshot().policy.minimum_calls == 3
     assert http.put("/breakers/echo/policy", json={"failure_rate_threshold": 1.5}, headers=AUTH).status_code == 422
     assert http.put("/breakers/echo/policy", json={"colour": "red"}, headers=AUTH).status_code == 422
+    streak = http.put("/breakers/echo/policy", json={"consecutive_failures_threshold": 3}, headers=AUTH)
+    assert streak.json()["policy"]["consecutive_failures_threshold"] == 3
+    off = http.put("/breakers/echo/policy", json={"consecutive_failures_threshold": 0}, headers=AUTH)
+    assert off.json()["policy"]["consecutive_failures_threshold"] is None
     assert http.put("/breakers/echo/policy", json={"minimum_calls": 3}).status_code == 401
     restored = http.delete("/breakers/echo/policy", headers=AUTH).json()["policy"]
     assert restored["minimum_calls"] == MODELS["echo"].policy.minimum_calls != 3

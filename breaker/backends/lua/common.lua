@@ -13,17 +13,12 @@ local K_STATE, K_WINDOW, K_PERMITS, K_POLICY, K_NAMES, K_STREAM, K_APPLIED =
 local NAME, WHO, CHANNEL = ARGV[1], ARGV[2], ARGV[4]
 local STREAM_MAXLEN = tonumber(ARGV[5])
 
-local POLICY_NUMBERS = {
-  'minimum_calls', 'failure_rate_threshold', 'slow_call_duration', 'slow_call_rate_threshold',
-  'window', 'wait_in_open', 'wait_in_open_multiplier', 'max_wait_in_open',
-  'permitted_calls_in_half_open', 'max_wait_in_half_open', 'call_timeout',
-}
--- Numbers a policy may lack (written by a version without them): converted and checked
--- when present, nil otherwise (the script that reads one has its default).
+-- POLICY_NUMBERS, OPTIONAL_NUMBERS (numbers a policy may lack: written by a version
+-- without them; converted and checked when present, nil otherwise, and the script that reads
+-- one has its default), policy_bounds() and POLICY_BOUNDS_ID are generated from BreakerPolicy's
+-- fields (breaker/backends/policy_lua.py) and precede this file.
 -- reference_megapixels: the caller scales durations by it before recording
 -- (BreakerPolicy.size_factor); the scripts only check it.
-local OPTIONAL_NUMBERS = {slow_start = {0, 3600}, reference_megapixels = {1e-9, math.huge},
-                          consecutive_failures_threshold = {1, 1000000}}
 local STATE_NUMBERS = {
   'epoch', 'incarnation', 'changed_at', 'open_until', 'consecutive_trips', 'permit_seq',
   'probe_calls', 'probe_failures', 'probe_slow', 'streak',
@@ -46,18 +41,19 @@ local function hash_table(flat)
   return t
 end
 
--- Bounds of every policy number, as BreakerPolicy checks them: a stored policy written by
+-- Every policy number is checked against BreakerPolicy's bounds: a stored policy written by
 -- hand (or by an older or newer fusebox) is checked here too, so that a missing or absurd
 -- field can never make a script fail halfway (a HALF_OPEN breaker that never decides).
--- {lower, upper, lower bound exclusive}
-local POLICY_BOUNDS_ID = 'v1'
-local POLICY_BOUNDS = {
-  minimum_calls = {1, 1000000}, failure_rate_threshold = {0, 1, true},
-  slow_call_duration = {0, math.huge, true}, slow_call_rate_threshold = {0, 1, true},
-  window = {1, 3600}, wait_in_open = {0, math.huge}, wait_in_open_multiplier = {1, 100},
-  max_wait_in_open = {0, math.huge}, permitted_calls_in_half_open = {1, 10000},
-  max_wait_in_half_open = {0, math.huge, true}, call_timeout = {0, math.huge, true},
-}
+-- The number `raw` converted, or nil when it breaks the field's bounds.
+local function checked_number(k, raw)
+  local v = tonumber(raw)
+  local b = policy_bounds()[k]
+  if v == nil or v ~= v or v < b[1] or v > b[2] or (b[3] and v == b[1]) or (b[4] and v == b[2])
+      or (b[5] and v % 1 ~= 0) then
+    return nil
+  end
+  return v
+end
 
 -- The policy `p` with its numbers converted, or nil and the reason it is unusable.
 local function checked_policy(p)
@@ -65,20 +61,19 @@ local function checked_policy(p)
     return nil, 'not a policy'
   end
   for _, k in ipairs(POLICY_NUMBERS) do
-    local v = tonumber(p[k])
-    local b = POLICY_BOUNDS[k]
-    if v == nil then
+    if tonumber(p[k]) == nil then
       return nil, 'missing or non-numeric ' .. k
     end
-    if v ~= v or v < b[1] or v > b[2] or (b[3] and v == b[1]) then
+    local v = checked_number(k, p[k])
+    if v == nil then
       return nil, k .. ' out of range: ' .. tostring(p[k])
     end
     p[k] = v
   end
-  for k, b in pairs(OPTIONAL_NUMBERS) do
+  for _, k in ipairs(OPTIONAL_NUMBERS) do
     if p[k] ~= nil and p[k] ~= '' and p[k] ~= cjson.null then
-      local v = tonumber(p[k])
-      if v == nil or v ~= v or v < b[1] or v > b[2] then
+      local v = checked_number(k, p[k])
+      if v == nil then
         return nil, k .. ' out of range: ' .. tostring(p[k])
       end
       p[k] = v
@@ -143,7 +138,7 @@ end
 
 -- Optional numbers of a policy already checked: JSON null means absent.
 local function unchecked_optionals(p)
-  for k, _ in pairs(OPTIONAL_NUMBERS) do
+  for _, k in ipairs(OPTIONAL_NUMBERS) do
     if p[k] == cjson.null then
       p[k] = nil
     end
