@@ -41,3 +41,16 @@ def driver(backend_kind: str, clock: ManualClock, request: pytest.FixtureRequest
     client: redis.Redis = request.getfixturevalue("redis_client")
     prefix: str = request.getfixturevalue("key_prefix")
     yield Driver(RedisBackend(client, Keyspace(prefix), clock=clock), clock, SCENARIO_POLICY)
+
+
+@pytest.fixture
+def r4j(backend_kind: str, clock: ManualClock, request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """resilience4j's test breaker (tests/support/r4j.py) on either backend, time stepped by hand."""
+    from tests.support.r4j import R4J_POLICY
+
+    if backend_kind == "memory":
+        yield Driver(InMemoryBackend(clock=clock), clock, R4J_POLICY)
+        return
+    client: redis.Redis = request.getfixturevalue("redis_client")
+    prefix: str = request.getfixturevalue("key_prefix")
+    yield Driver(RedisBackend(client, Keyspace(prefix), clock=clock), clock, R4J_POLICY)
