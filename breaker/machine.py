@@ -180,9 +180,12 @@ class Machine:
         with the epoch unchanged, so that no call in flight turns stale for nothing (like
         resilience4j, which publishes no event for such an "internal" transition). None
         when the action changes something; a reset always does (it empties the window,
-        like resilience4j's reset)."""
+        like resilience4j's reset), and so does a trip of an OPEN breaker whose wait is over
+        (it would let probes through on the next call: the trip starts a new wait)."""
         r = self.record
         if action == Control.RESET or r.state != action.target:
+            return None
+        if r.state == State.OPEN and now_ms >= r.open_until_ms:
             return None
         return BreakerEvent(
             breaker=r.name, from_state=r.state, to_state=r.state, reason=f"already {r.state.value}: nothing changed",

@@ -201,7 +201,8 @@ class RedisAgainstReference(RuleBasedStateMachine):
     @rule(action=st.sampled_from(list(Control)))
     def operator(self, action: Control) -> None:
         self.backend.control("m", self.policy, action, "operator")
-        if action == Control.RESET or self.model.state != action.target.value:
+        due = self.model.state == "open" and self.now() >= self.model.open_until
+        if action == Control.RESET or self.model.state != action.target.value or due:
             self.model.go(action.target.value, self.now())  # else it changes nothing
 
     @rule(threshold=st.sampled_from([0.25, 0.5, 1.0]), minimum=st.integers(1, 6))

@@ -56,6 +56,19 @@ def test_repeated_trip_keeps_the_wait(r4j: Driver) -> None:
     assert r4j.admit().state == State.HALF_OPEN
 
 
+def test_trip_of_an_open_breaker_whose_wait_is_over_starts_a_new_wait(r4j: Driver) -> None:
+    """CircuitBreakerStateMachineTest.circuitBreakerDoesNotPublishStateTransitionEventsForInternalTransitions
+    (OPEN to OPEN, the wait over): an OPEN breaker whose wait ended lets a probe through on
+    its next call, so a trip then does change something: a new wait, published."""
+    r4j.control(Control.TRIP)
+    r4j.advance(5)
+    r4j.control(Control.TRIP)
+    assert not r4j.admit().admitted
+    assert transitions(r4j) == [(State.CLOSED, State.OPEN), (State.OPEN, State.OPEN)]
+    r4j.advance(5)
+    assert r4j.admit().state == State.HALF_OPEN
+
+
 def test_reset_of_a_closed_breaker_empties_the_window(r4j: Driver) -> None:
     """CircuitBreakerStateMachineTest.shouldResetClosedState: a reset always acts (it empties
     the window), so it is published even on a CLOSED breaker, like resilience4j's reset event."""

@@ -2,10 +2,11 @@
 local now = now_ms()
 local policy = load_policy()
 local s = load_state(now, true)
-if ARGV[7] ~= 'closed' and s.state == ARGV[7] then
+if ARGV[7] ~= 'closed' and s.state == ARGV[7] and not (s.state == 'open' and now >= s.open_until) then
   -- Changes nothing (trip an OPEN breaker, disable a DISABLED one): published nowhere, and
   -- the epoch stays, so no call in flight turns stale for nothing (machine.py: unchanged).
-  -- A reset always acts: it empties the window.
+  -- A reset always acts: it empties the window; so does a trip of an OPEN breaker whose
+  -- wait is over (its next call would be a probe: the trip starts a new wait).
   return cjson.encode({
     kind = 'transition', breaker = NAME, from_state = s.state, to_state = s.state,
     reason = 'already ' .. s.state .. ': nothing changed', at_ms = now, epoch = s.epoch,
