@@ -212,35 +212,42 @@ end
 
 -- The window (see breaker/window.py, the same algorithm in Python): buckets c<second>,
 -- f<second>, s<second> (calls, failures, slow calls) and one field WINDOW_META holding
--- "calls failures slow head": the running sums of the buckets still in the window, and the
--- oldest second that may still hold a bucket. A record call reads the sums and subtracts
--- only the buckets that expired since the last call (each bucket is read once when it
--- expires), so its cost does not grow with the window's length. The field is named like an
--- expired bucket, so that a script from before the running sums ignores it (and drops it:
--- a window without it is rebuilt from its buckets, once).
+-- "calls failures slow head last lc lf ls": the running sums of the buckets still in the
+-- window, the oldest second that may still hold a bucket, and the newest bucket with its
+-- three counts (so that an outcome is written with one HSET). A record call reads the sums
+-- and subtracts only the buckets that expired since the last call (each bucket is read once,
+-- when it expires), so its cost does not grow with the window's length. The field is named
+-- like an expired bucket, so that a script from before the running sums ignores it (and
+-- drops it when it records: a window without it is summed again from its buckets, once).
 local WINDOW_META = 'm0'
 local WIN = nil -- this script call's window: loaded once, expired to `now`
 
 local function window_empty()
-  return {calls = 0, failures = 0, slow = 0, head = nil}
+  return {calls = 0, failures = 0, slow = 0, head = nil, last = nil, lc = 0, lf = 0, ls = 0}
 end
 
 -- The stored window, with the sums of every bucket it holds (expired or not).
 local function window_read()
   local raw = redis.call('HGET', K_WINDOW, WINDOW_META)
   if raw then
-    local c, f, s, h = string.match(raw, '^(%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+)$')
-    if h then
-      return {calls = tonumber(c), failures = tonumber(f), slow = tonumber(s), head = tonumber(h)}
+    local n = {}
+    for x in string.gmatch(raw, '%-?%d+') do
+      n[#n + 1] = tonumber(x)
+    end
+    if #n == 8 then
+      return {calls = n[1], failures = n[2], slow = n[3], head = n[4], last = n[5], lc = n[6], lf = n[7], ls = n[8]}
     end
   end
   local w = window_empty()
   local flat = redis.call('HGETALL', K_WINDOW)
+  local t = {}
   for i = 1, #flat, 2 do
     local kind, second = string.sub(flat[i], 1, 1), tonumber(string.sub(flat[i], 2))
     local n = tonumber(flat[i + 1]) or 0
     if flat[i] ~= WINDOW_META and second then
+      t[flat[i]] = n
       if w.head == nil or second < w.head then w.head = second end
+      if w.last == nil or second > w.last then w.last = second end
       if kind == 'c' then
         w.calls = w.calls + n
       elseif kind == 'f' then
@@ -249,6 +256,10 @@ local function window_read()
         w.slow = w.slow + n
       end
     end
+  end
+  if w.last ~= nil then
+    local sec = string.format('%d', w.last)
+    w.lc, w.lf, w.ls = t['c' .. sec] or 0, t['f' .. sec] or 0, t['s' .. sec] or 0
   end
   w.dirty = true
   return w
@@ -302,7 +313,7 @@ local function window_expire(w, now, window, write)
   w.head = oldest
   if w.calls <= 0 then
     -- Empty: the next bucket starts it again (and no field is left behind).
-    w.calls, w.failures, w.slow, w.head = 0, 0, 0, nil
+    w.calls, w.failures, w.slow, w.head, w.last, w.lc, w.lf, w.ls = 0, 0, 0, nil, nil, 0, 0, 0
     if write then
       redis.call('DEL', K_WINDOW)
       gone = {}
@@ -322,8 +333,8 @@ local function window_save(w)
   if w.head == nil then
     redis.call('HDEL', K_WINDOW, WINDOW_META)
   else
-    redis.call('HSET', K_WINDOW, WINDOW_META,
-      string.format('%d %d %d %d', w.calls, w.failures, w.slow, w.head))
+    redis.call('HSET', K_WINDOW, WINDOW_META, string.format('%d %d %d %d %d %d %d %d',
+      w.calls, w.failures, w.slow, w.head, w.last, w.lc, w.lf, w.ls))
   end
   w.dirty = false
 end
@@ -339,22 +350,22 @@ local function window_load(now, window)
   return WIN
 end
 
--- Adds outcomes to the bucket of `now` (a clock that went back adds to the oldest bucket
--- that may still exist, so that no bucket is ever older than the head) and to the sums.
+-- Adds outcomes to the bucket of `now` and to the sums. A clock that went back adds to the
+-- newest bucket, so that buckets only ever start in time order after the head.
 local function window_put(now, window, calls, failures, slow)
   local w = window_load(now, window)
   local second = math.floor(now / 1000)
   if w.head == nil then
-    w.head = second
-  elseif second < w.head then
-    second = w.head
+    w.head, w.last, w.lc, w.lf, w.ls = second, second, 0, 0, 0
+  elseif second > w.last then
+    w.last, w.lc, w.lf, w.ls = second, 0, 0, 0
   end
-  local sec = string.format('%d', second)
-  redis.call('HINCRBY', K_WINDOW, 'c' .. sec, calls)
-  if failures > 0 then redis.call('HINCRBY', K_WINDOW, 'f' .. sec, failures) end
-  if slow > 0 then redis.call('HINCRBY', K_WINDOW, 's' .. sec, slow) end
+  w.lc, w.lf, w.ls = w.lc + calls, w.lf + failures, w.ls + slow
   w.calls, w.failures, w.slow = w.calls + calls, w.failures + failures, w.slow + slow
-  window_save(w)
+  local sec = string.format('%d', w.last)
+  redis.call('HSET', K_WINDOW, 'c' .. sec, w.lc, 'f' .. sec, w.lf, 's' .. sec, w.ls, WINDOW_META,
+    string.format('%d %d %d %d %d %d %d %d', w.calls, w.failures, w.slow, w.head, w.last, w.lc, w.lf, w.ls))
+  w.dirty = false
   return w
 end
 
