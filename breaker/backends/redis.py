@@ -12,14 +12,13 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError
 
 from breaker.backend import BreakerBackend, RecordRequest
-from breaker.backends.policy_lua import lua_prelude
+from breaker.backends.scripts import SCRIPTS, STANDALONE_SCRIPTS, script_source
 from breaker.errors import OutcomeUncertain, ScriptFailed
 from breaker.events import BreakerEvent
 from breaker.failsafe import is_script_bug
@@ -38,22 +37,6 @@ from breaker.state import (
 )
 
 log = logging.getLogger(__name__)
-
-SCRIPTS = ("admit", "record", "control", "snapshot", "policy", "merge")
-#: Scripts that stand alone (no breaker keys, no ``common.lua``).
-STANDALONE_SCRIPTS = ("probe",)
-
-
-@lru_cache(maxsize=None)
-def script_source(name: str) -> str:
-    """The full source of one script: the policy's bounds (generated, see
-    breaker.backends.policy_lua), ``common.lua``, then ``<name>.lua``."""
-    lua = resources.files("breaker.backends").joinpath("lua")
-    own = lua.joinpath(f"{name}.lua").read_text()
-    if name in STANDALONE_SCRIPTS:
-        return own
-    return lua_prelude() + lua.joinpath("common.lua").read_text() + "\n" + own
-
 
 @lru_cache(maxsize=64)
 def _policy_json(policy: BreakerPolicy) -> str:
