@@ -1,5 +1,5 @@
 """A time-based sliding window of 1-second buckets with running sums (the in-process twin
-of the window that ``backends/lua/common.lua`` keeps in a Redis hash: the same algorithm,
+of the window that ``backends/lua/window.lua`` keeps in a Redis hash: the same algorithm,
 and ``tests/breaker/test_differential.py`` checks that both give the same figures)."""
 
 from __future__ import annotations

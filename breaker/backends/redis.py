@@ -1,6 +1,6 @@
 """The fleet's breaker store: Redis, with every decision taken by one Lua script call.
 
-Scripts live as ``.lua`` files in ``lua/`` beside this module; ``common.lua`` is prepended
+Scripts live as ``.lua`` files in ``lua/`` beside this module; the shared Lua is prepended
 to each. They are registered once per client and called by SHA (redis-py loads them again
 by itself if the server forgot them, after a restart).
 """
