@@ -1,5 +1,5 @@
 """A time-based sliding window of 1-second buckets with running sums (the in-process twin
-of the window that ``backends/lua/common.lua`` keeps in a Redis hash: the same algorithm,
+of the window that ``backends/lua/window.lua`` keeps in a Redis hash: the same algorithm,
 and ``tests/breaker/test_differential.py`` checks that both give the same figures)."""
 
 from __future__ import annotations
@@ -15,22 +15,25 @@ class SlidingWindow:
     kept as they change, and a bucket is subtracted once, when it falls out of the window,
     so reading or adding costs the same whatever the window's length.
     ``head`` is the oldest second that may still hold a bucket (None when empty); a clock
-    that went back adds to that bucket, so that no bucket is ever older than the head.
+    that went back adds to the newest bucket, so that buckets only ever start in time order.
     """
 
     def __init__(self) -> None:
         self._buckets: dict[int, list[int]] = {}
         self._sums = [0, 0, 0]
         self._head: int | None = None
+        self._last: int | None = None
 
     def add(self, now_ms: int, window: int, *, calls: int = 1, failures: int = 0, slow: int = 0) -> WindowStats:
         """Adds outcomes to the bucket of ``now_ms``; returns the window's figures after."""
         self._expire(now_ms, window)
         second = now_ms // 1000
-        if self._head is None:
-            self._head = second
-        elif second < self._head:
-            second = self._head
+        if self._head is None or self._last is None:
+            self._head = self._last = second
+        elif second > self._last:
+            self._last = second
+        else:
+            second = self._last
         bucket = self._buckets.setdefault(second, [0, 0, 0])
         for i, n in enumerate((calls, failures, slow)):
             bucket[i] += n
@@ -52,6 +55,7 @@ class SlidingWindow:
         self._buckets.clear()
         self._sums = [0, 0, 0]
         self._head = None
+        self._last = None
 
     def _stats(self) -> WindowStats:
         calls, failures, slow = self._sums

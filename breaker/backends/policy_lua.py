@@ -4,7 +4,7 @@ The scripts check every policy they read (an operator's stored policy may have b
 by hand, or by an older or newer fusebox), so that a missing or absurd field never makes a
 script fail halfway. The bounds they check are the pydantic field constraints of
 ``BreakerPolicy``, turned into a Lua table here and prepended to every script
-(``redis.script_source``): one source, so a limit changed in Python is the limit in Redis.
+(``scripts.script_source``): one source, so a limit changed in Python is the limit in Redis.
 The two rules that relate fields (``max_wait_in_open >= wait_in_open``,
 ``max_wait_in_half_open > call_timeout``) are written in both languages;
 ``tests/breaker/test_policy_bounds.py`` checks that the scripts refuse exactly what

@@ -1,6 +1,6 @@
 """The fleet's breaker store: Redis, with every decision taken by one Lua script call.
 
-Scripts live as ``.lua`` files in ``lua/`` beside this module; ``common.lua`` is prepended
+Scripts live as ``.lua`` files in ``lua/`` beside this module; the shared Lua is prepended
 to each. They are registered once per client and called by SHA (redis-py loads them again
 by itself if the server forgot them, after a restart).
 """
@@ -12,15 +12,14 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError
 
 from breaker.backend import BreakerBackend, RecordRequest
-from breaker.backends.policy_lua import lua_prelude
 from breaker.backends.redis_counters import RedisCounters
+from breaker.backends.scripts import SCRIPTS, STANDALONE_SCRIPTS, script_source
 from breaker.errors import OutcomeUncertain, ScriptFailed
 from breaker.events import BreakerEvent
 from breaker.failsafe import is_script_bug
@@ -39,22 +38,6 @@ from breaker.state import (
 )
 
 log = logging.getLogger(__name__)
-
-SCRIPTS = ("admit", "record", "control", "snapshot", "policy", "merge")
-#: Scripts that stand alone (no breaker keys, no ``common.lua``).
-STANDALONE_SCRIPTS = ("probe", "refusals")
-
-
-@lru_cache(maxsize=None)
-def script_source(name: str) -> str:
-    """The full source of one script: the policy's bounds (generated, see
-    breaker.backends.policy_lua), ``common.lua``, ``shadow.lua``, then ``<name>.lua``."""
-    lua = resources.files("breaker.backends").joinpath("lua")
-    own = lua.joinpath(f"{name}.lua").read_text()
-    if name in STANDALONE_SCRIPTS:
-        return own
-    return lua_prelude() + "\n".join(lua.joinpath(part).read_text() for part in ("common.lua", "shadow.lua")) + "\n" + own
-
 
 @lru_cache(maxsize=64)
 def _policy_json(policy: BreakerPolicy) -> str:
