@@ -54,6 +54,7 @@ from breaker import STORE_ERRORS, BreakerEvent, State
 from breaker.keyspace import Keyspace
 from workers import probe as worker_probe
 from workers import runtime
+from workers.devices.gate import DeviceGate
 from workers.jobs import Job
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.parking import ParkedJob
@@ -91,6 +92,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         self._remove_listener: Any = None
         self._tref: Any = None
         self._pump: ProbePump | None = None
+        self._devices: DeviceGate | None = None  # this worker's devices ejected? (workers/devices)
         self._stopping = False
         self._starting = False
 
@@ -114,6 +116,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         except STORE_ERRORS:
             pass  # decided on the local breaker meanwhile; the subscriber rejoins later
         self._pump = ProbePump(c.app)
+        self._devices = DeviceGate(str(c.hostname), self.models, int(getattr(c.controller, "concurrency", 1) or 1))
         self._remove_listener = breakers.add_listener(self._on_event)
         self._starting = True  # queues are only selected until the consumer loop consumes
         try:
@@ -152,6 +155,8 @@ class ConsumptionControl(bootsteps.StartStopStep):
                 self.consumer.call_soon(self._control, model, event)
 
     def _tick(self) -> None:
+        if self._devices is not None:
+            self._devices.refresh()  # whatever the breaker's state: the devices stay live
         for model in self.models or ():
             try:
                 remaining = runtime.breakers().open_remaining(model)
@@ -189,6 +194,8 @@ class ConsumptionControl(bootsteps.StartStopStep):
         # (store lost): its local permits cannot travel, so its workers probe by consuming.
         probes_only = settings().half_open_consumption == "probes" and not breakers.degraded
         wanted = not state.rejects and not (state == State.HALF_OPEN and probes_only)
+        # An ejected device stops taking this model's jobs here only (workers/devices).
+        wanted = wanted and not (self._devices is not None and self._devices.paused(model))
         # Selected for consumption (not "has an active consumer tag": tags appear only when
         # the loop first consumes, after this step started).
         consuming = any(q.name == model for q in c.task_consumer.queues)
