@@ -13,6 +13,8 @@
     GET  /chaos/{model}               its fault switch, if any
     POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [token]
     DELETE /chaos/{model}             turn it off                                          [token]
+    GET  /workers                     every model worker's devices: healthy, ejected, probing
+    POST /workers/{name}/{action}     eject, restore a worker's devices (``?model=``)      [token]
     POST /jobs                        submit a job (text, texts or image_base64)        [token]
     GET  /jobs/{id}                   its status and answer (404 for an unknown job)
     DELETE /jobs/{id}                 cancel a queued or parked job                      [token]
@@ -36,7 +38,7 @@ from prometheus_client import CollectorRegistry
 
 from api.alerts import AlertSender
 from api.client import FuseboxClient
-from api.http import breakers, chaos, health, jobs, page, prometheus
+from api.http import breakers, chaos, health, jobs, page, prometheus, workers
 from api.http.errors import add_error_handlers
 from api.http.state import ServerState
 from api.metrics import FuseboxCollector
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, client: FuseboxClient | None = 
     app = FastAPI(title="fusebox", version="0.1.0", lifespan=lifespan)
     app.state.fusebox = state
     add_error_handlers(app)
-    for router in (health.router, prometheus.router, breakers.router, chaos.router, jobs.router, page.router):
+    for router in (health.router, prometheus.router, breakers.router, chaos.router, jobs.router, workers.router,
+                   page.router):
         app.include_router(router)
     return app

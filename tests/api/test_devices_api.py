@@ -1,0 +1,94 @@
+"""``fusebox workers``, ``fusebox worker eject|restore``, ``fusebox chaos --worker
+--device-fault`` and their HTTP equivalents, on a real Redis (device records written as the
+workers write them; no worker needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from api.http import create_app
+from workers.devices.rules import EjectionRules
+from workers.devices.store import DeviceStore
+from workers.faults import Faults
+from workers.settings import Settings
+
+pytestmark = pytest.mark.redis
+TOKEN = "t0ken-for-tests"
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, key_prefix: str) -> DeviceStore:
+    store = DeviceStore(redis_client, key_prefix, EjectionRules())
+    store.seen("ner", ["w1@h/cpu0", "w2@h/cpu0", "w3@h/cpu0", "w4@h/cpu0"])
+    store.record("ner", "w1@h/cpu0", False, "w1@h", "OSError: (External) CUDA error(700)")
+    store.record("ner", "w2@h/cpu0", True, "w2@h")
+    store.eject("ner", "w1@h/cpu0", "device fault")
+    return store
+
+
+def fusebox(redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FUSEBOX_REDIS_URL": redis_url, "FUSEBOX_KEY_PREFIX": prefix, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_workers_cli_shows_the_ejected_device(store: DeviceStore, redis_url: str, key_prefix: str) -> None:
+    view = json.loads(fusebox(redis_url, key_prefix, "workers", "--json").stdout)
+    rows = {(d["model"], d["device"]): d for d in view["devices"]}
+    sick = rows[("ner", "w1@h/cpu0")]
+    assert sick["state"] == "ejected" and sick["reason"] == "device fault" and sick["ejections"] == 1
+    assert 0 < sick["next_probe_in"] <= 30 and sick["failures"] == 1
+    assert rows[("ner", "w2@h/cpu0")]["state"] == "healthy"
+    assert view["ejected"] == {"ner": ["w1@h/cpu0"]}
+    table = fusebox(redis_url, key_prefix, "workers")
+    assert table.returncode == 0 and "w1@h/cpu0" in table.stdout and "ejected" in table.stdout
+
+
+def test_operator_eject_and_restore(store: DeviceStore, redis_url: str, key_prefix: str) -> None:
+    done = fusebox(redis_url, key_prefix, "worker", "restore", "w1@h", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [d["state"] for d in json.loads(done.stdout)["devices"]] == ["healthy"]
+    assert store.ejected("ner") == {}
+    # an operator's ejection is not capped: two of four (one already) and a third
+    for name in ("w2@h", "w3@h", "w4@h"):
+        assert fusebox(redis_url, key_prefix, "worker", "eject", name).returncode == 0
+    assert len(store.ejected("ner")) == 3
+    missing = fusebox(redis_url, key_prefix, "worker", "eject", "nobody@nowhere")
+    assert missing.returncode == 1 and "no device or worker named" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_http_workers_and_targeted_chaos(store: DeviceStore, redis_url: str, key_prefix: str) -> None:
+    settings = Settings(redis_url=redis_url, key_prefix=key_prefix, api_token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(settings)) as http:
+        view = http.get("/workers").json()
+        assert view["ejected"] == {"ner": ["w1@h/cpu0"]}
+        assert http.post("/workers/w1@h/restore").status_code in (401, 403)
+        restored = http.post("/workers/w1@h/restore", headers=auth)
+        assert restored.status_code == 200 and restored.json()["devices"][0]["state"] == "healthy"
+        assert http.post("/workers/nobody/eject", headers=auth).status_code == 404
+        on = http.post("/chaos/ner", json={"device_fault": True, "worker": "w2@h", "for_seconds": 30}, headers=auth)
+        assert on.status_code == 200 and on.json()["fault"] == {"device_fault": True}
+        assert on.json()["worker"] == "w2@h"
+    faults = Faults(redis.Redis.from_url(redis_url), key_prefix)
+    assert faults.get("ner", "w2@h").device_fault and not faults.get("ner").active  # that worker only
+
+
+def test_chaos_cli_targets_one_worker(redis_url: str, key_prefix: str) -> None:
+    done = fusebox(redis_url, key_prefix, "chaos", "ner", "--device-fault", "--worker", "w3@h", "--for", "30s",
+                   "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["fault"] == {"device_fault": True}
+    faults = Faults(redis.Redis.from_url(redis_url), key_prefix)
+    assert faults.get("ner", "w3@h").device_fault and not faults.get("ner").active
+    assert fusebox(redis_url, key_prefix, "chaos", "ner", "--worker", "w3@h", "--off").returncode == 0
+    assert not faults.get("ner", "w3@h").active
