@@ -72,6 +72,9 @@ def test_http_workers_and_targeted_chaos(store: DeviceStore, redis_url: str, key
     with TestClient(create_app(settings)) as http:
         view = http.get("/workers").json()
         assert view["ejected"] == {"ner": ["w1@h/cpu0"]}
+        metrics = http.get("/metrics").text
+        assert 'fusebox_device_ejected{model="ner",worker="w1@h/cpu0"} 1.0' in metrics
+        assert 'fusebox_device_ejections_total{model="ner",reason="device_fault"} 1.0' in metrics
         assert http.post("/workers/w1@h/restore").status_code in (401, 403)
         restored = http.post("/workers/w1@h/restore", headers=auth)
         assert restored.status_code == 200 and restored.json()["devices"][0]["state"] == "healthy"

@@ -24,9 +24,10 @@ RECORD_TTL = 24 * 3600
 
 Gate = Literal["run", "probe", "ejected"]
 
-# KEYS: live zset, ejected zset, device hash. ARGV: device, now, live window, max share,
-# base time, max time, reason, mode (``new``: capped; ``again``: a failed probe; ``force``:
-# an operator). Returns {1, until, n} ejected, {2, until} already ejected, {0, ejected, live}
+# KEYS: live zset, ejected zset, device hash, the model's stats hash (workers/stats.py: the
+# ejections counter /metrics reads). ARGV: device, now, live window, max share, base time,
+# max time, reason, mode (``new``: capped; ``again``: a failed probe; ``force``: an
+# operator), the reason's metric label. Returns {1, until, n} ejected, {2, until} already ejected, {0, ejected, live}
 # refused by the cap.
 _EJECT = """
 local device, now = ARGV[1], tonumber(ARGV[2])
@@ -52,6 +53,7 @@ local untl = now + math.min(tonumber(ARGV[5]) * n, tonumber(ARGV[6]))
 redis.call('ZADD', KEYS[2], untl, device)
 redis.call('HSET', KEYS[3], 'state', 'ejected', 'reason', ARGV[7], 'since', ARGV[2], 'until', tostring(untl),
            'probe', '', 'streak', 0)
+redis.call('HINCRBY', KEYS[4], 'device_ejections:' .. ARGV[9], 1)
 return {1, tostring(untl), n}
 """
 
@@ -68,6 +70,20 @@ if probe and probe ~= '' and probe ~= ARGV[3] and now - at < tonumber(ARGV[4]) t
 redis.call('HSET', KEYS[2], 'probe', ARGV[3], 'probe_at', ARGV[2], 'state', 'probing')
 return 'probe'
 """
+
+
+#: The ejection reasons, as ``fusebox_device_ejections_total``'s ``reason`` label.
+REASON_LABELS = ("device_fault", "consecutive_failures", "outlier", "probe_failed", "operator")
+
+
+def reason_label(reason: str) -> str:
+    """A bounded label for an ejection reason (workers/devices/rules.py's, or the probe's)."""
+    if reason.startswith("probe failed"):
+        return "probe_failed"
+    if "outlier" in reason:
+        return "outlier"
+    label = reason.replace(" ", "_")
+    return label if label in REASON_LABELS else "operator"
 
 
 class DeviceRecord(BaseModel):
@@ -161,9 +177,10 @@ class DeviceStore:
               mode: Literal["new", "again", "force"] = "new") -> Ejection:
         """Ejects ``device`` from ``model``'s fleet unless the cap forbids it (``new``)."""
         r = self.rules
-        got = self._eject(keys=[self.keys.devices(model), self.keys.devices_ejected(model), self.keys.device(model, device)],
+        got = self._eject(keys=[self.keys.devices(model), self.keys.devices_ejected(model),
+                                self.keys.device(model, device), self.keys.stats(model)],
                           args=[device, repr(time.time()), r.live_window, r.max_share, r.base_time, r.max_time,
-                                reason, mode])
+                                reason, mode, reason_label(reason)])
         kind = int(got[0])
         if kind == 0:
             return Ejection(ejected=False, refused=f"{int(got[1])} of {int(got[2])} live devices already ejected")
