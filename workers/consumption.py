@@ -92,7 +92,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         self._remove_listener: Any = None
         self._tref: Any = None
         self._pump: ProbePump | None = None
-        self._devices: DeviceGate | None = None  # this worker's devices ejected? (workers/devices)
+        self.devices: DeviceGate | None = None  # this worker's devices ejected? (workers/devices)
         self._stopping = False
         self._starting = False
 
@@ -116,7 +116,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         except STORE_ERRORS:
             pass  # decided on the local breaker meanwhile; the subscriber rejoins later
         self._pump = ProbePump(c.app)
-        self._devices = DeviceGate(str(c.hostname), self.models, int(getattr(c.controller, "concurrency", 1) or 1))
+        self.devices = DeviceGate(str(c.hostname), self.models, int(getattr(c.controller, "concurrency", 1) or 1))
         self._remove_listener = breakers.add_listener(self._on_event)
         self._starting = True  # queues are only selected until the consumer loop consumes
         try:
@@ -155,8 +155,8 @@ class ConsumptionControl(bootsteps.StartStopStep):
                 self.consumer.call_soon(self._control, model, event)
 
     def _tick(self) -> None:
-        if self._devices is not None:
-            self._devices.refresh()  # whatever the breaker's state: the devices stay live
+        if self.devices is not None:
+            self.devices.refresh()  # whatever the breaker's state: the devices stay live
         for model in self.models or ():
             try:
                 remaining = runtime.breakers().open_remaining(model)
@@ -195,7 +195,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         probes_only = settings().half_open_consumption == "probes" and not breakers.degraded
         wanted = not state.rejects and not (state == State.HALF_OPEN and probes_only)
         # An ejected device stops taking this model's jobs here only (workers/devices).
-        wanted = wanted and not (self._devices is not None and self._devices.paused(model))
+        wanted = wanted and not (self.devices is not None and self.devices.paused(model))
         # Selected for consumption (not "has an active consumer tag": tags appear only when
         # the loop first consumes, after this step started).
         consuming = any(q.name == model for q in c.task_consumer.queues)
@@ -323,7 +323,11 @@ class Housekeeping(bootsteps.StartStopStep):
         if c is None:
             return
         consuming = sorted(q.name for q in c.task_consumer.queues) if c.task_consumer is not None else []
-        beat = {"hostname": str(c.hostname), "queues": self.queues, "consuming": consuming, "at": time.time()}
+        control: ConsumptionControl | None = getattr(c, "fusebox_control", None)
+        devices = control.devices if control is not None else None
+        ejected = [m for m in control.models or () if devices.paused(m)] if control and devices else []
+        beat = {"hostname": str(c.hostname), "queues": self.queues, "consuming": consuming, "at": time.time(),
+                "ejected": ejected}
         try:
             runtime.redis_client().set(Keyspace(settings().key_prefix).heartbeat(str(c.hostname)), json.dumps(beat),
                                   ex=HEARTBEAT_TTL)

@@ -124,3 +124,16 @@ def test_the_classifier_blames_the_device_only_while_the_cap_allows(store: Devic
         assert classify(InjectedFault("x")) is Outcome.FAILURE
         assert classify(ValueError("bad")) is Outcome.FAILURE
     assert {r.device: r.failures for r in store.records("ner")} == {"a@h/cpu0": 1, "b@h/cpu0": 3}
+
+
+def test_readiness_fails_while_every_device_of_the_worker_is_ejected(tmp_path) -> None:
+    from workers.probe import WorkerHealth, check, write_probe_file
+
+    path = tmp_path / "probe.json"
+    now = time.time()
+    write_probe_file(WorkerHealth(hostname="w@h", queues=["echo", "echo.bypass"], at=now, ejected=["echo"]), path)
+    ok, why = check(path, ready=True)
+    assert not ok and "every device ejected" in why
+    assert check(path)[0], "liveness does not care: restarting would not mend the GPU"
+    write_probe_file(WorkerHealth(hostname="w@h", queues=["echo", "ner"], at=now, ejected=["echo"]), path)
+    assert check(path, ready=True)[0], "it still serves ner"

@@ -19,6 +19,7 @@ from tests.support.worker_process import WorkerProcess
 from tests.workers.conftest import needs_broker
 from workers.devices.store import DeviceRecord, DeviceStore
 from workers.devices.rules import EjectionRules
+from workers import probe
 from workers.faults import SWITCH_TTL, FaultSpec
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -105,6 +106,7 @@ def test_one_sick_device_of_four_is_ejected_alone(fleet: Fleet) -> None:
     assert snapshot.state == State.CLOSED and snapshot.epoch == epoch, "the model's breaker left CLOSED"
     healthy = [r for name, r in devices(fleet).items() if name != sick.nodename]
     assert all(r.state == "healthy" and r.ejections == 0 for r in healthy)
+    assert probe.fleet(fleet.db, fleet.prefix).ejected_devices == {"echo": [record.device]}  # /health/fleet
 
 
 def test_two_sick_devices_of_four(fleet: Fleet) -> None:
