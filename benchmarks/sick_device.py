@@ -28,6 +28,7 @@ from typing import Any
 
 from benchmarks._fleet import BenchFleet
 from breaker import State
+from workers.devices.gate import SEEN_INTERVAL
 from workers.devices.rules import EjectionRules
 from workers.devices.store import DeviceStore
 from workers.faults import SWITCH_TTL, Faults, FaultSpec
@@ -41,6 +42,7 @@ def _scenario(fleet: BenchFleet, model_workers: list[Any], sick: int, jobs: int,
     breaker.reset(reason="benchmark")
     for key in fleet.db.scan_iter(f"{fleet.prefix}:device*"):
         fleet.db.delete(key)
+    time.sleep(SEEN_INTERVAL + 0.3)  # every worker marks its devices live again, as in a running fleet
     reruns_before = sum(w.log().count(RERUN_LINE) for w in model_workers)
     trips_before = breaker.snapshot().totals.get("to_open", 0)
     switched_on = time.time()

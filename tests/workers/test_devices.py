@@ -17,6 +17,7 @@ from tests.support.fleet import Fleet, fresh
 from tests.support.waiting import wait_for
 from tests.support.worker_process import WorkerProcess
 from tests.workers.conftest import needs_broker
+from workers.devices.gate import SEEN_INTERVAL
 from workers.devices.store import DeviceRecord, DeviceStore
 from workers.devices.rules import EjectionRules
 from workers import probe
@@ -48,8 +49,11 @@ def device_fleet() -> Iterator[Fleet]:
 
 
 def forget_devices(fleet: Fleet) -> None:
+    """A clean slate of device records; waits until every worker marked its devices live
+    again (as a running fleet always has them: the cap counts live devices)."""
     for key in fleet.db.scan_iter(f"{fleet.prefix}:device*"):
         fleet.db.delete(key)
+    time.sleep(SEEN_INTERVAL + 0.3)
 
 
 @pytest.fixture
