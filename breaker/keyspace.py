@@ -151,6 +151,11 @@ class Keyspace:
         """A model's ejected devices, by when each may take its probe job."""
         return f"{self.devices(model)}:ejected"
 
+    @property
+    def device_events(self) -> str:
+        """Every device ejection and return (api/device_alerts.py sends an alert for each)."""
+        return f"{self.prefix}:device-events"
+
     def model_calls(self, model: str) -> list[str]:
         """The call log's two streams: calls started, calls ended."""
         base = f"{self.prefix}:model-calls:{model}"
@@ -231,6 +236,8 @@ KEYS: tuple[KeyDoc, ...] = (
            "workers/devices/store.py", "the devices serving a model, by last seen"),
     KeyDoc("<prefix>:devices:<model>:ejected", "zset", "until the device's probe job succeeds",
            "workers/devices/store.py", "ejected devices, by the time their probe job is due"),
+    KeyDoc("<prefix>:device-events", "stream", "capped at 10 000", "workers/devices/store.py",
+           "every device ejection and return, for alerts"),
     KeyDoc("<prefix>:model-calls:<model>[:ends]", "stream", "capped at 10 000", "workers/call_log.py",
            "every model call's start and end (FUSEBOX_TRACE_MODEL_CALLS)"),
     KeyDoc("<prefix>:workers:<hostname>", "string", "10 s", "workers/consumption.py",

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 
 from api.alerts import AlertSender
 from api.client import FuseboxClient
+from api.device_alerts import DeviceAlertSender, DeviceEventFeed
 from api.http import breakers, chaos, health, jobs, page, prometheus, workers
 from api.http.errors import add_error_handlers
 from api.http.state import ServerState
@@ -71,6 +72,10 @@ def create_app(settings: Settings | None = None, client: FuseboxClient | None = 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         remove = fusebox.breakers.add_listener(alerts)
         alerts.start()
+        device_alerts = (DeviceEventFeed(DeviceAlertSender(settings.alert_webhooks, store, settings.key_prefix,
+                                                           retries=settings.alert_retries, lease=settings.alert_lease),
+                                         store, settings.key_prefix, settings.alert_replay).start()
+                         if settings.alert_webhooks else None)
         if settings.alert_webhooks:
             try:  # what a sender that died left undelivered (marks make the rest a no-op)
                 alerts.replay(fusebox.breakers.history(None, 1000), settings.alert_replay)
@@ -79,6 +84,8 @@ def create_app(settings: Settings | None = None, client: FuseboxClient | None = 
         yield
         remove()
         alerts.stop()
+        if device_alerts is not None:
+            device_alerts.stop()
         if client is None:
             fusebox.close()
 

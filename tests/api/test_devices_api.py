@@ -5,6 +5,7 @@ workers write them; no worker needed)."""
 from __future__ import annotations
 
 import json
+import time
 import os
 import subprocess
 import sys
@@ -95,3 +96,32 @@ def test_chaos_cli_targets_one_worker(redis_url: str, key_prefix: str) -> None:
     assert faults.get("ner", "w3@h").device_fault and not faults.get("ner").active
     assert fusebox(redis_url, key_prefix, "chaos", "ner", "--worker", "w3@h", "--off").returncode == 0
     assert not faults.get("ner", "w3@h").active
+
+
+def test_an_alert_per_ejection_and_per_return_once_with_two_senders(redis_client: redis.Redis,
+                                                                       key_prefix: str) -> None:
+    from api.device_alerts import DeviceAlertSender, DeviceEventFeed
+    from tests.api.test_alerts import Receiver
+    from tests.support.waiting import wait_for
+
+    receiver = Receiver()
+    hooks = Settings(alert_webhooks=f"{receiver.url('/generic')},dingtalk={receiver.url('/ding')}").alert_webhooks
+    feeds = [DeviceEventFeed(DeviceAlertSender(hooks, redis_client, key_prefix, backoff=0.05), redis_client,
+                             key_prefix, replay=60).start() for _ in range(2)]  # two replicas of the service
+    try:
+        store = DeviceStore(redis_client, key_prefix, EjectionRules())
+        store.seen("ner", ["w1@h/gpu0", "w2@h/gpu0"])
+        assert store.eject("ner", "w1@h/gpu0", "device fault").ejected
+        assert not store.eject("ner", "w2@h/gpu0", "device fault").ejected  # refused by the cap: no alert
+        assert store.restore("ner", "w1@h/gpu0")
+        assert wait_for(lambda: receiver.count("/generic") == 2 and receiver.count("/ding") == 2, 10)
+        time.sleep(0.5)  # no duplicate arrives late
+        assert receiver.count("/generic") == 2 and receiver.count("/ding") == 2
+        texts = [b["text"] for b in receiver.bodies["/generic"]]
+        assert texts == ["fusebox device w1@h/gpu0: ejected from ner (device fault)",
+                         "fusebox device w1@h/gpu0: returned from ner (probe succeeded)"]
+        assert "🔴 w1@h/gpu0: ejected from ner" in receiver.bodies["/ding"][0]["markdown"]["text"]
+    finally:
+        for feed in feeds:
+            feed.stop()
+        receiver.server.shutdown()

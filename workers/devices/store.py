@@ -25,9 +25,9 @@ RECORD_TTL = 24 * 3600
 Gate = Literal["run", "probe", "ejected"]
 
 # KEYS: live zset, ejected zset, device hash, the model's stats hash (workers/stats.py: the
-# ejections counter /metrics reads). ARGV: device, now, live window, max share, base time,
-# max time, reason, mode (``new``: capped; ``again``: a failed probe; ``force``: an
-# operator), the reason's metric label. Returns {1, until, n} ejected, {2, until} already ejected, {0, ejected, live}
+# ejections counter /metrics reads), the device events stream (alerts). ARGV: device, now,
+# live window, max share, base time, max time, reason, mode (``new``: capped; ``again``: a
+# failed probe; ``force``: an operator), the reason's metric label, the model. Returns {1, until, n} ejected, {2, until} already ejected, {0, ejected, live}
 # refused by the cap.
 _EJECT = """
 local device, now = ARGV[1], tonumber(ARGV[2])
@@ -54,6 +54,8 @@ redis.call('ZADD', KEYS[2], untl, device)
 redis.call('HSET', KEYS[3], 'state', 'ejected', 'reason', ARGV[7], 'since', ARGV[2], 'until', tostring(untl),
            'probe', '', 'streak', 0)
 redis.call('HINCRBY', KEYS[4], 'device_ejections:' .. ARGV[9], 1)
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', 10000, '*', 'action', 'ejected', 'model', ARGV[10], 'device', device,
+           'reason', ARGV[7], 'at', ARGV[2], 'until', tostring(untl), 'ejections', n)
 return {1, tostring(untl), n}
 """
 
@@ -178,9 +180,9 @@ class DeviceStore:
         """Ejects ``device`` from ``model``'s fleet unless the cap forbids it (``new``)."""
         r = self.rules
         got = self._eject(keys=[self.keys.devices(model), self.keys.devices_ejected(model),
-                                self.keys.device(model, device), self.keys.stats(model)],
+                                self.keys.device(model, device), self.keys.stats(model), self.keys.device_events],
                           args=[device, repr(time.time()), r.live_window, r.max_share, r.base_time, r.max_time,
-                                reason, mode, reason_label(reason)])
+                                reason, mode, reason_label(reason), model])
         kind = int(got[0])
         if kind == 0:
             return Ejection(ejected=False, refused=f"{int(got[1])} of {int(got[2])} live devices already ejected")
@@ -195,7 +197,12 @@ class DeviceStore:
                                                             "since": repr(time.time()), "until": "",
                                                             "probe": "", "streak": 0})
         pipe.delete(self.keys.device_calls(model, device))
-        return bool(pipe.execute()[0])
+        returned = bool(pipe.execute()[0])
+        if returned:
+            self.client.xadd(self.keys.device_events, {"action": "returned", "model": model, "device": device,
+                                                       "reason": reason, "at": repr(time.time())},
+                             maxlen=10_000, approximate=True)
+        return returned
 
     def claim(self, model: str, device: str, task_id: str, lease: float) -> Gate:
         """``run`` (healthy), ``probe`` (this job is the device's probe) or ``ejected``."""
