@@ -125,3 +125,45 @@ def test_an_alert_per_ejection_and_per_return_once_with_two_senders(redis_client
         for feed in feeds:
             feed.stop()
         receiver.server.shutdown()
+
+
+def test_the_breaker_page_shows_an_ejected_device(store: DeviceStore, redis_url: str, key_prefix: str) -> None:
+    import shutil
+    import threading
+
+    import uvicorn
+
+    from api.services import free_port
+    from tests.support.waiting import wait_for
+
+    webdriver = pytest.importorskip("selenium.webdriver")
+    chromium, driver_path = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        pytest.skip("needs Debian's chromium and chromium-driver (./dev installs them)")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(Settings(redis_url=redis_url, key_prefix=key_prefix)),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    assert wait_for(lambda: server.started, 10)
+    options = Options()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+
+        def ner_card() -> str:
+            return str(browser.execute_script(
+                "const c = document.querySelector(`[data-breaker='ner'] [data-ejected]`);"
+                "return c ? c.textContent : '';"))
+
+        assert wait_for(lambda: "w1@h/cpu0" in ner_card(), 10), ner_card()
+        store.restore("ner", "w1@h/cpu0")
+        assert wait_for(lambda: ner_card() == "", 5)
+    finally:
+        browser.quit()
+        server.should_exit = True
