@@ -195,14 +195,15 @@ class ConsumptionControl(bootsteps.StartStopStep):
         probes_only = settings().half_open_consumption == "probes" and not breakers.degraded
         wanted = not state.rejects and not (state == State.HALF_OPEN and probes_only)
         # An ejected device stops taking this model's jobs here only (workers/devices).
-        wanted = wanted and not (self.devices is not None and self.devices.paused(model))
+        ejected = wanted and self.devices is not None and self.devices.paused(model)
+        wanted = wanted and not ejected
         # Selected for consumption (not "has an active consumer tag": tags appear only when
         # the loop first consumes, after this step started).
         consuming = any(q.name == model for q in c.task_consumer.queues)
         if not wanted and consuming:
             c.cancel_task_queue(model)
             self._paused.add(model)
-            self._note("pause", model, state, event)
+            self._note("pause", model, state, event, "devices ejected" if ejected else "")
         elif wanted and not consuming and model in self._paused:
             self._add_queue(c, model)
             self._paused.discard(model)
@@ -219,17 +220,19 @@ class ConsumptionControl(bootsteps.StartStopStep):
         queues = c.app.amqp.queues
         c.task_consumer.add_queue(queues.select_add(queues[name]))
 
-    def _note(self, action: str, model: str, state: State, event: BreakerEvent | None) -> None:
+    def _note(self, action: str, model: str, state: State, event: BreakerEvent | None, cause: str = "") -> None:
         now = time.time()
         record = {"worker": str(self.consumer.hostname), "model": model, "action": action, "state": state.value,
                   "at": repr(now)}
+        if cause:
+            record["cause"] = cause  # not the breaker: this worker's devices (workers/devices)
         view = runtime.breakers().known_view(model)
         if view is not None:
             record["epoch"] = str(view.epoch)  # of the state acted on, whatever told us
         if event is not None and event.kind == "transition" and event.breaker == model:
             record["trigger_at_ms"] = str(event.at_ms)
         self.records.append(record)
-        log.info("%s consumption of %s (breaker %s)", action, model, state.value)
+        log.info("%s consumption of %s (breaker %s%s)", action, model, state.value, f"; {cause}" if cause else "")
 
 
 class Housekeeping(bootsteps.StartStopStep):

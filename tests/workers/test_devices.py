@@ -111,6 +111,9 @@ def test_one_sick_device_of_four_is_ejected_alone(fleet: Fleet) -> None:
     healthy = [r for name, r in devices(fleet).items() if name != sick.nodename]
     assert all(r.state == "healthy" and r.ejections == 0 for r in healthy)
     assert probe.fleet(fleet.db, fleet.prefix).ejected_devices == {"echo": [record.device]}  # /health/fleet
+    pauses = [r for r in fleet.control_log() if r["action"] == "pause"]
+    assert pauses and {r["worker"] for r in pauses} == {sick.nodename}, pauses  # the others kept consuming
+    assert all(r["cause"] == "devices ejected" and r["state"] == "closed" for r in pauses)
 
 
 def test_two_sick_devices_of_four(fleet: Fleet) -> None:

@@ -12,6 +12,7 @@ every device still trips its breaker within ``minimum_calls``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,6 +24,11 @@ from workers.devices.store import DeviceStore, Ejection, Gate
 from workers.redis_calls import best_effort
 
 log = logging.getLogger(__name__)
+
+#: Seconds a process trusts that its device is healthy (another process on the same GPU may
+#: eject it meanwhile: a job that then fails there is judged on the ejected device and runs
+#: elsewhere).
+HEALTHY_TTL = 0.25
 
 
 @dataclass
@@ -50,14 +56,23 @@ class DeviceTracker:
 
     def __init__(self, store: DeviceStore, rules: EjectionRules) -> None:
         self.store, self.rules = store, rules
+        self._healthy: dict[tuple[str, str], float] = {}  # (model, device) -> when last read healthy
 
     def gate(self, model: str, device: str, task_id: str, lease: float) -> Gate:
         """Whether this job may run here: ``run``, ``probe`` (the ejected device's one probe
-        job), or ``ejected`` (it belongs on another device). Without Redis: ``run``."""
+        job), or ``ejected`` (it belongs on another device). Without Redis: ``run``. A
+        device read healthy is trusted for HEALTHY_TTL seconds (no round trip per job); an
+        ejection by this process forgets that at once."""
         if not self.rules.enabled:
             return "run"
-        return best_effort("reading the device's state", lambda: self.store.claim(model, device, task_id, lease),
-                           "run")
+        now = time.monotonic()
+        if now - self._healthy.get((model, device), -HEALTHY_TTL) < HEALTHY_TTL:
+            return "run"
+        gate: Gate = best_effort("reading the device's state",
+                                 lambda: self.store.claim(model, device, task_id, lease), "run")
+        if gate == "run":
+            self._healthy[(model, device)] = now
+        return gate
 
     def release(self, model: str, device: str, task_id: str) -> None:
         """Gives back a probe claim whose job did not reach the model."""
@@ -113,6 +128,7 @@ class DeviceTracker:
                         ctx.model, reason, ejection.refused if ejection else "store unreachable")
             return outcome
         ctx.blamed, ctx.ejection = reason, ejection
+        self._healthy.pop((ctx.model, ctx.device), None)
         if not ejection.already:
             log.warning("device %s ejected from %s (%s, ejection %d): %s", ctx.device, ctx.model, reason,
                         ejection.ejections, error)
