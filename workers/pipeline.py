@@ -166,6 +166,8 @@ def call_model(
                 tracing.note(breaker__outcome="ignored", device=device.device, device__ejected=device.blamed)
                 devices.run_elsewhere(task, spec, job, device, exc)
             if guarded.outcome == Outcome.IGNORED:
+                if device.probe:  # the caller's bad input says nothing of the device: next job probes
+                    tracker.release(spec.name, device.device, task.request.id)
                 tracing.note(breaker__outcome="ignored")
                 raise
             degrade_after_failure(task, spec, job, guarded, exc)
