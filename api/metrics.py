@@ -27,6 +27,8 @@ from breaker import STORE_ERRORS, Breakers, State
 from breaker.keyspace import Keyspace
 from workers import probe, stats
 from workers.broker import queue_depths
+from workers.devices.rules import EjectionRules
+from workers.devices.store import REASON_LABELS, DeviceStore
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.settings import Settings
 
@@ -151,6 +153,7 @@ class FuseboxCollector(Collector):
             buckets.append(("+Inf", running))
             latency.add_metric([model], buckets, figures.get("latency:sum_ms", 0.0) / 1000)
         yield from (jobs, degraded, errors, latency, dropped)
+        yield from self._devices()
 
         depth = GaugeMetricFamily("fusebox_queue_depth", "Jobs waiting in each queue (bypass queues included)",
                                   labels=["queue", "model"])
@@ -190,3 +193,18 @@ class FuseboxCollector(Collector):
             consuming.add_metric([cover.queue, _queue_owner(cover.queue)], len(cover.consuming))
         missing.add_metric([], len(view.missing))
         yield from (store, coverage, consuming, missing)
+
+    def _devices(self) -> Iterator[Any]:
+        """Ejected devices now, and ejections so far by reason (workers/devices)."""
+        ejected = GaugeMetricFamily("fusebox_device_ejected", "1 for each device ejected from a model's fleet "
+                                    "(worker: the device, NAME@HOST/cpuN or HOST/gpuN)", labels=["model", "worker"])
+        ejections = CounterMetricFamily("fusebox_device_ejections", "Devices ejected from a model's fleet, by reason",
+                                        labels=["model", "reason"])
+        store = DeviceStore(self.client, self.settings.key_prefix, EjectionRules.from_settings(self.settings))
+        for model in MODELS:
+            for device in store.ejected(model):
+                ejected.add_metric([model, device], 1.0)
+            figures = stats.read(self.client, self.settings.key_prefix, model)
+            for reason in REASON_LABELS:
+                ejections.add_metric([model, reason], figures.get(f"device_ejections:{reason}", 0))
+        yield from (ejected, ejections)

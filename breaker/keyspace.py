@@ -137,6 +137,31 @@ class Keyspace:
         base = f"{self.faults(model)}:warmup"
         return [base, f"{base}:inflight"]
 
+    def worker_faults(self, model: str, worker: str) -> str:
+        """A drill's fault switch for one worker only (``fusebox chaos MODEL --worker NAME``)."""
+        return f"{self.faults(model)}:worker:{worker}"
+
+    def device(self, model: str, device: str) -> str:
+        """One device's record for one model (workers/devices/store.py)."""
+        return f"{self.prefix}:device:{model}:{device}"
+
+    def device_calls(self, model: str, device: str) -> str:
+        """One device's most recent outcomes for one model, newest first."""
+        return f"{self.device(model, device)}:calls"
+
+    def devices(self, model: str) -> str:
+        """The devices serving a model, by when each was last seen (live within a window)."""
+        return f"{self.prefix}:devices:{model}"
+
+    def devices_ejected(self, model: str) -> str:
+        """A model's ejected devices, by when each may take its probe job."""
+        return f"{self.devices(model)}:ejected"
+
+    @property
+    def device_events(self) -> str:
+        """Every device ejection and return (api/device_alerts.py sends an alert for each)."""
+        return f"{self.prefix}:device-events"
+
     def model_calls(self, model: str) -> list[str]:
         """The call log's two streams: calls started, calls ended."""
         base = f"{self.prefix}:model-calls:{model}"
@@ -209,6 +234,18 @@ KEYS: tuple[KeyDoc, ...] = (
            "a drill's fault switch"),
     KeyDoc("<prefix>:faults:<model>:warmup[:inflight]", "string", "with the switch", "workers/faults.py",
            "a drill's warm-up counters"),
+    KeyDoc("<prefix>:faults:<model>:worker:<worker>", "string", "10 min by default (`--for`)", "workers/faults.py",
+           "a drill's fault switch for one worker"),
+    KeyDoc("<prefix>:device:<model>:<device>", "hash", "1 day after the device was last seen",
+           "workers/devices/store.py", "a device's record for a model: calls, failures, streak, ejections, state"),
+    KeyDoc("<prefix>:device:<model>:<device>:calls", "list", "the last FUSEBOX_DEVICE_WINDOW outcomes, 1 day",
+           "workers/devices/store.py", "a device's recent outcomes (1 success, 0 failure), newest first"),
+    KeyDoc("<prefix>:devices:<model>", "zset", "entries older than FUSEBOX_DEVICE_LIVE_WINDOW are ignored",
+           "workers/devices/store.py", "the devices serving a model, by last seen"),
+    KeyDoc("<prefix>:devices:<model>:ejected", "zset", "until the device's probe job succeeds",
+           "workers/devices/store.py", "ejected devices, by the time their probe job is due"),
+    KeyDoc("<prefix>:device-events", "stream", "capped at 10 000", "workers/devices/store.py",
+           "every device ejection and return, for alerts"),
     KeyDoc("<prefix>:model-calls:<model>[:ends]", "stream", "capped at 10 000", "workers/call_log.py",
            "every model call's start and end (FUSEBOX_TRACE_MODEL_CALLS)"),
     KeyDoc("<prefix>:workers:<hostname>", "string", "10 s", "workers/consumption.py",

@@ -54,6 +54,7 @@ from breaker import STORE_ERRORS, BreakerEvent, State
 from breaker.keyspace import Keyspace
 from workers import probe as worker_probe
 from workers import runtime
+from workers.devices.gate import DeviceGate
 from workers.jobs import Job
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.parking import ParkedJob
@@ -91,6 +92,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         self._remove_listener: Any = None
         self._tref: Any = None
         self._pump: ProbePump | None = None
+        self.devices: DeviceGate | None = None  # this worker's devices ejected? (workers/devices)
         self._stopping = False
         self._starting = False
 
@@ -114,6 +116,7 @@ class ConsumptionControl(bootsteps.StartStopStep):
         except STORE_ERRORS:
             pass  # decided on the local breaker meanwhile; the subscriber rejoins later
         self._pump = ProbePump(c.app)
+        self.devices = DeviceGate(str(c.hostname), self.models, int(getattr(c.controller, "concurrency", 1) or 1))
         self._remove_listener = breakers.add_listener(self._on_event)
         self._starting = True  # queues are only selected until the consumer loop consumes
         try:
@@ -152,6 +155,8 @@ class ConsumptionControl(bootsteps.StartStopStep):
                 self.consumer.call_soon(self._control, model, event)
 
     def _tick(self) -> None:
+        if self.devices is not None:
+            self.devices.refresh()  # whatever the breaker's state: the devices stay live
         for model in self.models or ():
             try:
                 remaining = runtime.breakers().open_remaining(model)
@@ -189,13 +194,16 @@ class ConsumptionControl(bootsteps.StartStopStep):
         # (store lost): its local permits cannot travel, so its workers probe by consuming.
         probes_only = settings().half_open_consumption == "probes" and not breakers.degraded
         wanted = not state.rejects and not (state == State.HALF_OPEN and probes_only)
+        # An ejected device stops taking this model's jobs here only (workers/devices).
+        ejected = wanted and self.devices is not None and self.devices.paused(model)
+        wanted = wanted and not ejected
         # Selected for consumption (not "has an active consumer tag": tags appear only when
         # the loop first consumes, after this step started).
         consuming = any(q.name == model for q in c.task_consumer.queues)
         if not wanted and consuming:
             c.cancel_task_queue(model)
             self._paused.add(model)
-            self._note("pause", model, state, event)
+            self._note("pause", model, state, event, "devices ejected" if ejected else "")
         elif wanted and not consuming and model in self._paused:
             self._add_queue(c, model)
             self._paused.discard(model)
@@ -212,17 +220,19 @@ class ConsumptionControl(bootsteps.StartStopStep):
         queues = c.app.amqp.queues
         c.task_consumer.add_queue(queues.select_add(queues[name]))
 
-    def _note(self, action: str, model: str, state: State, event: BreakerEvent | None) -> None:
+    def _note(self, action: str, model: str, state: State, event: BreakerEvent | None, cause: str = "") -> None:
         now = time.time()
         record = {"worker": str(self.consumer.hostname), "model": model, "action": action, "state": state.value,
                   "at": repr(now)}
+        if cause:
+            record["cause"] = cause  # not the breaker: this worker's devices (workers/devices)
         view = runtime.breakers().known_view(model)
         if view is not None:
             record["epoch"] = str(view.epoch)  # of the state acted on, whatever told us
         if event is not None and event.kind == "transition" and event.breaker == model:
             record["trigger_at_ms"] = str(event.at_ms)
         self.records.append(record)
-        log.info("%s consumption of %s (breaker %s)", action, model, state.value)
+        log.info("%s consumption of %s (breaker %s%s)", action, model, state.value, f"; {cause}" if cause else "")
 
 
 class Housekeeping(bootsteps.StartStopStep):
@@ -316,7 +326,11 @@ class Housekeeping(bootsteps.StartStopStep):
         if c is None:
             return
         consuming = sorted(q.name for q in c.task_consumer.queues) if c.task_consumer is not None else []
-        beat = {"hostname": str(c.hostname), "queues": self.queues, "consuming": consuming, "at": time.time()}
+        control: ConsumptionControl | None = getattr(c, "fusebox_control", None)
+        devices = control.devices if control is not None else None
+        ejected = [m for m in control.models or () if devices.paused(m)] if control and devices else []
+        beat = {"hostname": str(c.hostname), "queues": self.queues, "consuming": consuming, "at": time.time(),
+                "ejected": ejected}
         try:
             runtime.redis_client().set(Keyspace(settings().key_prefix).heartbeat(str(c.hostname)), json.dumps(beat),
                                   ex=HEARTBEAT_TTL)

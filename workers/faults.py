@@ -20,6 +20,15 @@ class InjectedFault(RuntimeError):
     """A model failure made on purpose."""
 
 
+class InjectedDeviceFault(OSError):
+    """A broken device made on purpose: Paddle's message for a CUDA context that saw an
+    illegal memory access (workers/devices/rules.py ejects the device for it)."""
+
+
+#: What Paddle raises after an illegal memory access on a GPU.
+DEVICE_FAULT_MESSAGE = "(External) CUDA error(700), an illegal memory access was encountered."
+
+
 class FaultSpec(BaseModel):
     """What to do to every call of one model.
 
@@ -34,6 +43,8 @@ class FaultSpec(BaseModel):
       stall: every call blocks like one stuck inside a driver: with the timeout's signals
         masked, so that only the task's hard time limit (the pool killing the process)
         ends it.
+      device_fault: every call raises Paddle's CUDA illegal-memory-access error (a broken
+        GPU; set for one worker with ``--worker``).
       warmup_calls: a model that needs a warm-up after it recovers (a GPU model reloading,
         a cache refilling): each of the first ``warmup_calls`` calls fleet-wide after the
         switch is set takes ``warmup_base`` seconds more; one that starts while more than
@@ -54,6 +65,7 @@ class FaultSpec(BaseModel):
     latency: float = Field(0.0, ge=0.0, le=3600.0)
     hang: bool = False
     stall: bool = False
+    device_fault: bool = False
     warmup_calls: int = Field(0, ge=0, le=1_000_000)
     warmup_capacity: int = Field(0, ge=0, le=10_000)
     warmup_base: float = Field(0.0, ge=0.0, le=3600.0)
@@ -62,7 +74,7 @@ class FaultSpec(BaseModel):
 
     @property
     def active(self) -> bool:
-        return bool(self.error_rate or self.oom_rate or self.grow_mb or self.latency or self.hang or self.stall
+        return bool(self.error_rate or self.oom_rate or self.grow_mb or self.latency or self.hang or self.stall or self.device_fault
                     or (self.warmup_calls and (self.warmup_latency or self.warmup_base
                                                or self.warmup_overload == "oom")))
 
@@ -92,57 +104,59 @@ class Faults:
         self.keys = Keyspace(prefix)
         self._seen: dict[str, tuple[float, FaultSpec]] = {}
 
-    def key(self, model: str) -> str:
-        return self.keys.faults(model)
+    def key(self, model: str, worker: str | None = None) -> str:
+        return self.keys.worker_faults(model, worker) if worker else self.keys.faults(model)
 
-    def set(self, model: str, spec: FaultSpec, ttl: float = DEFAULT_FAULT_TTL) -> None:
+    def set(self, model: str, spec: FaultSpec, ttl: float = DEFAULT_FAULT_TTL, worker: str | None = None) -> None:
         """Turns ``spec`` on for ``model`` for ``ttl`` seconds (an inactive spec turns it off).
 
         Parameters:
           model: the model's name (``fallback.<model>`` for its fallback path).
           spec: what to do to its calls.
           ttl: seconds until the switch turns itself off; 0 < ttl <= MAX_FAULT_TTL.
+          worker: a worker's node name: the switch holds for that worker only.
         Raises:
           ValueError: ``ttl`` out of range.
         """
         if not 0 < ttl <= MAX_FAULT_TTL:
             raise ValueError(f"a fault lasts more than 0 s and at most {MAX_FAULT_TTL:.0f} s, not {ttl}")
         if not spec.active:
-            self.clear(model)
+            self.clear(model, worker)
             return
         with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(*self.keys.fault_warmup(model))  # warm-up counts anew
-            pipe.set(self.key(model), spec.model_dump_json(), px=max(1, int(ttl * 1000)))
+            pipe.set(self.key(model, worker), spec.model_dump_json(), px=max(1, int(ttl * 1000)))
             pipe.execute()
 
-    def remaining(self, model: str) -> float | None:
+    def remaining(self, model: str, worker: str | None = None) -> float | None:
         """Seconds until the model's switch turns itself off; None when it is off."""
-        ms = int(self.client.pttl(self.key(model)))
+        ms = int(self.client.pttl(self.key(model, worker)))
         return ms / 1000 if ms >= 0 else None
 
-    def clear(self, model: str) -> None:
-        self.client.delete(self.key(model))
+    def clear(self, model: str, worker: str | None = None) -> None:
+        self.client.delete(self.key(model, worker))
 
-    def get(self, model: str) -> FaultSpec:
-        raw = self.client.get(self.key(model))
+    def get(self, model: str, worker: str | None = None) -> FaultSpec:
+        raw = self.client.get(self.key(model, worker))
         return FaultSpec.model_validate_json(raw) if raw else FaultSpec()
 
-    def current(self, model: str) -> FaultSpec:
+    def current(self, model: str, worker: str | None = None) -> FaultSpec:
         """The switch as read at most SWITCH_TTL seconds ago."""
         now = time.monotonic()
-        seen = self._seen.get(model)
+        seen = self._seen.get(self.key(model, worker))
         if seen is not None and now - seen[0] < SWITCH_TTL:
             return seen[1]
-        spec = self.get(model)
-        self._seen[model] = (now, spec)
+        spec = self.get(model, worker)
+        self._seen[self.key(model, worker)] = (now, spec)
         return spec
 
-    def inject(self, model: str) -> None:
-        """Applies the model's switch to the call about to run; an unreadable switch means
-        no drill."""
-        spec = best_effort("reading the fault switch", lambda: self.current(model), None)
-        if spec is not None:
-            self.apply(model, spec)
+    def inject(self, model: str, worker: str | None = None) -> None:
+        """Applies the model's switch, then this worker's own (``worker``: its node name),
+        to the call about to run; an unreadable switch means no drill."""
+        for target in (None, worker) if worker else (None,):
+            spec = best_effort("reading the fault switch", lambda t=target: self.current(model, t), None)
+            if spec is not None:
+                self.apply(model, spec)
 
     def apply(self, model: str, spec: FaultSpec) -> None:
         """Does to the current call what ``spec`` says."""
@@ -166,6 +180,8 @@ class Faults:
             libc = ctypes.CDLL(None)
             while True:  # only SIGKILL ends this
                 libc.sleep(3600)
+        if spec.device_fault:
+            raise InjectedDeviceFault(DEVICE_FAULT_MESSAGE)
         roll = random.random()
         if roll < spec.oom_rate:
             raise MemoryError(f"simulated out of memory in {model} (fault injection)")

@@ -15,10 +15,12 @@ from celery.exceptions import Ignore, Reject
 
 from workers import runtime
 from workers.errors import StoreDown
-from workers.jobs import Job
+from workers.app import broker_priority
+from workers.jobs import MAX_PRIORITY, Job
 from workers.models import FALLBACK_QUEUE, ModelSpec
 from workers.parking import ParkedJob
 from workers.redis_calls import best_effort, essential
+from workers.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,13 @@ def park(task: Task, spec: ModelSpec, job: Job, reason: str, *, fallback_failed:
     raise Ignore()
 
 
-def back_to_queue(task: Task, spec: ModelSpec, job: Job) -> NoReturn:
+def back_to_queue(task: Task, spec: ModelSpec, job: Job, *, head: bool = False) -> NoReturn:
     """Puts the job back at the end of its model's queue, under its task id: it waits there
-    (paused) until a probe permit or the recovery takes it."""
+    (paused) until a probe permit or the recovery takes it. ``head``: ahead of every job
+    waiting (the highest priority), for a job that has waited its turn already."""
+    options = {"priority": broker_priority(MAX_PRIORITY, settings())} if head else {}
     essential("requeueing a job", lambda: task.app.send_task(spec.task, args=[job.model_dump(mode="json")],
-                                                             task_id=task.request.id, queue=spec.queue))
+                                                             task_id=task.request.id, queue=spec.queue, **options))
     raise Ignore()
 
 

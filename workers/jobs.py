@@ -46,6 +46,8 @@ class Job(BaseModel):
       reruns: how many times a parked job was sent back to its model. A rerun runs on the
         model whatever its deadline says; after MAX_RERUNS the job fails with a clear
         error rather than circling between a model and a fallback that both fail on it.
+      device_retries: how many times the job went back to its queue because its call failed
+        on a broken device (workers/devices/handoff.py); bounded by ``FUSEBOX_DEVICE_RETRIES``.
       priority: 0 (least urgent) to 9 (most urgent); a queued job of higher priority is
         taken first. Interactive submissions default to INTERACTIVE_PRIORITY, ``fusebox
         submit`` batches to BATCH_PRIORITY. The job keeps it when rerouted or rerun.
@@ -63,6 +65,7 @@ class Job(BaseModel):
     submitted_at: float = Field(default_factory=time.time)
     bypass: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     reruns: int = Field(0, ge=0)
+    device_retries: int = Field(0, ge=0)
     priority: int = Field(INTERACTIVE_PRIORITY, ge=MIN_PRIORITY, le=MAX_PRIORITY)
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ from breaker.circuit import GuardedCall
 from workers import probe_pump, runtime, slowstart, tracing
 from workers.answers import answer
 from workers.cache import model_version
+from workers.devices import handoff as devices
 from workers.errors import InvalidJob
 from workers.gpu import is_out_of_memory, request_recycle
 from workers.handoffs import back_to_queue, degrade, drop_if_cancelled, park, requeue_when_store_down
@@ -61,17 +62,24 @@ def run_model_job(task: Task, spec: ModelSpec, raw_job: Any) -> dict[str, Any]:
         if job.bypass is not None:
             return run_bypass(task, spec, job, model_input, started)
         degrade_if_past_deadline(task, spec, job, started)
+        # An ejected device takes no job but its one probe (workers/devices).
+        device_probe = devices.admit_here(task, spec, job)
     except BaseException:
         if probe is not None:
             probe_pump.give_back(spec.name, probe)  # the permit goes to another queued job
         raise
     breaker = runtime.breakers().get(spec.name)
     if probe is not None:
-        return call_model(task, spec, job, model_input, breaker, probe, started)
+        return call_model(task, spec, job, model_input, breaker, probe, started, device_probe)
     # Slow start: after a recovery, wait for a slot of the fleet-wide ramp first.
     with slowstart.ramp_slot(spec.name):
-        ticket = admit(task, spec, job, breaker)
-        return call_model(task, spec, job, model_input, breaker, ticket, started)
+        try:
+            ticket = admit(task, spec, job, breaker)
+        except BaseException:
+            if device_probe:  # the device's probe goes to the next job
+                runtime.device_tracker().release(spec.name, devices.device_of(task), task.request.id)
+            raise
+        return call_model(task, spec, job, model_input, breaker, ticket, started, device_probe)
 
 
 def drop_if_rerouted(task: Task, spec: ModelSpec, job: Job) -> None:
@@ -132,9 +140,11 @@ def admit(task: Task, spec: ModelSpec, job: Job, breaker: CircuitBreaker) -> Tic
 
 def call_model(
     task: Task, spec: ModelSpec, job: Job, model_input: Any, breaker: CircuitBreaker, ticket: Ticket, started: float,
+    device_probe: bool = False,
 ) -> dict[str, Any]:
-    """The model call on the breaker's guard, its outcome recorded on ``ticket``; the
-    answer, or the fallback's when the call failed or timed out."""
+    """The model call on the breaker's guard, its outcome recorded on ``ticket`` and in the
+    device's record; the answer, or the fallback's when the call failed or timed out (a job
+    whose device took the blame runs again elsewhere: workers/devices/handoff.py)."""
     tracing.note(breaker=spec.name, breaker__state=ticket.state,
                  breaker__decision="probe" if ticket.state == State.HALF_OPEN else "admitted")
     calls = runtime.call_log()
@@ -145,18 +155,26 @@ def call_model(
     # per reference-size input (workers/runners/sizing.py): the caller's load, not sickness.
     allowed = allowance(breaker.policy, model_input, settings().hard_time_limit)
     guarded = breaker.guard(ticket, timeout=allowed.timeout, recorded=allowed.recorded)
-    try:
-        with guarded, call_timeout(allowed.timeout):
-            runtime.faults().inject(spec.name)
-            output = run_model(spec, job, model_input)
-    except Exception as exc:  # noqa: BLE001 - recorded by the guard; the caller's error, or the fallback
-        if guarded.outcome == Outcome.IGNORED:
-            tracing.note(breaker__outcome="ignored")
-            raise
-        degrade_after_failure(task, spec, job, guarded, exc)
-    finally:
-        if calls is not None:
-            best_effort("tracing a model call's end", lambda: calls.ended(spec.name, task.request.id), None)
+    tracker = runtime.device_tracker()
+    with tracker.calling(spec.name, devices.device_of(task), devices.worker_name(task), device_probe) as device:
+        try:
+            with guarded, call_timeout(allowed.timeout):
+                runtime.faults().inject(spec.name, devices.worker_name(task))
+                output = run_model(spec, job, model_input)
+        except Exception as exc:  # noqa: BLE001 - recorded by the guard; the caller's error, or the fallback
+            if device.blamed is not None:
+                tracing.note(breaker__outcome="ignored", device=device.device, device__ejected=device.blamed)
+                devices.run_elsewhere(task, spec, job, device, exc)
+            if guarded.outcome == Outcome.IGNORED:
+                if device.probe:  # the caller's bad input says nothing of the device: next job probes
+                    tracker.release(spec.name, device.device, task.request.id)
+                tracing.note(breaker__outcome="ignored")
+                raise
+            degrade_after_failure(task, spec, job, guarded, exc)
+        finally:
+            if calls is not None:
+                best_effort("tracing a model call's end", lambda: calls.ended(spec.name, task.request.id), None)
+        tracker.succeeded(device)
     tracing.note(breaker__outcome=guarded.outcome)
     best_effort("caching a result",
                 lambda: runtime.result_cache().put(spec.name, model_version(spec.name), job.content_hash, output), None)

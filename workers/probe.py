@@ -64,6 +64,8 @@ class WorkerHealth(BaseModel):
       store_degraded: whether it decides with its process-local breaker (store lost).
       pid: its main process.
       written_at: when the probe file was last written (the process is alive).
+      ejected: the models for which every device of this worker is ejected
+        (workers/devices); while that is every model it serves, it is not ready.
     """
 
     hostname: str
@@ -75,6 +77,7 @@ class WorkerHealth(BaseModel):
     store_degraded: bool = False
     pid: int = 0
     written_at: float = 0.0
+    ejected: list[str] = Field(default_factory=list)
 
 
 #: Seconds between rewrites of the probe file.
@@ -112,7 +115,8 @@ def beat(report: dict[str, Any]) -> None:
 
     try:
         store = runtime.breakers().health()
-        health = WorkerHealth(**{k: report[k] for k in ("hostname", "queues", "consuming", "at") if k in report},
+        health = WorkerHealth(**{k: report[k] for k in ("hostname", "queues", "consuming", "at", "ejected")
+                                 if k in report},
                               store_shared=store.shared, store_degraded=store.degraded, pid=os.getpid())
     except Exception:  # noqa: BLE001 - a probe must never break the worker
         log.debug("probe report failed", exc_info=True)
@@ -173,8 +177,18 @@ def check(path: Path, max_age: float = PROBE_MAX_AGE, ready: bool = False, now: 
         return False, f"{health.hostname}: Redis did not answer its last beat"
     if ready and not health.store_shared:
         return False, f"{health.hostname}: breakers decide locally (breaker store unavailable)"
+    models = _model_queues(health.queues)
+    if ready and models and set(models) <= set(health.ejected):
+        return False, (f"{health.hostname}: every device ejected from {','.join(models)} (workers/devices): "
+                       "the pod may be rescheduled")
     return True, (f"{health.hostname}: ok, beat {beaten:.1f}s ago, serving {','.join(health.queues) or '-'}, "
                   f"consuming {','.join(health.consuming) or '-'}")
+
+
+def _model_queues(queues: list[str]) -> list[str]:
+    from workers.models import MODELS
+
+    return [q for q in queues if q in MODELS]
 
 
 class QueueCoverage(BaseModel):
@@ -194,12 +208,14 @@ class FleetView(BaseModel):
       queues: per queue, the live workers serving it.
       missing: required queues that no live worker serves.
       store_degraded: live workers deciding with their local breaker.
+      ejected_devices: per model, its devices ejected now (workers/devices).
     """
 
     workers: list[WorkerHealth]
     queues: list[QueueCoverage]
     missing: list[str]
     store_degraded: list[str]
+    ejected_devices: dict[str, list[str]] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -228,7 +244,13 @@ def fleet(client: redis.Redis, prefix: str, now: float | None = None) -> FleetVi
                       consuming=sorted(w.hostname for w in workers if q in w.consuming))
         for q in all_queues
     ]
+    pipe = client.pipeline(transaction=False)
+    for model in MODELS:
+        pipe.zrange(keys.devices_ejected(model), 0, -1)
+    ejected = {model: sorted(d.decode() if isinstance(d, bytes) else str(d) for d in got)
+               for model, got in zip(MODELS, pipe.execute(), strict=True) if got}
     return FleetView(
+        ejected_devices=ejected,
         workers=sorted(workers, key=lambda w: w.hostname),
         queues=coverage,
         missing=[c.queue for c in coverage if c.required and not c.workers],

@@ -22,7 +22,10 @@ from workers.deadlines import DeadlineIndex
 from workers.faults import Faults
 from workers.lifecycle import JobLedger
 from workers.models import MODELS, spec_for
-from workers.outcomes import MODEL_CALL_OUTCOMES
+from workers.devices.rules import EjectionRules
+from workers.devices.store import DeviceStore
+from workers.devices.tracker import DeviceTracker
+from workers.outcomes import device_aware
 from workers.parking import ParkingLot
 from workers.payloads import PayloadStore
 from workers.runners.base import ModelRunner
@@ -48,8 +51,20 @@ def breakers() -> Breakers:
     s = settings()
     return Breakers.from_url(
         s.redis_url, settings=s.breaker_settings(), policies={name: spec.policy for name, spec in MODELS.items()},
-        classifier=MODEL_CALL_OUTCOMES,
+        classifier=device_aware(device_tracker().judge),
     )
+
+
+@lru_cache(maxsize=1)
+def device_store() -> DeviceStore:
+    """Every device's record (workers/devices)."""
+    return DeviceStore(redis_client(), settings().key_prefix, EjectionRules.from_settings(settings()))
+
+
+@lru_cache(maxsize=1)
+def device_tracker() -> DeviceTracker:
+    """This process's judge of its device's calls."""
+    return DeviceTracker(device_store(), device_store().rules)
 
 
 @lru_cache(maxsize=1)

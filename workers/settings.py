@@ -154,6 +154,30 @@ class Settings(BaseSettings):
     max_memory_per_child: int = setting(
         4096, "MB of host memory after which a pool process is replaced after its job; a process whose model "
         "ran out of memory is replaced too (0: neither)", ge=0)
+    # -- sick devices (workers/devices; docs/devices.md) ----------------------------------------
+    device_ejection: bool = setting(
+        True, "take a sick device (a GPU, or a CPU pool process) out of its model's fleet alone; off: every "
+        "failure counts for the model's breaker (the `sick_device` benchmark's baseline)")
+    device_consecutive_failures: int = setting(5, "failures in a row that eject a device", ge=1, le=1000)
+    device_window: int = setting(20, "a device's most recent calls its success rate is judged on", ge=2,
+                                 le=1000)
+    device_outlier_min_calls: int = setting(
+        10, "calls a device (and each peer it is compared with) needs in its window before the outlier rule "
+        "applies", ge=1, le=1000)
+    device_outlier_gap: float = setting(
+        0.4, "a device whose success rate is this far below its peers' for the same model is ejected", gt=0.0,
+        le=1.0)
+    device_ejection_time: float = setting(30.0, "seconds of a device's first ejection; the n-th lasts n times "
+                                          "as long", gt=0.0, le=86400.0)
+    device_max_ejection_time: float = setting(300.0, "longest ejection", gt=0.0, le=7 * 86400.0)
+    device_max_ejected_share: float = setting(
+        0.5, "most of a model's live devices ejected at once (one may always be); beyond it the failures "
+        "count for the model's breaker", ge=0.0, le=1.0)
+    device_live_window: float = setting(30.0, "seconds a device counts as live after it was last seen", ge=1.0,
+                                        le=3600.0)
+    device_retries: int = setting(
+        2, "times a job whose call failed on a device fault goes back to its queue for another device", ge=0,
+        le=10)
     fallback_ocr_max_side: int = setting(960, "the CPU fallback shrinks images to this", ge=64)
     fallback_ocr_budget: float = setting(10.0, "seconds the CPU fallback may take", gt=0)
     preload: str | None = setting(

@@ -26,6 +26,15 @@ def _alert_sender(settings: Settings) -> Any:
                        lease=settings.alert_lease)
 
 
+def _device_feed(settings: Settings) -> Any:
+    from api.device_alerts import DeviceAlertSender, DeviceEventFeed
+
+    client = redis_client(settings.redis_url, 5, fail_fast=False)
+    sender = DeviceAlertSender(settings.alert_webhooks, client, settings.key_prefix, retries=settings.alert_retries,
+                               lease=settings.alert_lease)
+    return DeviceEventFeed(sender, client, settings.key_prefix, settings.alert_replay)
+
+
 @alerts_app.callback()
 def alerts(ctx: typer.Context) -> None:
     """Run the alert service: one message per breaker transition to every webhook of
@@ -53,6 +62,7 @@ def alerts(ctx: typer.Context) -> None:
             breakers.get(name)
         breakers.wait_until_subscribed(5.0)
         sender.start()
+        devices = _device_feed(settings).start()  # an alert per device ejection and return
         remove = breakers.add_listener(sender)
         replayed = sender.replay(breakers.history(None, 1000), settings.alert_replay)
         err.print(f"fusebox alerts: sending to {', '.join(hook_label(h) for h in settings.alert_webhooks)}; "
@@ -62,6 +72,8 @@ def alerts(ctx: typer.Context) -> None:
         remove()
     finally:
         sender.stop()
+        if "devices" in locals():
+            devices.stop()
         breakers.close()
     err.print(f"fusebox alerts: stopped ({sender.sent} sent, {sender.failed} failed, {sender.dropped} dropped)")
 

@@ -42,14 +42,18 @@ def chaos(
     latency: Annotated[float, typer.Option(min=0.0, max=3600.0, help="Seconds added to each call.")] = 0.0,
     hang: Annotated[bool, typer.Option("--hang", help="Every call blocks until its timeout.")] = False,
     stall: Annotated[bool, typer.Option("--stall", help="Every call blocks until the hard time limit.")] = False,
+    device_fault: Annotated[bool, typer.Option("--device-fault", help="Every call raises a CUDA illegal-memory-"
+                                                                      "access error (a broken GPU).")] = False,
+    worker: Annotated[str | None, typer.Option("--worker", help="One worker only (its node name, NAME@HOST: "
+                                                                "`fusebox workers`).")] = None,
     off: Annotated[bool, typer.Option("--off", help="Turn the fault off.")] = False,
     fallback: Annotated[bool, typer.Option("--fallback", help="Target the model's fallback path instead.")] = False,
     duration: Annotated[str, typer.Option("--for", help="How long the fault stays on (90s, 10m, 2h); it then "
                                                         "turns itself off.")] = "10m",
     as_json: Json = False,
 ) -> None:
-    """Inject a fault into one model across the fleet (no restart) for a while (--for), or
-    turn it off."""
+    """Inject a fault into one model across the fleet, or in one worker (--worker), with no
+    restart, for a while (--for), or turn it off."""
     from api.views import fault_json
     from workers.faults import Faults, FaultSpec
 
@@ -59,16 +63,21 @@ def chaos(
     require_redis(settings)
     faults = Faults(redis_client(settings.redis_url, 5, fail_fast=False), settings.key_prefix)
     target = f"fallback.{name}" if fallback else name
-    spec = FaultSpec(error_rate=error_rate, oom_rate=oom_rate, latency=latency, hang=hang, stall=stall)
+    spec = FaultSpec(error_rate=error_rate, oom_rate=oom_rate, latency=latency, hang=hang, stall=stall,
+                     device_fault=device_fault)
     if off:
         if spec.active:
             raise UserError("--off turns the fault off; give it alone", 2)
-        faults.clear(target)
+        faults.clear(target, worker)
     elif spec.active:
-        faults.set(target, spec, ttl)
+        faults.set(target, spec, ttl, worker=worker)
     else:
-        raise UserError("no fault given: --error-rate, --oom-rate, --latency, --hang, --stall, or --off", 2)
-    view = fault_json(name, fallback, faults.get(target), faults.remaining(target))
+        raise UserError("no fault given: --error-rate, --oom-rate, --latency, --hang, --stall, --device-fault, "
+                        "or --off", 2)
+    view = fault_json(name, fallback, faults.get(target, worker), faults.remaining(target, worker))
+    if worker:
+        view["worker"] = worker
+        target = f"{target} on {worker}"
     if as_json:  # what POST/DELETE/GET /chaos/{model} answer
         print_json(view)
     elif view["active"]:

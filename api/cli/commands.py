@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import alerts, breakers, chaos, jobs, ops
+from api.cli import alerts, breakers, chaos, jobs, ops, workers
 
 app = typer.Typer(
     name="fusebox",
@@ -23,3 +23,5 @@ app.command("doctor")(ops.doctor)
 app.command("serve")(ops.serve)
 app.add_typer(breakers.breaker_app, name="breaker")
 app.add_typer(alerts.alerts_app, name="alerts")
+app.command("workers")(workers.show_workers)
+app.add_typer(workers.worker_app, name="worker")

@@ -13,6 +13,8 @@
     GET  /chaos/{model}               its fault switch, if any
     POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [token]
     DELETE /chaos/{model}             turn it off                                          [token]
+    GET  /workers                     every model worker's devices: healthy, ejected, probing
+    POST /workers/{name}/{action}     eject, restore a worker's devices (``?model=``)      [token]
     POST /jobs                        submit a job (text, texts or image_base64)        [token]
     GET  /jobs/{id}                   its status and answer (404 for an unknown job)
     DELETE /jobs/{id}                 cancel a queued or parked job                      [token]
@@ -36,7 +38,8 @@ from prometheus_client import CollectorRegistry
 
 from api.alerts import AlertSender
 from api.client import FuseboxClient
-from api.http import breakers, chaos, health, jobs, page, prometheus
+from api.device_alerts import DeviceAlertSender, DeviceEventFeed
+from api.http import breakers, chaos, health, jobs, page, prometheus, workers
 from api.http.errors import add_error_handlers
 from api.http.state import ServerState
 from api.metrics import FuseboxCollector
@@ -69,6 +72,10 @@ def create_app(settings: Settings | None = None, client: FuseboxClient | None = 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         remove = fusebox.breakers.add_listener(alerts)
         alerts.start()
+        device_alerts = (DeviceEventFeed(DeviceAlertSender(settings.alert_webhooks, store, settings.key_prefix,
+                                                           retries=settings.alert_retries, lease=settings.alert_lease),
+                                         store, settings.key_prefix, settings.alert_replay).start()
+                         if settings.alert_webhooks else None)
         if settings.alert_webhooks:
             try:  # what a sender that died left undelivered (marks make the rest a no-op)
                 alerts.replay(fusebox.breakers.history(None, 1000), settings.alert_replay)
@@ -77,12 +84,15 @@ def create_app(settings: Settings | None = None, client: FuseboxClient | None = 
         yield
         remove()
         alerts.stop()
+        if device_alerts is not None:
+            device_alerts.stop()
         if client is None:
             fusebox.close()
 
     app = FastAPI(title="fusebox", version="0.1.0", lifespan=lifespan)
     app.state.fusebox = state
     add_error_handlers(app)
-    for router in (health.router, prometheus.router, breakers.router, chaos.router, jobs.router, page.router):
+    for router in (health.router, prometheus.router, breakers.router, chaos.router, jobs.router, workers.router,
+                   page.router):
         app.include_router(router)
     return app

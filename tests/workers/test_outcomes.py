@@ -8,7 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from breaker import CallTimeout, Outcome
 from workers.errors import InvalidInput, PayloadMissing
 from workers.faults import InjectedFault
-from workers.outcomes import MODEL_CALL_OUTCOMES
+from workers.outcomes import MODEL_CALL_OUTCOMES, DeviceAwareClassifier
 
 
 @pytest.mark.parametrize(("exc", "outcome"), [
@@ -31,6 +31,11 @@ def test_the_workers_breakers_use_them() -> None:
 
     breakers = runtime.breakers.__wrapped__()  # a real registry, past the process's cached one
     try:
-        assert all(breakers.get(name).classifier is MODEL_CALL_OUTCOMES for name in ("echo", "ocr"))
+        for name in ("echo", "ocr"):
+            classifier = breakers.get(name).classifier
+            # the same classes as MODEL_CALL_OUTCOMES, judged by this process's device tracker
+            assert isinstance(classifier, DeviceAwareClassifier) and classifier.judge == runtime.device_tracker().judge
+            assert (classifier.ignored, classifier.timeouts) == (MODEL_CALL_OUTCOMES.ignored,
+                                                                 MODEL_CALL_OUTCOMES.timeouts)
     finally:
         breakers.close()
