@@ -110,7 +110,7 @@ def make_app(s: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options={**transport_options(s), **celery_transport_options(s.broker)},
         result_backend_transport_options={
-            **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
+            **({"global_keyprefix": s.broker_keys} if s.broker_keys else {}),
             **celery_transport_options(s.results),
         },
         broker_connection_retry_on_startup=True,

@@ -29,7 +29,7 @@ def transport_options(s: Settings) -> dict[str, Any]:
         "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 5)),
         "unacked_restore_throttle": 1,
         "priority_steps": PRIORITY_STEPS,
-        **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
+        **({"global_keyprefix": s.broker_keys} if s.broker_keys else {}),
     }
 
 

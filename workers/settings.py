@@ -107,9 +107,10 @@ class Settings(BaseSettings):
     )
     key_prefix: str = setting("fusebox", "prefix of fusebox's own keys and events channel",
                               pattern=r"^[A-Za-z0-9_.\-:]{1,64}$")
-    broker_key_prefix: str = setting(
-        "", "prefix of the broker's and result backend's keys (several fleets on one Redis)", shown="(none)",
-        pattern=r"^[A-Za-z0-9_.\-:]{0,64}$",
+    broker_key_prefix: str | None = setting(
+        None, "prefix of the broker's and result backend's keys, so that fleets sharing a Redis never share "
+        "queues or results; `none` for no prefix (an older fleet's layout)", shown="`FUSEBOX_KEY_PREFIX` + `:`",
+        pattern=r"^[A-Za-z0-9_.\-:]{1,64}$",
     )
     # -- jobs -----------------------------------------------------------------------------------
     visibility_timeout: int = setting(
@@ -275,9 +276,18 @@ class Settings(BaseSettings):
     def results(self) -> str:
         return self.result_url or self.redis_url
 
+    @property
+    def broker_keys(self) -> str:
+        """What the broker's and result backend's keys start with: ``FUSEBOX_BROKER_KEY_PREFIX``,
+        else ``<FUSEBOX_KEY_PREFIX>:`` (two fleets with their own key prefix on one Redis
+        must not take each other's jobs); empty for ``none``."""
+        if self.broker_key_prefix is None:
+            return f"{self.key_prefix}:"
+        return "" if self.broker_key_prefix == "none" else self.broker_key_prefix
+
     def queue_key(self, queue: str) -> str:
         """The Redis list that holds a queue's messages (Redis broker)."""
-        return self.broker_key_prefix + queue
+        return self.broker_keys + queue
 
     @property
     def broker_is_redis(self) -> bool:

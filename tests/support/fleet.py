@@ -117,7 +117,7 @@ class Fleet:
             from tests.support.rabbit import rabbit
 
             return rabbit().unacked(self.vhost)
-        return int(self.db.hlen("unacked"))
+        return int(self.db.hlen(self.settings.broker_keys + "unacked"))
 
     def reset(self) -> None:
         """Between tests: no faults, no stored policies, breakers CLOSED, nothing parked."""
