@@ -15,7 +15,7 @@ Each webhook has its own thread and queue, so a dead receiver delays only its ow
 The listener that hands events over never waits on the network, and a full queue drops
 (and counts) rather than blocks. Transitions of a process-local breaker (Redis
 unreachable) are that process's business and are not alerted. Webhook URLs carry their
-token: logs name a webhook by its host, path and id, never by its URL.
+token: logs name a webhook by its host and id, never by its URL or path.
 
 Where it runs: ``fusebox alerts`` (a service of its own, needing no HTTP server) and, for
 small setups, inside ``fusebox serve``; any number of either share the work safely.
@@ -71,9 +71,13 @@ def hook_id(hook: Webhook) -> str:
 
 
 def hook_label(hook: Webhook) -> str:
-    """How logs and ``fusebox alerts test`` name a webhook: format, host, path, id."""
-    parts = urllib.parse.urlsplit(hook.url)
-    return f"{hook.format} {parts.hostname or '?'}{parts.path} #{hook_id(hook)}"
+    """How logs and ``fusebox alerts test`` name a webhook: format, host and id. Never the
+    path: Slack, Feishu and Discord keep their secret there."""
+    try:
+        host = urllib.parse.urlsplit(hook.url).hostname
+    except ValueError:
+        host = None
+    return f"{hook.format} {host or '?'} #{hook_id(hook)}"
 
 
 def signed_url(hook: Webhook, now_ms: int | None = None) -> str:

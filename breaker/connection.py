@@ -27,6 +27,7 @@ a short outage of the store.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -205,30 +206,54 @@ def parse_sentinel_url(url: str) -> SentinelAddress:
     return SentinelAddress(sentinels=tuple(sentinels), **found)
 
 
+_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;?]*(?:password|token|secret)[^=&;?]*=)[^&;]*")
+
+
 def redact(url: str) -> str:
-    """``url`` with every password replaced by ``***`` (for logs and error messages)."""
+    """``url`` with every password replaced by ``***``, for logs and error messages.
+
+    It fails closed: when ``url`` parses cleanly (a scheme, at most one ``@`` per
+    ``;``-separated part, a password without ``/ ? # ;``), only the passwords go (``user:***@``);
+    otherwise everything between the scheme (or the start) and the last ``@`` goes, which
+    may hide a host too but never a password. Query parameters whose name holds
+    ``password``, ``token`` or ``secret`` (any case) are hidden as well.
+    """
+    url = _SECRET_PARAM.sub(r"\1***", url)
+    if "@" not in url:
+        return url
+    clean = _redact_clean(url)
+    if clean is not None:
+        return clean
+    scheme, sep, _ = url.partition("://")
+    start = len(scheme) + len(sep) if sep and "@" not in scheme else 0
+    return url[:start] + "***" + url[url.rindex("@"):]
+
+
+def _redact_clean(url: str) -> str | None:
+    """Per-part redaction keeping user names, or None when any part is not plainly a URL."""
     out = []
     for part in url.split(";"):
+        if part.count("@") > 1 or "://" not in part.partition("@")[0]:
+            if "@" in part:
+                return None
+            out.append(part)
+            continue
         try:
             split = urlsplit(part)
             password = split.password
         except ValueError:
+            return None
+        if "@" in part and "@" not in split.netloc:
+            return None  # the @ is in the path or query: not userinfo as we understand it
+        if password is not None and any(c in password for c in "/?#;"):
+            return None
+        if "@" not in split.netloc:
             out.append(part)
             continue
-        netloc = split.netloc
-        if password is not None:
-            user = split.username or ""
-            netloc = f"{user}:***@" + netloc.rsplit("@", 1)[1]
-        query = split.query
-        if "password=" in query:
-            query = "&".join(
-                f"{k}=***" if k.endswith("password") else f"{k}={v[-1]}"
-                for k, v in parse_qs(query, keep_blank_values=True).items()
-            )
-        if netloc == split.netloc and query == split.query:
-            out.append(part)
-        else:  # (geturl would drop the // of unix:///path)
-            out.append(f"{split.scheme}://{netloc}{split.path}" + (f"?{query}" if query else ""))
+        user = split.username or ""
+        host = split.netloc.rsplit("@", 1)[1]
+        creds = f"{user}:***" if password is not None else "***"  # a lone user name may be a token
+        out.append(part.replace(split.netloc, f"{creds}@{host}", 1))
     return ";".join(out)
 
 

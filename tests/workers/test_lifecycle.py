@@ -25,7 +25,7 @@ from workers.app import queue_names
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-TOKEN = "lifecycle-token"
+TOKEN = "lifecycle-token-for-tests"
 
 
 def model_workers(fleet: Fleet) -> set[str]:
