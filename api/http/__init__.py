@@ -38,6 +38,7 @@ from api.alerts import AlertSender
 from api.client import FuseboxClient
 from api.http import breakers, chaos, health, jobs, page, prometheus
 from api.http.errors import add_error_handlers
+from api.http.guard import RequestGuard
 from api.http.state import ServerState
 from api.metrics import FuseboxCollector
 from breaker import STORE_ERRORS, StoreUnavailable
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, client: FuseboxClient | None = 
 
     app = FastAPI(title="fusebox", version="0.1.0", lifespan=lifespan)
     app.state.fusebox = state
+    app.add_middleware(RequestGuard, settings=settings)  # token and body size, before any body is read
     add_error_handlers(app)
     for router in (health.router, prometheus.router, breakers.router, chaos.router, jobs.router, page.router):
         app.include_router(router)
