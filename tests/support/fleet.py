@@ -58,6 +58,7 @@ class Fleet:
             "FUSEBOX_KEY_PREFIX": self.prefix,
             "FUSEBOX_TRACE_MODEL_CALLS": "1",
             "FUSEBOX_PRELOAD": "none",
+            "FUSEBOX_CHAOS": "1",  # the tests' workers obey fault switches (off by default)
             **broker_env,
             **env,
         }
