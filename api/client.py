@@ -313,19 +313,20 @@ class FuseboxClient:
             result = self.app.send_task(spec.task, args=[body], task_id=task_id, queue=spec.queue)
         return JobHandle(id=task_id, model=model, routed_to="fallback" if to_fallback else "model", _result=result)
 
-    @staticmethod
-    def _read(image: bytes | str | Path) -> bytes:
+    def _read(self, image: bytes | str | Path) -> bytes:
+        """An image's bytes; a path is read as ``fusebox submit`` reads it (a regular file,
+        no symbolic link followed, its size checked before a byte is read)."""
         if isinstance(image, bytes):
             return image
-        path = Path(image)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise InvalidInput(f"no such file: {path}") from None
-        except IsADirectoryError:
-            raise InvalidInput(f"is a directory, not an image: {path}") from None
-        except PermissionError:
-            raise InvalidInput(f"cannot read {path}: permission denied") from None
+        from api.batch_inputs import image_item
+
+        if Path(image).is_dir():
+            raise InvalidInput(f"is a directory, not an image: {image}")
+        item = image_item(Path(image), self.settings.max_image_bytes)
+        if item.error is not None:
+            raise InvalidInput(f"{image}: {item.error}")
+        assert isinstance(item.content, bytes)
+        return item.content
 
     def handle(self, task_id: str, model: str) -> JobHandle:
         """A handle on a job submitted earlier (by id)."""
