@@ -34,7 +34,7 @@ from breaker.connection import redis_client
 from workers.app import make_app
 from workers.errors import InvalidInput, InvalidJob, UnknownModel
 from workers.images import decode_image
-from workers.inputs import check_deadline, check_text, parse_job
+from workers.inputs import check_deadline, check_options, check_text, parse_job
 from workers.jobs import INTERACTIVE_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Job, JobResult
 from workers.lifecycle import CancelOutcome, JobLedger
 from workers.models import FALLBACK_QUEUE, MODELS, spec_for
@@ -193,6 +193,7 @@ class FuseboxClient:
             raise InvalidJob(str(exc)) from None
         if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             raise InvalidJob(f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, got {priority!r}")
+        check_options(options or {})  # before anything is stored
         job_kwargs: dict[str, Any] = {"model": model, "options": options or {}, "wait": wait, "priority": priority}
         if bypass is not None:
             if bypass not in self.breakers.get(model).policy.bypass_callers:
