@@ -49,7 +49,8 @@ MASTER_RECHECK_INTERVAL = 0.5
 #: Seconds a broker or result-backend connection waits on one sentinel before asking the
 #: next (Celery's own connections to the master keep Celery's timeouts).
 CELERY_SENTINEL_TIMEOUT = 2.0
-_QUERY_KEYS = ("master_name", "sentinel_password", "sentinel_username")
+_QUERY_KEYS = ("master_name", "sentinel_password", "sentinel_username", "ssl", "ssl_cert_reqs", "ssl_ca_certs",
+               "ssl_certfile", "ssl_keyfile")
 
 
 def _no_retry() -> Retry:
@@ -82,10 +83,23 @@ class SentinelAddress(BaseModel):
     password: str | None = None
     sentinel_username: str | None = None
     sentinel_password: str | None = None
+    ssl: str | None = None
+    ssl_cert_reqs: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        """redis-py's TLS arguments, for the sentinels and the master alike (``?ssl=true``);
+        empty without TLS. Verified unless ``ssl_cert_reqs`` says otherwise."""
+        if (self.ssl or "").lower() not in ("1", "true", "yes"):
+            return {}
+        found = {k: getattr(self, k) for k in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if getattr(self, k)}
+        return {"ssl": True, "ssl_cert_reqs": self.ssl_cert_reqs or "required", **found}
 
     def sentinel_kwargs(self, timeout: float) -> dict[str, Any]:
         """Connection arguments for the sentinels themselves (``timeout`` seconds each)."""
-        kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout, **self.tls_kwargs()}
         if self.sentinel_password is not None:
             kwargs["password"] = self.sentinel_password
         if self.sentinel_username is not None:
@@ -284,6 +298,7 @@ def redis_client(
             sentinel_kwargs=sentinel_kwargs,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
+            **address.tls_kwargs(),
             **kwargs,
         )
         return sentinel.master_for(
@@ -296,6 +311,40 @@ def redis_client(
             f"unsupported Redis URL {redact(url)!r}: use redis://, rediss://, unix:// or sentinel://"
         )
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, **kwargs)
+
+
+#: Query parameters of a TLS URL that redis-py, kombu and Celery's result backend all read.
+TLS_PARAMS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
+
+def with_tls(url: str, ca_certs: str | None = None, certfile: str | None = None, keyfile: str | None = None,
+             cert_reqs: str = "required") -> str:
+    """``url`` with its TLS options spelled out, so that every client made from it verifies
+    the server the same way: redis-py, kombu's broker transport and Celery's result backend
+    (kombu alone falls back to *no verification* for a bare ``rediss://``, and sends the
+    password over it). Only ``rediss://`` URLs, and ``sentinel://`` ones with ``ssl=true``,
+    are changed; what the URL already says wins over the arguments.
+
+    Parameters:
+      url: a Redis URL.
+      ca_certs: the CA bundle that signs the server's certificate (the system's if None).
+      certfile, keyfile: this client's certificate and key (servers with ``tls-auth-clients``).
+      cert_reqs: ``required`` (the default: verify), ``optional`` or ``none``.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme != "rediss" and not (scheme == SENTINEL_SCHEME and _sentinel_tls(url)):
+        return url
+    base, _, query = url.partition("?")
+    given = parse_qs(query, keep_blank_values=True)
+    wanted = {"ssl_cert_reqs": cert_reqs, "ssl_ca_certs": ca_certs, "ssl_certfile": certfile, "ssl_keyfile": keyfile}
+    extra = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in wanted.items() if v and k not in given)
+    return base + "?" + "&".join(p for p in (query, extra) if p) if (query or extra) else url
+
+
+def _sentinel_tls(url: str) -> bool:
+    """True when a Sentinel URL asks for TLS (``ssl=true``): to the sentinels and the master."""
+    query = url.partition("?")[2]
+    return parse_qs(query).get("ssl", ["false"])[-1].lower() in ("1", "true", "yes")
 
 
 def celery_url(url: str) -> str:
@@ -330,3 +379,15 @@ def celery_transport_options(url: str) -> dict[str, Any]:
         "master_name": address.master_name,
         "sentinel_kwargs": address.sentinel_kwargs(CELERY_SENTINEL_TIMEOUT),
     }
+
+
+def celery_ssl(url: str) -> dict[str, Any] | None:
+    """The TLS options of a ``sentinel://...?ssl=true`` URL's master connections, as
+    Celery's ``broker_use_ssl`` / ``redis_backend_use_ssl`` take them (the query is not
+    passed on to Celery); None for any other URL (a ``rediss://`` URL carries its own, see
+    :func:`with_tls`)."""
+    if not is_sentinel_url(url):
+        return None
+    tls = parse_sentinel_url(url).tls_kwargs()
+    tls.pop("ssl", None)
+    return tls or None

