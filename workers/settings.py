@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0",
         "breaker store, results, payloads, cache; the broker too unless `FUSEBOX_BROKER_URL`. `rediss://` "
-        "for TLS, `redis://:password@host/db`, `unix://`; Redis Sentinel: "
+        "for TLS (verified: `FUSEBOX_REDIS_TLS_*`), `redis://user:password@host/db`, `unix://`; Redis Sentinel: "
         "`sentinel://:MASTER_PW@s1:26379;sentinel://s2:26379;sentinel://s3:26379/0?master_name=mymaster"
         "&sentinel_password=SENTINEL_PW` (passwords optional; [docs/breaker.md](docs/breaker.md#redis-sentinel))",
     )

@@ -11,15 +11,17 @@
     DELETE /breakers/{name}/policy    back to the configured policy                     [token]
     GET  /events                      recent transitions, newest first
     GET  /chaos/{model}               its fault switch, if any
-    POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [token]
-    DELETE /chaos/{model}             turn it off                                          [token]
+    POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [operator]
+    DELETE /chaos/{model}             turn it off                                          [operator]
     POST /jobs                        submit a job (text, texts or image_base64)        [token]
-    GET  /jobs/{id}                   its status and answer (404 for an unknown job)
+    GET  /jobs/{id}                   its status and answer (404 for an unknown job)   [token]*
     DELETE /jobs/{id}                 cancel a queued or parked job                      [token]
     GET  /                            the live breaker page
 
-[token]: ``Authorization: Bearer <FUSEBOX_API_TOKEN>``; without a configured token those
-endpoints answer 403.
+[token]: ``Authorization: Bearer <FUSEBOX_API_TOKEN>`` (or a named ``FUSEBOX_API_TOKENS``
+one); without a configured token those endpoints answer 403. [token]*: unless
+``FUSEBOX_API_OPEN_READS``. [operator]: ``FUSEBOX_API_CHAOS_TOKEN`` only (api.http.auth).
+Tokens and the body's size are checked before any body is read (api.http.guard).
 
 One module per group of routes (an ``APIRouter`` each); what they share is a
 :class:`~api.http.state.ServerState` on ``app.state.fusebox``, handed out by FastAPI
