@@ -270,6 +270,13 @@ class Settings(BaseSettings):
     def _parse_webhooks(cls, value: Any) -> Any:
         return parse_webhooks(value)
 
+    @model_validator(mode="after")
+    def _operator_token_apart(self) -> Settings:
+        # The point of the operator's token is that the API's cannot turn faults on.
+        if self.api_chaos_token and self.api_chaos_token in self.callers():
+            raise ValueError("FUSEBOX_API_CHAOS_TOKEN must differ from every API token")
+        return self
+
     def callers(self) -> dict[str, str]:
         """Every accepted API token and the caller name it is audited under."""
         named = {token: f"http:{name}" for name, token in self.api_tokens.items()}

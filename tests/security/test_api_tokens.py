@@ -75,3 +75,10 @@ def test_deep_options_are_refused_before_the_image_is_stored(http: TestClient, r
                          headers=bearer(TOKEN))
     assert response.status_code == 422 and "nest" in response.text
     assert list(redis_client.scan_iter(f"{key_prefix}:payload:*")) == []  # no orphan upload
+
+
+def test_the_operator_token_is_not_an_api_token() -> None:
+    with pytest.raises(ValidationError, match="must differ"):
+        Settings(api_token=OPERATOR, api_chaos_token=OPERATOR)
+    with pytest.raises(ValidationError, match="must differ"):
+        Settings(api_tokens=f"ops={OPERATOR}", api_chaos_token=OPERATOR)
