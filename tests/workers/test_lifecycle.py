@@ -164,8 +164,9 @@ def test_the_fallback_exchange_routes_only_to_the_fallback_queue(fleet: Fleet) -
         bindings = rabbit().bindings(fleet.vhost)
     else:
         bindings = []
-        for key in fleet.db.scan_iter("_kombu.binding.*"):
-            exchange = key.decode().removeprefix("_kombu.binding.")
+        binding = fleet.settings.broker_keys + "_kombu.binding."  # under the fleet's broker key prefix
+        for key in fleet.db.scan_iter(binding + "*"):
+            exchange = key.decode().removeprefix(binding)
             for member in fleet.db.smembers(key):
                 routing_key, _pattern, queue = member.decode().split("\x06\x16")
                 bindings.append((exchange, queue, routing_key))
