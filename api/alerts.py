@@ -15,7 +15,7 @@ Each webhook has its own thread and queue, so a dead receiver delays only its ow
 The listener that hands events over never waits on the network, and a full queue drops
 (and counts) rather than blocks. Transitions of a process-local breaker (Redis
 unreachable) are that process's business and are not alerted. Webhook URLs carry their
-token: logs name a webhook by its host, path and id, never by its URL.
+token: logs name a webhook by its host and id, never by its URL or path.
 
 Where it runs: ``fusebox alerts`` (a service of its own, needing no HTTP server) and, for
 small setups, inside ``fusebox serve``; any number of either share the work safely.
@@ -23,140 +23,30 @@ small setups, inside ``fusebox serve``; any number of either share the work safe
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import heapq
-import hmac
 import itertools
 import logging
 import os
 import queue
-import re
 import socket
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import redis
 
-from breaker import STORE_ERRORS, BreakerEvent, State
+# Rendering lives in api.alert_format; these names are re-exported for the sender's users.
+from api.alert_format import hook_id, hook_label, redact, render, render_test, signed_url, summary, verdict  # noqa: F401
+from breaker import STORE_ERRORS, BreakerEvent
 from breaker.keyspace import Keyspace
 from workers.settings import Webhook
 
 log = logging.getLogger(__name__)
 
-EMOJI = {State.OPEN: "🔴", State.FORCED_OPEN: "⛔", State.HALF_OPEN: "🟡", State.CLOSED: "🟢",
-         State.DISABLED: "⚪", State.METRICS_ONLY: "🔵"}
-
-#: ``errcode`` values worth retrying: system busy, and the robots' rate limits (DingTalk:
-#: 130101 "send too fast"; WeCom: 45009 "api freq out of limit"). Every other non-zero
-#: code (bad token 300001/93000, keyword or signature mismatch 310000...) never succeeds.
-RETRYABLE_ERRCODES = {"dingtalk": {-1, 130101}, "wecom": {-1, 45009}}
 DELIVERED, FAILED, LEASE = "delivered", "failed", "lease:"
 KEEP_SECONDS = 7 * 24 * 3600
-_SECRET_QUERY = re.compile(r"((?:access_token|key|sign|token|secret|timestamp)=)[^&\s'\"]+", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """``text`` with the values of token-like query parameters replaced by ``***``."""
-    return _SECRET_QUERY.sub(r"\1***", text)
-
-
-def hook_id(hook: Webhook) -> str:
-    """A short stable id of a webhook (its claims' key part), which reveals no token."""
-    return hashlib.sha256(f"{hook.format}\0{hook.url}".encode()).hexdigest()[:12]
-
-
-def hook_label(hook: Webhook) -> str:
-    """How logs and ``fusebox alerts test`` name a webhook: format, host, path, id."""
-    parts = urllib.parse.urlsplit(hook.url)
-    return f"{hook.format} {parts.hostname or '?'}{parts.path} #{hook_id(hook)}"
-
-
-def signed_url(hook: Webhook, now_ms: int | None = None) -> str:
-    """The URL to post to: for a DingTalk robot with a ``secret`` (its "加签" setting),
-    with ``timestamp`` and ``sign`` added per DingTalk's scheme: HMAC-SHA256 keyed with
-    the secret over ``"<timestamp>\\n<secret>"``, base64, URL-encoded."""
-    if hook.format != "dingtalk" or not hook.secret:
-        return hook.url
-    timestamp = str(now_ms if now_ms is not None else int(time.time() * 1000))
-    digest = hmac.new(hook.secret.encode(), f"{timestamp}\n{hook.secret}".encode(), hashlib.sha256).digest()
-    sign = urllib.parse.quote_plus(base64.b64encode(digest).decode())
-    return f"{hook.url}{'&' if '?' in hook.url else '?'}timestamp={timestamp}&sign={sign}"
-
-
-def summary(event: BreakerEvent) -> str:
-    if event.kind == "would_trip":  # METRICS_ONLY shadow: nothing was stopped
-        return f"fusebox breaker {event.breaker}: {event.reason} (metrics only: no call stopped)"
-    frm = event.from_state.value if event.from_state else "?"
-    to = event.to_state.value if event.to_state else "?"
-    return f"fusebox breaker {event.breaker}: {frm} -> {to} ({event.reason})"
-
-
-def render(event: BreakerEvent, fmt: str) -> dict[str, Any]:
-    """The webhook body for one transition, in the receiver's message format."""
-    title = summary(event)
-    w = event.window
-    lines = [
-        f"**{event.breaker}: would trip (metrics only, no call stopped)**" if event.kind == "would_trip" else
-        f"**{EMOJI.get(event.to_state, '') if event.to_state else ''} {event.breaker}: "
-        f"{event.from_state.value if event.from_state else '?'} → {event.to_state.value if event.to_state else '?'}**",
-        f"- reason: {event.reason}",
-        f"- window: {w.calls} calls, {w.failures} failed, {w.slow} slow",
-        f"- epoch {event.epoch}, by {event.who}",
-    ]
-    if event.to_state == State.OPEN:
-        lines.append(f"- probes after {(event.open_until_ms - event.at_ms) / 1000:.0f} s")
-    text = "\n".join(lines)
-    return _body(fmt, title, text, {"event": event.model_dump(mode="json")})
-
-
-def render_test(message: str, fmt: str) -> dict[str, Any]:
-    """The body of ``fusebox alerts test``'s message."""
-    return _body(fmt, message, f"**🧪 {message}**\n- sent by `fusebox alerts test` from {socket.gethostname()}",
-                 {"test": True})
-
-
-def _body(fmt: str, title: str, text: str, extra: dict[str, Any]) -> dict[str, Any]:
-    if fmt == "dingtalk":
-        return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
-    if fmt == "wecom":
-        return {"msgtype": "markdown", "markdown": {"content": text}}
-    return {"text": title, **extra}
-
-
-Verdict = Literal["ok", "retry", "fail"]
-
-
-def verdict(response: httpx.Response, fmt: str) -> tuple[Verdict, str]:
-    """Whether a receiver accepted a message, from its answer.
-
-    Parameters:
-      response: the receiver's answer.
-      fmt: the webhook's format (DingTalk and WeCom report failures in ``errcode``).
-    Returns:
-      ``ok``, ``retry`` (429, 5xx, 408, a retryable errcode) or ``fail``, and the problem.
-    """
-    status = response.status_code
-    if status == 429 or status == 408 or status >= 500:
-        return "retry", f"HTTP {status}"
-    if status >= 300:
-        return "fail", f"HTTP {status}"
-    if fmt in RETRYABLE_ERRCODES:
-        try:
-            body = response.json()
-        except ValueError:
-            return "fail", f"HTTP {status} with a body that is not JSON"
-        code = body.get("errcode") if isinstance(body, dict) else None
-        if code is None:
-            return "fail", f"HTTP {status} without an errcode"
-        if code != 0:
-            what = f"errcode {code}: {redact(str(body.get('errmsg', '')))}"
-            return ("retry" if code in RETRYABLE_ERRCODES[fmt] else "fail"), what
-    return "ok", f"HTTP {status}"
 
 
 # Lua, so that reading and changing a claim is one step: a lease is taken only when the key

@@ -23,13 +23,10 @@ a note when not answered within ``--timeout``: a re-run collects it).
 
 from __future__ import annotations
 
-import codecs
-import glob
 import json
 import os
 import stat
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,29 +37,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.batch_inputs import IMAGE_SUFFIXES, TEXT_SUFFIXES, Item, collect_inputs  # noqa: F401 - re-exported
 from api.client import FuseboxClient
 from breaker import InputError
-from workers import hashing
 from workers.jobs import BATCH_PRIORITY, JobResult
-from workers.models import spec_for
-from workers.settings import Settings
-
-DEFAULT_MAX_IMAGE_BYTES: int = Settings.model_fields["max_image_bytes"].default
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-TEXT_SUFFIXES = {".txt", ".jsonl"}
-
-
-@dataclass
-class Item:
-    """One input: where it came from, and its content or why it has none."""
-
-    source: str
-    content: bytes | str | None = None
-    error: str | None = None
-
-    def content_hash(self, model: str) -> str:
-        return hashing.content_hash(model, self.content or b"")
 
 
 class BatchReport(BaseModel):
@@ -79,193 +57,35 @@ class BatchReport(BaseModel):
     pending: int = 0
 
 
-def _is_glob(text: str) -> bool:
-    return any(c in text for c in "*?[")
+def open_results(out_path: Path) -> IO[str]:
+    """The results file, opened for reading and appending, never through a symbolic link
+    (a planted ``results.jsonl -> ~/.bashrc`` would get a JSON line appended, with a file
+    name crafted to run a command) and only if it is a regular file.
 
-
-def _files(arg: str, suffixes: set[str]) -> Iterator[Path | Item]:
-    path = Path(arg)
-    if path.is_dir():
-        found = False
-        for file in _walk(path, suffixes):
-            found = True
-            yield file
-        if not found:
-            yield Item(arg, error=f"folder has no {'/'.join(sorted(suffixes))} files")
-    elif path.exists():
-        yield path
-    elif _is_glob(arg):
-        matches = sorted(Path(p) for p in glob.glob(arg, recursive=True) if Path(p).is_file())
-        if not matches:
-            yield Item(arg, error="no file matches this pattern")
-        yield from matches
-    else:
-        yield Item(arg, error="no such file or folder")
-
-
-def _walk(folder: Path, suffixes: set[str]) -> Iterator[Path]:
-    """The folder's files with one of ``suffixes``, folder by folder in name order, as they
-    are listed (no list of the whole tree first: a huge folder starts at once)."""
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            candidate = Path(root) / name
-            if candidate.suffix.lower() in suffixes and candidate.is_file():
-                yield candidate
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def _open_regular(path: Path) -> tuple[IO[bytes], int] | Item:
-    """``path`` opened for reading, with its size, if it is a regular file.
-
-    Opened without blocking and checked on the open descriptor: a FIFO named ``scan.png``
-    would block ``open()`` itself until a writer came (forever, whatever ``--timeout``
-    says), and checking the name first would leave a window to swap the file.
+    Raises:
+      InputError: a link, or not a regular file, or it cannot be opened.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(out_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
-        return Item(str(path), error=f"cannot read: {exc.strerror or exc}")
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            return Item(str(path), error=f"not a regular file ({_kind(info.st_mode)}): only regular files are read")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb"), info.st_size
-    except OSError as exc:
+        if os.path.islink(out_path):
+            raise InputError(f"--out {out_path} is a symbolic link: not followed (name the file itself)") from None
+        raise InputError(f"cannot open --out {out_path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        return Item(str(path), error=f"cannot read: {exc.strerror or exc}")
+        raise InputError(f"--out {out_path} is not a regular file")
+    return os.fdopen(fd, "a+", encoding="utf-8")
 
 
-def _image_item(path: Path, max_bytes: int) -> Item:
-    """One image file, its size checked before a byte is read."""
-    opened = _open_regular(path)
-    if isinstance(opened, Item):
-        return opened
-    stream, size = opened
-    with stream:
-        if size > max_bytes:
-            return Item(str(path), error=f"file too large: {size} bytes > limit of {max_bytes} (FUSEBOX_MAX_IMAGE_BYTES)")
-        try:
-            data = stream.read(max_bytes + 1)  # bounded even if the file grows meanwhile
-        except OSError as exc:
-            return Item(str(path), error=f"cannot read: {exc.strerror or exc}")
-    if len(data) > max_bytes:
-        return Item(str(path), error=f"file too large: more than {max_bytes} bytes (FUSEBOX_MAX_IMAGE_BYTES)")
-    return Item(str(path), data)
-
-
-def _skip_line(stream: IO[bytes]) -> None:
-    """Reads past the rest of an over-long line, in bounded pieces."""
-    while True:
-        more = stream.readline(1 << 20)
-        if not more or more.endswith(b"\n"):
-            return
-
-
-def _text_items(path: Path, max_line_bytes: int) -> Iterator[Item]:
-    """The texts of one ``.txt`` (a line each) or ``.jsonl`` file, read a line at a time
-    (a 300 MB file costs one line of memory, and an absurd line is cut off unread). A
-    file in another encoding than UTF-8 is rejected as a whole from its first bad line;
-    a file without a single text is rejected too, as an empty folder is."""
-    opened = _open_regular(path)
-    if isinstance(opened, Item):
-        yield opened
-        return
-    stream, _ = opened
-    jsonl = path.suffix.lower() == ".jsonl"
-    texts = 0
-    with stream:
-        number = 0
-        while True:
-            try:
-                raw = stream.readline(max_line_bytes + 1)
-            except OSError as exc:
-                yield Item(str(path), error=f"cannot read: {exc.strerror or exc}")
-                return
-            if not raw:
-                break
-            number += 1
-            source = f"{path}:{number}"
-            texts += 1
-            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                _skip_line(stream)
-                yield Item(source, error=f"line longer than {max_line_bytes} bytes")
-                continue
-            if number == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                yield Item(str(path), error=f"not UTF-8 text (line {number}: {exc.reason} at byte {exc.start})")
-                return
-            if not line.strip():
-                texts -= 1
-                continue
-            if not jsonl:
-                yield Item(source, line.strip())
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Item(source, error=f"not JSON: {exc.msg}")
-                continue
-            if isinstance(value, dict) and isinstance(value.get("text"), str):
-                yield Item(source, value["text"])
-            elif isinstance(value, str):
-                yield Item(source, value)
-            else:
-                yield Item(source, error='each JSONL line must be a JSON string or an object with a "text" string')
-    if not texts:
-        yield Item(str(path), error="file has no texts (empty, or only blank lines)")
-
-
-def collect_inputs(
-    model: str, args: list[str], max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, exclude: Path | None = None
-) -> Iterator[Item]:
-    """Every input named by ``args``, in order, read one at a time as the caller goes (a
-    folder of 100 000 images starts at once and stays flat in memory); unreadable ones as
-    items with an error.
-
-    Parameters:
-      model: the model; image models read image files, text models ``.txt``/``.jsonl``.
-      args: files, folders, glob patterns.
-      max_image_bytes: image files larger than this are rejected without being read.
-      exclude: never an input (the results file, which may lie in a folder being
-        submitted and grows while it is walked).
-    """
-    spec = spec_for(model)
-    image_model = spec.input == "image"
-    # Room for a text at its longest limit, even with every character JSON-escaped.
-    max_line_bytes = 8 * spec.max_text_chars + 1024
-    skip = exclude.resolve() if exclude is not None else None
-    for arg in args:
-        for found in _files(arg, IMAGE_SUFFIXES if image_model else TEXT_SUFFIXES):
-            if skip is not None and isinstance(found, Path) and found.resolve() == skip:
-                continue
-            if isinstance(found, Item):
-                yield found
-            elif image_model:
-                yield _image_item(found, max_image_bytes)
-            else:
-                yield from _text_items(found, max_line_bytes)
-
-
-def _previous(out_path: Path | None) -> tuple[set[str], dict[str, str]]:
-    """Hashes already answered, and job ids submitted but not yet collected, per hash."""
+def _previous(stream: IO[str] | None) -> tuple[set[str], dict[str, str]]:
+    """Hashes already answered, and job ids submitted but not yet collected, per hash, from
+    the results file (read from its start; writes still go to its end)."""
     done: set[str] = set()
     submitted: dict[str, str] = {}
-    if out_path is None or not out_path.exists():
+    if stream is None:
         return done, submitted
-    for line in out_path.read_text(encoding="utf-8", errors="replace").splitlines():
+    stream.seek(0)
+    for line in stream.read().splitlines():
         try:
             record = json.loads(line)
             digest, status = record["input_hash"], record["status"]
@@ -317,8 +137,8 @@ def submit_files(
     """
     console = console or Console(stderr=True)
     report = BatchReport()
-    done, earlier = _previous(out_path)
-    stream = out_path.open("a", encoding="utf-8") if out_path is not None else None
+    stream = open_results(out_path) if out_path is not None else None
+    done, earlier = _previous(stream)
     writer = _Writer(stream or sys.stdout)
     # Only what collecting needs: the input's name and hash, never its content.
     pending: dict[str, tuple[str, str]] = {}

@@ -34,7 +34,7 @@ from breaker.connection import redis_client
 from workers.app import make_app
 from workers.errors import InvalidInput, InvalidJob, UnknownModel
 from workers.images import decode_image
-from workers.inputs import check_deadline, check_text, parse_job
+from workers.inputs import check_deadline, check_options, check_text, parse_job
 from workers.jobs import INTERACTIVE_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Job, JobResult
 from workers.lifecycle import CancelOutcome, JobLedger
 from workers.models import FALLBACK_QUEUE, MODELS, spec_for
@@ -193,6 +193,7 @@ class FuseboxClient:
             raise InvalidJob(str(exc)) from None
         if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             raise InvalidJob(f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, got {priority!r}")
+        check_options(options or {})  # before anything is stored
         job_kwargs: dict[str, Any] = {"model": model, "options": options or {}, "wait": wait, "priority": priority}
         if bypass is not None:
             if bypass not in self.breakers.get(model).policy.bypass_callers:
@@ -313,19 +314,20 @@ class FuseboxClient:
             result = self.app.send_task(spec.task, args=[body], task_id=task_id, queue=spec.queue)
         return JobHandle(id=task_id, model=model, routed_to="fallback" if to_fallback else "model", _result=result)
 
-    @staticmethod
-    def _read(image: bytes | str | Path) -> bytes:
+    def _read(self, image: bytes | str | Path) -> bytes:
+        """An image's bytes; a path is read as ``fusebox submit`` reads it (a regular file,
+        no symbolic link followed, its size checked before a byte is read)."""
         if isinstance(image, bytes):
             return image
-        path = Path(image)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise InvalidInput(f"no such file: {path}") from None
-        except IsADirectoryError:
-            raise InvalidInput(f"is a directory, not an image: {path}") from None
-        except PermissionError:
-            raise InvalidInput(f"cannot read {path}: permission denied") from None
+        from api.batch_inputs import image_item
+
+        if Path(image).is_dir():
+            raise InvalidInput(f"is a directory, not an image: {image}")
+        item = image_item(Path(image), self.settings.max_image_bytes)
+        if item.error is not None:
+            raise InvalidInput(f"{image}: {item.error}")
+        assert isinstance(item.content, bytes)
+        return item.content
 
     def handle(self, task_id: str, model: str) -> JobHandle:
         """A handle on a job submitted earlier (by id)."""

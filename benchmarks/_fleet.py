@@ -16,7 +16,8 @@ class BenchFleet:
     def __init__(self, **env: str) -> None:
         self.redis = RedisServer().start()
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}"
-        self.env = {"FUSEBOX_REDIS_URL": self.redis.url, "FUSEBOX_KEY_PREFIX": self.prefix, **env}
+        # FUSEBOX_CHAOS: the benchmarks' drills set fault switches, which workers ignore by default.
+        self.env = {"FUSEBOX_REDIS_URL": self.redis.url, "FUSEBOX_KEY_PREFIX": self.prefix, "FUSEBOX_CHAOS": "1", **env}
         self.settings = Settings.from_env(self.env)
         self.client = FuseboxClient(self.settings)
         self.client.breakers.wait_until_subscribed(10)

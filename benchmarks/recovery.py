@@ -262,7 +262,7 @@ def drill(fleet: DrillFleet, backlog: int = 120, hurried: int = 5, warmup: Fault
                       if r["action"] == "pause" and r.get("epoch") == str(trip_epoch)}
     if not wait_for(lambda: len(paused()) == consumers, 5):
         raise RuntimeError("not every worker paused after the trip")
-    wait_for(lambda: not fleet.db.hlen("unacked"), 5)  # jobs in flight at the trip are answered
+    wait_for(lambda: not fleet.db.hlen(fleet.settings.broker_keys + "unacked"), 5)  # jobs in flight at the trip are answered
 
     sampler = _Sampler(fleet, run)
     sampler.start()

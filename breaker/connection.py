@@ -27,6 +27,7 @@ a short outage of the store.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -48,7 +49,8 @@ MASTER_RECHECK_INTERVAL = 0.5
 #: Seconds a broker or result-backend connection waits on one sentinel before asking the
 #: next (Celery's own connections to the master keep Celery's timeouts).
 CELERY_SENTINEL_TIMEOUT = 2.0
-_QUERY_KEYS = ("master_name", "sentinel_password", "sentinel_username")
+_QUERY_KEYS = ("master_name", "sentinel_password", "sentinel_username", "ssl", "ssl_cert_reqs", "ssl_ca_certs",
+               "ssl_certfile", "ssl_keyfile")
 
 
 def _no_retry() -> Retry:
@@ -81,10 +83,23 @@ class SentinelAddress(BaseModel):
     password: str | None = None
     sentinel_username: str | None = None
     sentinel_password: str | None = None
+    ssl: str | None = None
+    ssl_cert_reqs: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        """redis-py's TLS arguments, for the sentinels and the master alike (``?ssl=true``);
+        empty without TLS. Verified unless ``ssl_cert_reqs`` says otherwise."""
+        if (self.ssl or "").lower() not in ("1", "true", "yes"):
+            return {}
+        found = {k: getattr(self, k) for k in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if getattr(self, k)}
+        return {"ssl": True, "ssl_cert_reqs": self.ssl_cert_reqs or "required", **found}
 
     def sentinel_kwargs(self, timeout: float) -> dict[str, Any]:
         """Connection arguments for the sentinels themselves (``timeout`` seconds each)."""
-        kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout, **self.tls_kwargs()}
         if self.sentinel_password is not None:
             kwargs["password"] = self.sentinel_password
         if self.sentinel_username is not None:
@@ -205,30 +220,54 @@ def parse_sentinel_url(url: str) -> SentinelAddress:
     return SentinelAddress(sentinels=tuple(sentinels), **found)
 
 
+_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&;?]*(?:password|token|secret)[^=&;?]*=)[^&;]*")
+
+
 def redact(url: str) -> str:
-    """``url`` with every password replaced by ``***`` (for logs and error messages)."""
+    """``url`` with every password replaced by ``***``, for logs and error messages.
+
+    It fails closed: when ``url`` parses cleanly (a scheme, at most one ``@`` per
+    ``;``-separated part, a password without ``/ ? # ;``), only the passwords go (``user:***@``);
+    otherwise everything between the scheme (or the start) and the last ``@`` goes, which
+    may hide a host too but never a password. Query parameters whose name holds
+    ``password``, ``token`` or ``secret`` (any case) are hidden as well.
+    """
+    url = _SECRET_PARAM.sub(r"\1***", url)
+    if "@" not in url:
+        return url
+    clean = _redact_clean(url)
+    if clean is not None:
+        return clean
+    scheme, sep, _ = url.partition("://")
+    start = len(scheme) + len(sep) if sep and "@" not in scheme else 0
+    return url[:start] + "***" + url[url.rindex("@"):]
+
+
+def _redact_clean(url: str) -> str | None:
+    """Per-part redaction keeping user names, or None when any part is not plainly a URL."""
     out = []
     for part in url.split(";"):
+        if part.count("@") > 1 or "://" not in part.partition("@")[0]:
+            if "@" in part:
+                return None
+            out.append(part)
+            continue
         try:
             split = urlsplit(part)
             password = split.password
         except ValueError:
+            return None
+        if "@" in part and "@" not in split.netloc:
+            return None  # the @ is in the path or query: not userinfo as we understand it
+        if password is not None and any(c in password for c in "/?#;"):
+            return None
+        if "@" not in split.netloc:
             out.append(part)
             continue
-        netloc = split.netloc
-        if password is not None:
-            user = split.username or ""
-            netloc = f"{user}:***@" + netloc.rsplit("@", 1)[1]
-        query = split.query
-        if "password=" in query:
-            query = "&".join(
-                f"{k}=***" if k.endswith("password") else f"{k}={v[-1]}"
-                for k, v in parse_qs(query, keep_blank_values=True).items()
-            )
-        if netloc == split.netloc and query == split.query:
-            out.append(part)
-        else:  # (geturl would drop the // of unix:///path)
-            out.append(f"{split.scheme}://{netloc}{split.path}" + (f"?{query}" if query else ""))
+        user = split.username or ""
+        host = split.netloc.rsplit("@", 1)[1]
+        creds = f"{user}:***" if password is not None else "***"  # a lone user name may be a token
+        out.append(part.replace(split.netloc, f"{creds}@{host}", 1))
     return ";".join(out)
 
 
@@ -259,6 +298,7 @@ def redis_client(
             sentinel_kwargs=sentinel_kwargs,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
+            **address.tls_kwargs(),
             **kwargs,
         )
         return sentinel.master_for(
@@ -271,6 +311,40 @@ def redis_client(
             f"unsupported Redis URL {redact(url)!r}: use redis://, rediss://, unix:// or sentinel://"
         )
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, **kwargs)
+
+
+#: Query parameters of a TLS URL that redis-py, kombu and Celery's result backend all read.
+TLS_PARAMS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
+
+def with_tls(url: str, ca_certs: str | None = None, certfile: str | None = None, keyfile: str | None = None,
+             cert_reqs: str = "required") -> str:
+    """``url`` with its TLS options spelled out, so that every client made from it verifies
+    the server the same way: redis-py, kombu's broker transport and Celery's result backend
+    (kombu alone falls back to *no verification* for a bare ``rediss://``, and sends the
+    password over it). Only ``rediss://`` URLs, and ``sentinel://`` ones with ``ssl=true``,
+    are changed; what the URL already says wins over the arguments.
+
+    Parameters:
+      url: a Redis URL.
+      ca_certs: the CA bundle that signs the server's certificate (the system's if None).
+      certfile, keyfile: this client's certificate and key (servers with ``tls-auth-clients``).
+      cert_reqs: ``required`` (the default: verify), ``optional`` or ``none``.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme != "rediss" and not (scheme == SENTINEL_SCHEME and _sentinel_tls(url)):
+        return url
+    base, _, query = url.partition("?")
+    given = parse_qs(query, keep_blank_values=True)
+    wanted = {"ssl_cert_reqs": cert_reqs, "ssl_ca_certs": ca_certs, "ssl_certfile": certfile, "ssl_keyfile": keyfile}
+    extra = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in wanted.items() if v and k not in given)
+    return base + "?" + "&".join(p for p in (query, extra) if p) if (query or extra) else url
+
+
+def _sentinel_tls(url: str) -> bool:
+    """True when a Sentinel URL asks for TLS (``ssl=true``): to the sentinels and the master."""
+    query = url.partition("?")[2]
+    return parse_qs(query).get("ssl", ["false"])[-1].lower() in ("1", "true", "yes")
 
 
 def celery_url(url: str) -> str:
@@ -305,3 +379,15 @@ def celery_transport_options(url: str) -> dict[str, Any]:
         "master_name": address.master_name,
         "sentinel_kwargs": address.sentinel_kwargs(CELERY_SENTINEL_TIMEOUT),
     }
+
+
+def celery_ssl(url: str) -> dict[str, Any] | None:
+    """The TLS options of a ``sentinel://...?ssl=true`` URL's master connections, as
+    Celery's ``broker_use_ssl`` / ``redis_backend_use_ssl`` take them (the query is not
+    passed on to Celery); None for any other URL (a ``rediss://`` URL carries its own, see
+    :func:`with_tls`)."""
+    if not is_sentinel_url(url):
+        return None
+    tls = parse_sentinel_url(url).tls_kwargs()
+    tls.pop("ssl", None)
+    return tls or None

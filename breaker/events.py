@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 EventKind = Literal["transition", "policy", "store", "would_trip"]
 
 
+#: The longest reason an operator may give (``--reason``, ``?reason=``): it goes into alerts
+#: and the event stream, which must stay small and readable.
+MAX_REASON = 500
+
+
 class BreakerEvent(BaseModel):
     """Something that happened to a breaker or to the store behind it.
 

@@ -7,7 +7,8 @@ docs/architecture.md is generated from it, and a test checks that every name
 so that all three packages can use it; it only builds strings.
 
 Not listed: the broker's queues and the result backend's ``celery-task-meta-*`` keys,
-which belong to Celery and kombu (under ``FUSEBOX_BROKER_KEY_PREFIX``).
+which belong to Celery and kombu (under ``FUSEBOX_BROKER_KEY_PREFIX``, by default
+``<prefix>:``).
 """
 
 from __future__ import annotations

@@ -267,6 +267,7 @@ def compose_env() -> dict[str, str]:
         **os.environ,
         "FLOWER_PASSWORD": FLOWER_PASSWORD,
         "FUSEBOX_API_TOKEN": API_TOKEN,
+        **REDIS_PASSWORDS,  # required by docker-compose.yml (the check's Redis keeps its default user)
         "FUSEBOX_IMAGE": IMAGE,
         "FUSEBOX_REDIS_IMAGE": REDIS_IMAGE,
         "FUSEBOX_TEST_REDIS_PORT": str(PORTS["redis"]),
@@ -276,8 +277,8 @@ def compose_env() -> dict[str, str]:
 
 
 FLOWER_PASSWORD = secrets.token_urlsafe(12)
-API_TOKEN = secrets.token_urlsafe(12)
-
+API_TOKEN = secrets.token_urlsafe(24)  # FUSEBOX_API_TOKEN: at least 16 characters
+REDIS_PASSWORDS = {f"REDIS_{who}_PASSWORD": secrets.token_hex(16) for who in ("WORKER", "API", "FLOWER")}
 
 MERGED: Path | None = None  # the merged compose file the fleet runs from (see merged_compose_file)
 

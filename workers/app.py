@@ -26,7 +26,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
-from breaker.connection import celery_transport_options, celery_url
+from breaker.connection import celery_ssl, celery_transport_options, celery_url
 from workers.broker import transport_options
 from workers.jobs import INTERACTIVE_PRIORITY, MAX_PRIORITY
 from workers.models import FALLBACK_QUEUE, MODELS
@@ -110,9 +110,12 @@ def make_app(s: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options={**transport_options(s), **celery_transport_options(s.broker)},
         result_backend_transport_options={
-            **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
+            **({"global_keyprefix": s.broker_keys} if s.broker_keys else {}),
             **celery_transport_options(s.results),
         },
+        # TLS to a Sentinel-managed master (a rediss:// URL carries its options itself).
+        broker_use_ssl=celery_ssl(s.broker) or False,
+        redis_backend_use_ssl=celery_ssl(s.results),
         broker_connection_retry_on_startup=True,
         # A Redis restart must not lose a job being submitted: keep trying to publish.
         task_publish_retry=True,

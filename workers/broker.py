@@ -11,7 +11,7 @@ from typing import Any
 
 from kombu import Connection
 
-from breaker.connection import celery_transport_options, celery_url
+from breaker.connection import celery_ssl, celery_transport_options, celery_url
 from workers.settings import Settings
 
 # kombu's Redis transport keeps one list per priority step: 0 to 9, every level its own.
@@ -29,14 +29,15 @@ def transport_options(s: Settings) -> dict[str, Any]:
         "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 5)),
         "unacked_restore_throttle": 1,
         "priority_steps": PRIORITY_STEPS,
-        **({"global_keyprefix": s.broker_key_prefix} if s.broker_key_prefix else {}),
+        **({"global_keyprefix": s.broker_keys} if s.broker_keys else {}),
     }
 
 
 def connection(s: Settings, timeout: float = 5.0) -> Connection:
     """A kombu connection to the broker the workers use (not yet connected)."""
     options = {**transport_options(s), **celery_transport_options(s.broker)}
-    return Connection(celery_url(s.broker), transport_options=options, connect_timeout=timeout)
+    return Connection(celery_url(s.broker), transport_options=options, connect_timeout=timeout,
+                      ssl=celery_ssl(s.broker) or False)
 
 
 def queue_depths(s: Settings, queues: list[str], timeout: float = 5.0) -> dict[str, int]:

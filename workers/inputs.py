@@ -60,6 +60,24 @@ def first_error(exc: Exception, whole: str = "") -> str:
     return f"{where}: {first['msg']}"
 
 
+#: How deeply a job's ``options`` may nest: every model's options are flat values or small
+#: lists; 500 levels made the job's hashing and JSON fail with a 500 after the upload was stored.
+MAX_OPTIONS_DEPTH = 8
+
+
+def check_options(options: Any, depth: int = 0) -> None:
+    """Raises InvalidJob when ``options`` nests deeper than MAX_OPTIONS_DEPTH (checked
+    iteratively in effect: the recursion stops at the limit)."""
+    if depth > MAX_OPTIONS_DEPTH:
+        raise InvalidJob(f"options nest deeper than {MAX_OPTIONS_DEPTH} levels")
+    if isinstance(options, dict):
+        for value in options.values():
+            check_options(value, depth + 1)
+    elif isinstance(options, list):
+        for value in options:
+            check_options(value, depth + 1)
+
+
 def parse_job(raw: Any, spec: ModelSpec) -> Job:
     """The job in a task message, checked against its model.
 

@@ -19,7 +19,7 @@ from breaker import connection
 from workers.cache import ResultCache
 from workers.call_log import CallLog
 from workers.deadlines import DeadlineIndex
-from workers.faults import Faults
+from workers.faults import Faults, FaultSpec
 from workers.lifecycle import JobLedger
 from workers.models import MODELS, spec_for
 from workers.devices.rules import EjectionRules
@@ -73,10 +73,19 @@ def payloads() -> PayloadStore:
     return PayloadStore(redis_client(), settings().key_prefix, settings().payload_ttl)
 
 
+class _ChaosOff(Faults):
+    """The switches of a worker without ``FUSEBOX_CHAOS``: every one reads as off, whatever
+    Redis holds, so that one Redis write cannot make a production fleet fail, stall or leak."""
+
+    def get(self, model: str) -> FaultSpec:
+        return FaultSpec()
+
+
 @lru_cache(maxsize=1)
 def faults() -> Faults:
-    """The fleet's fault switches (drills)."""
-    return Faults(redis_client(), settings().key_prefix)
+    """The fleet's fault switches (drills), obeyed only where ``FUSEBOX_CHAOS`` is on: the one
+    place a worker decides whether to read them."""
+    return (Faults if settings().chaos else _ChaosOff)(redis_client(), settings().key_prefix)
 
 
 _runners: dict[str, ModelRunner] = {}

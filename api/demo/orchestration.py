@@ -46,6 +46,7 @@ def demo_env(redis_url: str, prefix: str) -> dict[str, str]:
         "FUSEBOX_BROKER_KEY_PREFIX": f"{prefix}:",
         "FUSEBOX_BROKER_URL": "",
         "FUSEBOX_RESULT_URL": "",
+        "FUSEBOX_CHAOS": "1",  # the demo's story injects faults; workers ignore them by default
     }
 
 

@@ -11,17 +11,19 @@
     DELETE /breakers/{name}/policy    back to the configured policy                     [token]
     GET  /events                      recent transitions, newest first
     GET  /chaos/{model}               its fault switch, if any
-    POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [token]
-    DELETE /chaos/{model}             turn it off                                          [token]
+    POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [operator]
+    DELETE /chaos/{model}             turn it off                                          [operator]
     GET  /workers                     every model worker's devices: healthy, ejected, probing
     POST /workers/{name}/{action}     eject, restore a worker's devices (``?model=``)      [token]
     POST /jobs                        submit a job (text, texts or image_base64)        [token]
-    GET  /jobs/{id}                   its status and answer (404 for an unknown job)
+    GET  /jobs/{id}                   its status and answer (404 for an unknown job)   [token]*
     DELETE /jobs/{id}                 cancel a queued or parked job                      [token]
     GET  /                            the live breaker page
 
-[token]: ``Authorization: Bearer <FUSEBOX_API_TOKEN>``; without a configured token those
-endpoints answer 403.
+[token]: ``Authorization: Bearer <FUSEBOX_API_TOKEN>`` (or a named ``FUSEBOX_API_TOKENS``
+one); without a configured token those endpoints answer 403. [token]*: unless
+``FUSEBOX_API_OPEN_READS``. [operator]: ``FUSEBOX_API_CHAOS_TOKEN`` only (api.http.auth).
+Tokens and the body's size are checked before any body is read (api.http.guard).
 
 One module per group of routes (an ``APIRouter`` each); what they share is a
 :class:`~api.http.state.ServerState` on ``app.state.fusebox``, handed out by FastAPI
@@ -41,6 +43,7 @@ from api.client import FuseboxClient
 from api.device_alerts import DeviceAlertSender, DeviceEventFeed
 from api.http import breakers, chaos, health, jobs, page, prometheus, workers
 from api.http.errors import add_error_handlers
+from api.http.guard import RequestGuard
 from api.http.state import ServerState
 from api.metrics import FuseboxCollector
 from breaker import STORE_ERRORS, StoreUnavailable
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None, client: FuseboxClient | None = 
 
     app = FastAPI(title="fusebox", version="0.1.0", lifespan=lifespan)
     app.state.fusebox = state
+    app.add_middleware(RequestGuard, settings=settings)  # token and body size, before any body is read
     add_error_handlers(app)
     for router in (health.router, prometheus.router, breakers.router, chaos.router, jobs.router, workers.router,
                    page.router):

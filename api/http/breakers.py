@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from api.http.state import ServerState, authorized, check_breaker, server_state
+from api.http.auth import api_caller
+from api.http.state import ServerState, check_breaker, server_state
 from api.views import snapshot_json
 from breaker import BreakerPolicy, Control
+from breaker.events import MAX_REASON
 from workers.inputs import first_error
 from workers.models import MODELS
 
@@ -56,17 +58,19 @@ def breaker(name: str, state: ServerState = Depends(server_state)) -> dict[str, 
     return _view(state, check_breaker(state, name))
 
 
-@router.post("/breakers/{name}/{action}", dependencies=[Depends(authorized)])
-def operate(name: str, action: str, reason: str = "", state: ServerState = Depends(server_state)) -> dict[str, Any]:
+@router.post("/breakers/{name}/{action}")
+def operate(name: str, action: str, reason: str = Query("", max_length=MAX_REASON),
+            state: ServerState = Depends(server_state), who: str = Depends(api_caller)) -> dict[str, Any]:
     check_breaker(state, name)
     if action not in ACTIONS:
         raise HTTPException(404, f"no action {action!r}; actions: {', '.join(ACTIONS)}")
-    event = state.client.breakers.control(name, ACTIONS[action], reason or f"operator via HTTP: {action}", who="http")
+    event = state.client.breakers.control(name, ACTIONS[action], reason or f"operator via HTTP: {action}", who=who)
     return {"event": event.model_dump(mode="json"), "breaker": _view(state, name)}
 
 
-@router.put("/breakers/{name}/policy", dependencies=[Depends(authorized)])
-def set_policy(name: str, change: PolicyChange, state: ServerState = Depends(server_state)) -> dict[str, Any]:
+@router.put("/breakers/{name}/policy")
+def set_policy(name: str, change: PolicyChange, state: ServerState = Depends(server_state),
+               who: str = Depends(api_caller)) -> dict[str, Any]:
     check_breaker(state, name)
     current = state.client.breakers.get(name).policy
     try:
@@ -76,14 +80,14 @@ def set_policy(name: str, change: PolicyChange, state: ServerState = Depends(ser
         policy = BreakerPolicy.model_validate({**current.model_dump(), **changes})
     except ValidationError as exc:
         raise HTTPException(422, f"invalid policy: {first_error(exc)}") from None
-    state.client.breakers.set_policy(name, policy, who="http")
+    state.client.breakers.set_policy(name, policy, who=who)
     return _view(state, name)
 
 
-@router.delete("/breakers/{name}/policy", dependencies=[Depends(authorized)])
-def clear_policy(name: str, state: ServerState = Depends(server_state)) -> dict[str, Any]:
+@router.delete("/breakers/{name}/policy")
+def clear_policy(name: str, state: ServerState = Depends(server_state), who: str = Depends(api_caller)) -> dict[str, Any]:
     check_breaker(state, name)
-    state.client.breakers.clear_policy(name, who="http")
+    state.client.breakers.clear_policy(name, who=who)
     return _view(state, name)
 
 

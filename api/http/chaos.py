@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import Field
 
-from api.http.state import ServerState, authorized, check_model, server_state
+from api.http.auth import operator
+from api.http.state import ServerState, check_model, server_state
 from api.views import fault_json
 from workers.faults import DEFAULT_FAULT_TTL, MAX_FAULT_TTL, FaultSpec
 
@@ -42,7 +43,7 @@ def chaos_status(model: str, fallback: bool = False, worker: str | None = None,
     return _fault_view(state, check_model(model), fallback, worker)
 
 
-@router.post("/chaos/{model}", dependencies=[Depends(authorized)])
+@router.post("/chaos/{model}", dependencies=[Depends(operator)])
 def chaos_on(model: str, request: ChaosRequest, state: ServerState = Depends(server_state)) -> dict[str, Any]:
     check_model(model)
     spec = FaultSpec.model_validate(request.model_dump(exclude={"for_seconds", "fallback", "worker"}))
@@ -52,7 +53,7 @@ def chaos_on(model: str, request: ChaosRequest, state: ServerState = Depends(ser
     return _fault_view(state, model, request.fallback, request.worker)
 
 
-@router.delete("/chaos/{model}", dependencies=[Depends(authorized)])
+@router.delete("/chaos/{model}", dependencies=[Depends(operator)])
 def chaos_off(model: str, fallback: bool = False, worker: str | None = None,
               state: ServerState = Depends(server_state)) -> dict[str, Any]:
     check_model(model)

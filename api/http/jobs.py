@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.client import CannotCancel, UnknownJob
-from api.http.state import ServerState, authorized, server_state
+from api.http.auth import api_caller, reader
+from api.http.state import ServerState, server_state
 from workers.jobs import INTERACTIVE_PRIORITY
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
@@ -42,10 +43,13 @@ def _check_job_id(job_id: str) -> str:
     return job_id
 
 
-@router.post("/jobs", status_code=202, dependencies=[Depends(authorized)])
+@router.post("/jobs", status_code=202, dependencies=[Depends(api_caller)])
 def submit(request: JobRequest, state: ServerState = Depends(server_state)) -> dict[str, Any]:
     image = None
     if request.image_base64 is not None:
+        # Sized before decoding: base64 is 4/3 of the bytes, so a longer text can only be refused.
+        if len(request.image_base64) > 4 * ((state.settings.max_image_bytes + 2) // 3) + 4:
+            raise HTTPException(413, f"image over {state.settings.max_image_bytes} bytes (FUSEBOX_MAX_IMAGE_BYTES)")
         try:
             image = base64.b64decode(request.image_base64, validate=True)
         except (binascii.Error, ValueError):
@@ -57,7 +61,7 @@ def submit(request: JobRequest, state: ServerState = Depends(server_state)) -> d
             "status_url": f"/jobs/{handle.id}"}
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", dependencies=[Depends(reader)])
 def job(job_id: str, state: ServerState = Depends(server_state)) -> dict[str, Any]:
     _check_job_id(job_id)
     result = state.client.app.AsyncResult(job_id)
@@ -76,11 +80,11 @@ def job(job_id: str, state: ServerState = Depends(server_state)) -> dict[str, An
     return body
 
 
-@router.delete("/jobs/{job_id}", dependencies=[Depends(authorized)])
-def cancel_job(job_id: str, state: ServerState = Depends(server_state)) -> dict[str, Any]:
+@router.delete("/jobs/{job_id}")
+def cancel_job(job_id: str, state: ServerState = Depends(server_state), who: str = Depends(api_caller)) -> dict[str, Any]:
     _check_job_id(job_id)
     try:
-        outcome = state.client.cancel(job_id, reason="cancelled via HTTP")
+        outcome = state.client.cancel(job_id, reason=f"cancelled via HTTP by {who}")
     except UnknownJob as exc:
         raise HTTPException(404, str(exc)) from None
     except CannotCancel as exc:

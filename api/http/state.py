@@ -1,13 +1,12 @@
 """What every route shares, kept on ``app.state.fusebox``, and the FastAPI dependencies
-that hand it out: the server's state, the bearer-token check, a known breaker or model."""
+that hand it out: the server's state, a known breaker or model (tokens: api.http.auth)."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 import redis
-from fastapi import Header, HTTPException, Request
+from fastapi import HTTPException, Request
 from prometheus_client import CollectorRegistry
 
 from api.alerts import AlertSender
@@ -43,17 +42,6 @@ def server_state(request: Request) -> ServerState:
     """The app's ServerState (a dependency)."""
     state: ServerState = request.app.state.fusebox
     return state
-
-
-def authorized(request: Request, authorization: str | None = Header(default=None)) -> None:
-    """Refuses the request unless it carries ``Authorization: Bearer <FUSEBOX_API_TOKEN>``
-    (403 when the server has no token at all: it is read-only)."""
-    token = server_state(request).settings.api_token
-    if not token:
-        raise HTTPException(403, "this server has no FUSEBOX_API_TOKEN: it is read-only")
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
 # The two checks below are called inside the endpoints, not declared as dependencies: a

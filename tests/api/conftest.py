@@ -9,7 +9,8 @@ import pytest
 
 from tests.support.fleet import Fleet, fresh
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-the-tests"
+CHAOS_TOKEN = "operator-token-for-the-tests"  # fault injection: another token than the API's
 
 
 @pytest.fixture(scope="package")

@@ -154,3 +154,74 @@ def test_compose_check_runs_the_fleet_in_containers() -> None:
     left = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project=fusebox-check"],
                           capture_output=True, text=True)
     assert left.stdout.strip() == "", "containers left behind"
+
+
+# -- secure by default (issue 26, findings 1 and 8) -------------------------------------------
+
+SECRETS = ("FLOWER_PASSWORD", "FUSEBOX_API_TOKEN", "REDIS_WORKER_PASSWORD", "REDIS_API_PASSWORD",
+           "REDIS_FLOWER_PASSWORD")
+
+
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` of docker-compose.yml with exactly ``env`` (no inherited secrets)."""
+    return subprocess.run(["docker-compose", "-f", "docker-compose.yml", "config"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
+
+
+@pytest.mark.parametrize("missing", SECRETS)
+def test_compose_refuses_to_start_without_each_secret(missing: str) -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert re.search(r"\$\{" + missing + r":\?[^}]+\}", text), f"{missing} is not required (`${{{missing}:?...}}`)"
+    assert not re.search(r"\$\{" + missing + r":-", text), f"{missing} has a default somewhere"
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed: checked on the file only")
+    env = {name: "x" * 24 for name in SECRETS if name != missing}
+    result = compose_config(env)
+    assert result.returncode != 0 and missing in result.stderr, result.stderr
+
+
+def test_published_on_loopback_only_unless_told_otherwise() -> None:
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed")
+    secrets = {name: "x" * 24 for name in SECRETS}
+    merged = yaml.safe_load(compose_config(secrets).stdout)["services"]
+    published = {name: service["ports"] for name, service in merged.items() if service.get("ports")}
+    assert set(published) == {"api", "flower"}
+    for ports in published.values():
+        assert all(str(p).startswith("127.0.0.1:") for p in ports), ports
+    opened = yaml.safe_load(compose_config({**secrets, "PUBLISH_ADDRESS": "0.0.0.0"}).stdout)["services"]
+    assert all(str(p).startswith("0.0.0.0:") for p in opened["api"]["ports"])
+
+
+def test_redis_has_no_default_user_and_each_service_its_own() -> None:
+    script = "\n".join(COMPOSE["x-redis-start"])
+    assert "user default off" in script and "--protected-mode yes" in script and "--aclfile" in script
+    for deny in ("-flushall", "-config", "-shutdown", "-acl", "-debug", "-module"):
+        assert deny in script
+    users = {}
+    for name, service in SERVICES.items():
+        url = (service.get("environment") or {}).get("FUSEBOX_REDIS_URL")
+        if "build" in service:
+            assert url, f"{name} names no Redis user"
+            match = re.match(r"^redis://(\w+):\$\{REDIS_(\w+)_PASSWORD[^}]*\}@redis:6379/0$", url)
+            assert match and match.group(1).upper() == match.group(2), url
+            users[name] = match.group(1)
+    assert users["worker-gpu"] == users["worker-cpu"] == "worker"
+    assert len({users[n] for n in ("worker-gpu", "api", "flower", "alerts")}) == 4
+
+
+def test_redis_and_sentinels_do_not_run_as_root_and_sentinels_need_a_password() -> None:
+    for name in ("redis", "redis-replica", "sentinel-1"):
+        assert SERVICES[name].get("user") == "redis", name
+    sentinel = " ".join(SERVICES["sentinel-1"]["command"])
+    assert "requirepass" in sentinel and "auth-user fusebox sentinel" in sentinel and "auth-pass" in sentinel
+    assert "--masteruser" in SERVICES["redis-replica"]["command"]
+
+
+def test_reads_and_faults_stay_closed_in_compose() -> None:
+    """Job answers need the token (no FUSEBOX_API_OPEN_READS), no worker obeys fault
+    switches (no FUSEBOX_CHAOS) and the fault route has no token unless one is given."""
+    for name, service in SERVICES.items():
+        env = service.get("environment") or {}
+        assert "FUSEBOX_API_OPEN_READS" not in env and "FUSEBOX_CHAOS" not in env, name
+    assert SERVICES["api"]["environment"]["FUSEBOX_API_CHAOS_TOKEN"] == "${FUSEBOX_API_CHAOS_TOKEN:-}"

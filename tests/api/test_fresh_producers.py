@@ -89,7 +89,7 @@ def test_the_first_job_after_serve_starts_routes_to_the_fallback(fleet: Fleet) -
         assert reply.status_code in (200, 201, 202), reply.text
         job = reply.json()
         assert job["routed_to"] == "fallback", job
-        result = wait_for(lambda: (r := httpx.get(f"{base}/jobs/{job['job_id']}", timeout=5).json()).get("result") and r,
+        result = wait_for(lambda: (r := httpx.get(f"{base}/jobs/{job['job_id']}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()).get("result") and r,
                           30)
         assert result and result["result"]["degraded"], result
     finally:

@@ -127,8 +127,9 @@ def test_jobs_submit_and_read(http: TestClient) -> None:
     response = http.post("/jobs", json={"model": "sentiment", "text": "质量很好，物流也快，非常满意"}, headers=AUTH)
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
-    done = wait_for(lambda: (b := http.get(f"/jobs/{job_id}").json())["status"] == "SUCCESS" and b, 60)
-    assert done, http.get(f"/jobs/{job_id}").json()
+    done = wait_for(lambda: (b := http.get(f"/jobs/{job_id}", headers=AUTH).json())["status"] == "SUCCESS" and b, 60)
+    assert done, http.get(f"/jobs/{job_id}", headers=AUTH).json()
+    assert http.get(f"/jobs/{job_id}").status_code == 401  # answers are not public
     assert done["result"]["output"]["label"] == "positive" and done["result"]["served_by"] == "model"
 
     image = base64.b64encode(invoice(3)).decode()
@@ -156,9 +157,9 @@ def test_bad_jobs_get_a_clear_4xx(http: TestClient, body: dict, needle: str) -> 
 
 
 def test_unknown_and_malformed_job_ids(http: TestClient) -> None:
-    unknown = http.get("/jobs/0a0a0a0a-0000-0000-0000-000000000000")  # never accepted: not PENDING forever
+    unknown = http.get("/jobs/0a0a0a0a-0000-0000-0000-000000000000", headers=AUTH)  # never accepted: not PENDING forever
     assert unknown.status_code == 404 and "unknown job" in unknown.json()["detail"]
-    assert http.get("/jobs/" + "x" * 200).status_code == 422
+    assert http.get("/jobs/" + "x" * 200, headers=AUTH).status_code == 422
 
 
 def test_metrics_cover_breakers_jobs_and_queues(http: TestClient, fleet: Fleet) -> None:

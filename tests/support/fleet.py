@@ -58,6 +58,7 @@ class Fleet:
             "FUSEBOX_KEY_PREFIX": self.prefix,
             "FUSEBOX_TRACE_MODEL_CALLS": "1",
             "FUSEBOX_PRELOAD": "none",
+            "FUSEBOX_CHAOS": "1",  # the tests' workers obey fault switches (off by default)
             **broker_env,
             **env,
         }
@@ -117,7 +118,7 @@ class Fleet:
             from tests.support.rabbit import rabbit
 
             return rabbit().unacked(self.vhost)
-        return int(self.db.hlen("unacked"))
+        return int(self.db.hlen(self.settings.broker_keys + "unacked"))
 
     def reset(self) -> None:
         """Between tests: no faults, no stored policies, breakers CLOSED, nothing parked."""

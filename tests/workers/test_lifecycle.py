@@ -25,7 +25,7 @@ from workers.app import queue_names
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-TOKEN = "lifecycle-token"
+TOKEN = "lifecycle-token-for-tests"
 
 
 def model_workers(fleet: Fleet) -> set[str]:
@@ -96,12 +96,12 @@ def test_an_unknown_job_is_answered_as_unknown(fleet: Fleet, http: TestClient) -
     stranger = str(uuid.uuid4())
     with pytest.raises(UnknownJob):
         fleet.client.status(stranger)
-    assert http.get(f"/jobs/{stranger}").status_code == 404
+    assert http.get(f"/jobs/{stranger}", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
     assert http.delete(f"/jobs/{stranger}", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
     known = fleet.client.submit_echo("known")
     known.get(timeout=20)
     assert fleet.client.status(known.id) == "SUCCESS"
-    assert http.get(f"/jobs/{known.id}").json()["status"] == "SUCCESS"
+    assert http.get(f"/jobs/{known.id}", headers={"Authorization": f"Bearer {TOKEN}"}).json()["status"] == "SUCCESS"
 
 
 def test_a_queued_job_cancelled_is_never_run(fleet: Fleet, http: TestClient) -> None:
@@ -113,7 +113,7 @@ def test_a_queued_job_cancelled_is_never_run(fleet: Fleet, http: TestClient) -> 
     assert fleet.client.cancel(doomed.id) == "already cancelled"
     answer = http.delete(f"/jobs/{by_http.id}", headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 200 and answer.json()["status"] == "CANCELLED"
-    assert doomed.status == "CANCELLED" and http.get(f"/jobs/{doomed.id}").json()["status"] == "CANCELLED"
+    assert doomed.status == "CANCELLED" and http.get(f"/jobs/{doomed.id}", headers={"Authorization": f"Bearer {TOKEN}"}).json()["status"] == "CANCELLED"
     fleet.breaker("echo").reset()
     assert kept.get(timeout=20).served_by == "model"
     assert wait_for(lambda: fleet.queued("echo") == 0, 10)
@@ -164,8 +164,9 @@ def test_the_fallback_exchange_routes_only_to_the_fallback_queue(fleet: Fleet) -
         bindings = rabbit().bindings(fleet.vhost)
     else:
         bindings = []
-        for key in fleet.db.scan_iter("_kombu.binding.*"):
-            exchange = key.decode().removeprefix("_kombu.binding.")
+        binding = fleet.settings.broker_keys + "_kombu.binding."  # under the fleet's broker key prefix
+        for key in fleet.db.scan_iter(binding + "*"):
+            exchange = key.decode().removeprefix(binding)
             for member in fleet.db.smembers(key):
                 routing_key, _pattern, queue = member.decode().split("\x06\x16")
                 bindings.append((exchange, queue, routing_key))
