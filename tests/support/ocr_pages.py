@@ -154,3 +154,18 @@ def big_page(side: int = 6000, font_size: int = 120, seed: int = 0) -> Image.Ima
              (200, f"Total: ${rng.randint(100, 9999)}.50"), (200, "Northwind Trading Ltd."),
              (200, f"Phone: +86 138 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}")]
     return _page((side, side), lines, font_size, cjk=False, top=300)
+
+
+def line_crop(text: str, height: int, cjk: bool = False, margin: float = 0.12) -> Image.Image:
+    """A tight crop of one printed line, ``height`` pixels high: what a caller sends after
+    cutting a field out of a form. Rendered large, cropped to the ink with ``margin`` (a
+    share of the ink's height) on every side, then scaled down to ``height``."""
+    font = _font(64, cjk)
+    canvas = Image.new("RGB", (64 * (len(text) + 4), 192), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((64, 48), text, fill="black", font=font)
+    left, top, right, bottom = draw.textbbox((64, 48), text, font=font)
+    pad = round((bottom - top) * margin)
+    crop = canvas.crop((left - pad, top - pad, right + pad, bottom + pad))
+    width = max(1, round(crop.width * height / crop.height))
+    return crop.resize((width, height), Image.Resampling.LANCZOS)
