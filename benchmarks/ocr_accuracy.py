@@ -9,7 +9,8 @@ Images (tests/support/ocr_pages.py, which knows every string it draws), by bucke
 - crop_10 .. crop_40: tight crops of one printed line, 10/16/24/40 px high (a field cut out
   of a form), Latin and Chinese lines of the generated pages;
 - page: invoices, receipts and ID cards as rendered (0.4-2.2 MP, A4 at 150 dpi);
-- phone: the same pages scaled to a phone photo's 4032 px on the longer side (up to 12 MP);
+- phone: the same pages as a phone photo: scaled to 4032 px on the longer side (up to
+  12 MP), on tinted paper, slightly blurred, saved as JPEG (quality 80);
 - scan_300dpi: the same pages at twice their size (A4 at 300 dpi: 2480x3508);
 - scan_6000: a 6000x6000 poster page and an invoice scaled to 6000 px high;
 - test_images: the pages the OCR tests submit (tests/workers/test_ocr.py) and the runner's
@@ -24,7 +25,10 @@ Engines, each configured as it runs in production:
   image shrunk to ``fallback_ocr_max_side``); its answers are marked degraded, and its CER
   says how degraded;
 - rapidocr: RapidOCR with the models bundled in its wheel (onnxruntime), ``use_cls`` off
-  as fusebox runs no orientation classifier.
+  as fusebox runs no orientation classifier;
+- before (only when asked for, ``--engines before``): the model path as it was before the
+  detector's input was sized per image: every image detected under ``limit_type="max"``
+  2048, small ones at their own size, no margin.
 
 Scores per bucket: ``cer`` = edit distance between the whole answer and the whole truth
 (whitespace ignored, lines in reading order) over the truth's characters, summed over the
@@ -36,19 +40,33 @@ target). ``wins``: the buckets where fusebox's CER <= RapidOCR's.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
 
-ENGINES = ["fusebox", "fallback", "rapidocr"]
+DEFAULT_ENGINES = ["fusebox", "fallback", "rapidocr"]
+ENGINES = DEFAULT_ENGINES + ["before"]
 CROP_HEIGHTS = [10, 16, 24, 40]
 
 
 def _scaled(image: Image.Image, factor: float) -> Image.Image:
     return image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
+
+
+def _photo(page: Image.Image) -> Image.Image:
+    """What a phone makes of a printed page: bigger, on off-white paper, a little soft, JPEG."""
+    from PIL import ImageChops, ImageFilter
+
+    big = _scaled(page.convert("RGB"), 4032 / max(page.size))
+    tinted = ImageChops.multiply(big, Image.new("RGB", big.size, (238, 232, 218)))
+    out = io.BytesIO()
+    tinted.filter(ImageFilter.GaussianBlur(1.2)).save(out, "JPEG", quality=80)
+    return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
 
 
 def samples() -> dict[str, list[tuple[Image.Image, list[str]]]]:
@@ -67,7 +85,7 @@ def samples() -> dict[str, list[tuple[Image.Image, list[str]]]]:
         crops = [op.line_crop(t, height) for t in latin] + [op.line_crop(t, height, cjk=True) for t in chinese]
         out[f"crop_{height}"] = [(c, op.truth(c)) for c in crops]
     out["page"] = [(p, op.truth(p)) for p in pages]
-    out["phone"] = [(_scaled(p, 4032 / max(p.size)), op.truth(p)) for p in pages[:4]]
+    out["phone"] = [(_photo(p), op.truth(p)) for p in pages[:4]]
     out["scan_300dpi"] = [(_scaled(p, 2.0), op.truth(p)) for p in pages[:4]]
     poster = op.big_page(6000, font_size=120, seed=3)
     out["scan_6000"] = [(poster, op.truth(poster)), (_scaled(pages[0], 6000 / pages[0].height), op.truth(pages[0]))]
@@ -96,9 +114,24 @@ def reader(engine: str, threads: int) -> Callable[[Image.Image], str]:
     from workers.settings import Settings
 
     spec, s = MODELS["ocr"], Settings(cpu_threads=threads)
+    if engine == "before":
+        _as_before()
     runner = spec.fallback_runner(s) if engine == "fallback" else spec.runner(s)
     runner.load()
     return lambda image: str(runner.run(image, {})["text"])
+
+
+def _as_before() -> None:
+    """Makes this process's OCR runners size the detector's input as main did before: one
+    fixed ``limit_type="max"`` for every image (the baseline of the crop buckets)."""
+    from workers.runners import ocr
+    from workers.runners.det_input import DetectorInput
+
+    def fixed(image: Image.Image, det_max_side: int | None) -> DetectorInput:
+        return DetectorInput(image, limits={"text_det_limit_type": "max",
+                                            "text_det_limit_side_len": det_max_side or 4000})
+
+    ocr.detector_input = fixed  # type: ignore[assignment]
 
 
 def score(truth: list[str], read: str) -> dict[str, int]:
@@ -124,6 +157,7 @@ def run(engines: list[str], threads: int) -> dict[str, Any]:
                 for key, value in score(lines, text).items():
                     sums[key] += value
             totals[bucket][engine] = sums
+            print(f"{engine} {bucket}: {sums}", file=sys.stderr, flush=True)  # progress; stdout is the JSON
     out: dict[str, Any] = {"engines": engines, "threads": threads,
                            "images": {b: len(v) for b, v in buckets.items()}, "cer": {}, "line_recall": {},
                            "seconds": {}}
@@ -141,7 +175,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="one JSON line")
     parser.add_argument("--threads", type=int, default=2, help="each engine's CPU threads")
-    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated, of " + ",".join(ENGINES))
+    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                        help="comma-separated, of " + ",".join(ENGINES))
     args = parser.parse_args()
     engines = [e for e in args.engines.split(",") if e]
     unknown = sorted(set(engines) - set(ENGINES))
