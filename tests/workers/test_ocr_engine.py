@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from tests.support.images import cjk_font_path, render
 from tests.support.ocr_pages import big_page, id_card, line_crop, receipt_en, receipt_zh
@@ -162,3 +162,16 @@ def test_a_tight_line_crop_gets_a_margin_and_its_box_stays_inside() -> None:
     page = receipt_en(1)
     assert detector_input(page, 2048).image is page and detector_input(page, 2048).offset == (0, 0)
     assert detector_input(big_page(3000), 2048).limits == {"text_det_limit_type": "max", "text_det_limit_side_len": 2048}
+
+
+def test_two_columns_are_read_row_by_row(onednn: OcrRunner) -> None:
+    """The documented reading order: top to bottom, a row's boxes left to right, so a
+    two-column page interleaves its columns."""
+    image = Image.new("RGB", (1000, 300), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=32)
+    for row, (left, right) in enumerate([("Apples 1kg", "Total 12.50"), ("Bread", "Cash 20.00")]):
+        draw.text((40, 60 + row * 90), left, fill="black", font=font)
+        draw.text((560, 64 + row * 90), right, fill="black", font=font)  # 4 px lower: still one row
+    texts = [line["text"].replace(" ", "") for line in onednn.run(image, {})["lines"]]
+    assert texts == ["Apples1kg", "Total12.50", "Bread", "Cash20.00"]
