@@ -12,6 +12,8 @@ Images (tests/support/ocr_pages.py, which knows every string it draws), by bucke
 - phone: the same pages as a phone photo: scaled to 4032 px on the longer side (up to
   12 MP), on tinted paper, slightly blurred, saved as JPEG (quality 80);
 - scan_300dpi: the same pages at twice their size (A4 at 300 dpi: 2480x3508);
+- small_print: the invoices' lines re-typeset in 10-point type on A4 at 300 dpi (42 px
+  type on 2481x3507: what a real invoice prints; the generated pages use 16-point type);
 - scan_6000: a 6000x6000 poster page and an invoice scaled to 6000 px high;
 - test_images: the pages the OCR tests submit (tests/workers/test_ocr.py) and the runner's
   self-check line.
@@ -87,6 +89,7 @@ def samples() -> dict[str, list[tuple[Image.Image, list[str]]]]:
     out["page"] = [(p, op.truth(p)) for p in pages]
     out["phone"] = [(_photo(p), op.truth(p)) for p in pages[:4]]
     out["scan_300dpi"] = [(_scaled(p, 2.0), op.truth(p)) for p in pages[:4]]
+    out["small_print"] = [(op.small_print(p), op.truth(p)) for p in pages[:2]]
     poster = op.big_page(6000, font_size=120, seed=3)
     out["scan_6000"] = [(poster, op.truth(poster)), (_scaled(pages[0], 6000 / pages[0].height), op.truth(pages[0]))]
     tests = [(render(ENGLISH), ENGLISH), (render(ENGLISH, size=(1600, 600), font_size=44), ENGLISH)]

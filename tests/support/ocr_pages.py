@@ -155,6 +155,15 @@ def pages(n: int = 12, seed: int = 0) -> list[bytes]:
     return [png(image) for image in page_images(n, seed)]
 
 
+def small_print(page: Image.Image, dpi: int = 300, points: float = 10.0) -> Image.Image:
+    """``page``'s lines re-typeset on an A4 sheet scanned at ``dpi``, in ``points``-point type
+    (what a real invoice prints: the generated pages use 16-point type at 150 dpi)."""
+    lines = truth(page)
+    cjk = any(ord(ch) > 0x2E80 for line in lines for ch in line)
+    size = (round(8.27 * dpi), round(11.69 * dpi))
+    return _page(size, [(dpi // 2, text) for text in lines], round(points * dpi / 72), cjk, top=dpi // 2)
+
+
 def big_page(side: int = 6000, font_size: int = 120, seed: int = 0) -> Image.Image:
     """A valid ``side`` x ``side`` page (a poster or a 600-dpi scan) with large text lines: the
     caller's legitimate big input, under the pixel limit."""
