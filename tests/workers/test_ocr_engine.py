@@ -162,6 +162,8 @@ def test_a_tight_line_crop_gets_a_margin_and_its_box_stays_inside() -> None:
     page = receipt_en(1)
     assert detector_input(page, 2048).image is page and detector_input(page, 2048).offset == (0, 0)
     assert detector_input(big_page(3000), 2048).limits == {"text_det_limit_type": "max", "text_det_limit_side_len": 2048}
+    strip = detector_input(line_crop("Payment due within 30 days " * 5, 40), 2048)  # long: margin, then bounded
+    assert strip.offset == (40, 40) and strip.limits["text_det_limit_type"] == "max"
 
 
 def test_two_columns_are_read_row_by_row(onednn: OcrRunner) -> None:

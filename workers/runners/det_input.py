@@ -60,13 +60,13 @@ def detector_input(image: Image.Image, det_max_side: int | None) -> DetectorInpu
       image: the image, already in the pixels the runner reads it at.
       det_max_side: longest side the detector sees; None keeps PaddleOCR's own bound (4000).
     """
-    if det_max_side is not None and max(image.size) > det_max_side:
-        return DetectorInput(image, limits={"text_det_limit_type": "max", "text_det_limit_side_len": det_max_side})
-    limits = {"text_det_limit_type": "min", "text_det_limit_side_len": MIN_SIDE}
+    offset = (0, 0)
     short = min(image.size)
-    if short >= SMALL_SIDE:
-        return DetectorInput(image, limits=limits)
-    margin = max(short, 4)  # as much again as the crop is high: measured best of 1/4, 1/2, 1x
-    padded = Image.new("RGB", (image.width + 2 * margin, image.height + 2 * margin), background(image))
-    padded.paste(image, (margin, margin))
-    return DetectorInput(padded, offset=(margin, margin), limits=limits)
+    if short < SMALL_SIDE:
+        margin = max(short, 4)  # as much again as the crop is high: measured best of 1/4, 1/2, 1x
+        padded = Image.new("RGB", (image.width + 2 * margin, image.height + 2 * margin), background(image))
+        padded.paste(image, (margin, margin))
+        image, offset = padded, (margin, margin)
+    if det_max_side is not None and max(image.size) > det_max_side:  # a big page, or a very long strip
+        return DetectorInput(image, offset, {"text_det_limit_type": "max", "text_det_limit_side_len": det_max_side})
+    return DetectorInput(image, offset, {"text_det_limit_type": "min", "text_det_limit_side_len": MIN_SIDE})
