@@ -150,7 +150,7 @@ def test_low_confidence_lines_are_flagged_not_dropped(onednn: OcrRunner) -> None
     assert any(line["low_confidence"] for line in strict)
 
 
-def test_a_tight_line_crop_gets_a_margin_and_its_box_stays_inside() -> None:
+def test_a_tight_line_crop_gets_a_margin_and_a_big_page_a_bound() -> None:
     """Pure unit test of the detector's input for a 10 px crop, a page and a big page."""
     from workers.runners.det_input import MIN_SIDE, detector_input
 

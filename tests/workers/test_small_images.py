@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from PIL import Image
 
 from breaker.keyspace import Keyspace
 from tests.support.cer import cer
@@ -21,11 +22,11 @@ LATIN = ["INVOICE No. INV-2026-00417", "Date: 2026-11-24", "Payment due within 3
 CHINESE = ["发票号码 12345678", "开票日期 2026年3月5日", "纳税人识别号 9112345678901234", "价税合计 ¥5,600.00"]
 
 
-def crops() -> list[tuple[int, str, bytes]]:
-    """(height, text, PNG): one Latin line at every height, and one Chinese where a CJK font is installed."""
-    out = [(h, text, png(line_crop(text, h))) for h, text in zip(HEIGHTS, LATIN)]
+def crops() -> list[tuple[Image.Image, str]]:
+    """(crop, text): one Latin line at every height, and one Chinese where a CJK font is installed."""
+    out = [(line_crop(text, h), text) for h, text in zip(HEIGHTS, LATIN)]
     if has_cjk():
-        out += [(h, text, png(line_crop(text, h, cjk=True))) for h, text in zip(HEIGHTS, CHINESE)]
+        out += [(line_crop(text, h, cjk=True), text) for h, text in zip(HEIGHTS, CHINESE)]
     return out
 
 
@@ -39,12 +40,14 @@ def ocr_fleet() -> Iterator[Fleet]:
 
 
 def read_all(fleet: Fleet, served_by: str) -> list[tuple[int, str, str, float]]:
-    handles = [(h, text, fleet.client.submit_ocr(image, route="model")) for h, text, image in crops()]
+    handles = [(crop, text, fleet.client.submit_ocr(png(crop), route="model")) for crop, text in crops()]
     out = []
-    for h, text, handle in handles:
+    for crop, text, handle in handles:
         result = handle.get(timeout=180)
         assert result.served_by == served_by, result.reason
-        out.append((h, text, result.output["text"], cer(text, result.output["text"])))
+        corners = [xy for line in result.output["lines"] for xy in line["box"]]
+        assert all(0 <= x <= crop.width and 0 <= y <= crop.height for x, y in corners)  # the crop's pixels
+        out.append((crop.height, text, result.output["text"], cer(text, result.output["text"])))
     return out
 
 
