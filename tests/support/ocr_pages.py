@@ -1,7 +1,8 @@
 """Realistic OCR pages for the OCR tests and the throughput benchmark: invoices, receipts
 and ID cards, in English and Chinese, rendered with Pillow (deterministic per seed).
 
-``pages(12)`` is the benchmark's set: about 20 text lines a page at scan-like sizes,
+Every page knows its text: ``truth(image)`` gives the lines it was drawn with (what the
+accuracy benchmark scores against). ``pages(12)`` is the throughput benchmark's set: about 20 text lines a page at scan-like sizes,
 which is what a page costs in production, unlike the three-line demo pages. Chinese pages
 need a CJK font (``./dev`` installs fonts-wqy-microhei); without one they are rendered in
 English, and ``has_cjk()`` says so.
@@ -21,6 +22,8 @@ ITEMS_EN = ["Printer paper A4", "Toner cartridge", "USB-C cable 2m", "Desk lamp"
             "Ballpoint pens x10", "Monitor stand", "Keyboard", "Mouse pad", "Shipping", "Service fee"]
 ITEMS_ZH = ["办公用纸", "硒鼓", "数据线", "台灯", "订书机", "笔记本", "签字笔", "显示器支架", "键盘", "鼠标垫",
             "运输费", "技术服务费"]
+#: The key of ``Image.info`` that holds a rendered page's lines.
+TRUTH = "fusebox.truth"
 NAMES_ZH = ["李伟", "王芳", "张敏", "陈静", "刘洋", "赵磊"]
 CITIES_ZH = ["北京市朝阳区", "上海市浦东新区", "广州市天河区", "杭州市西湖区"]
 
@@ -42,7 +45,13 @@ def _page(size: tuple[int, int], lines: list[tuple[int, str]], font_size: int, c
     step = int(font_size * 1.9)
     for row, (x, text) in enumerate(lines):
         draw.text((x, top + row * step), text, fill="black", font=font)
+    image.info[TRUTH] = [text for _, text in lines]  # Pillow copies ``info`` through resize()
     return image
+
+
+def truth(image: Image.Image) -> list[str]:
+    """The lines a page of this module (or a resize of one) was drawn with, top to bottom."""
+    return list(image.info[TRUTH])
 
 
 def invoice_en(seed: int) -> Image.Image:
@@ -146,6 +155,15 @@ def pages(n: int = 12, seed: int = 0) -> list[bytes]:
     return [png(image) for image in page_images(n, seed)]
 
 
+def small_print(page: Image.Image, dpi: int = 300, points: float = 10.0) -> Image.Image:
+    """``page``'s lines re-typeset on an A4 sheet scanned at ``dpi``, in ``points``-point type
+    (what a real invoice prints: the generated pages use 16-point type at 150 dpi)."""
+    lines = truth(page)
+    cjk = any(ord(ch) > 0x2E80 for line in lines for ch in line)
+    size = (round(8.27 * dpi), round(11.69 * dpi))
+    return _page(size, [(dpi // 2, text) for text in lines], round(points * dpi / 72), cjk, top=dpi // 2)
+
+
 def big_page(side: int = 6000, font_size: int = 120, seed: int = 0) -> Image.Image:
     """A valid ``side`` x ``side`` page (a poster or a 600-dpi scan) with large text lines: the
     caller's legitimate big input, under the pixel limit."""
@@ -154,3 +172,20 @@ def big_page(side: int = 6000, font_size: int = 120, seed: int = 0) -> Image.Ima
              (200, f"Total: ${rng.randint(100, 9999)}.50"), (200, "Northwind Trading Ltd."),
              (200, f"Phone: +86 138 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}")]
     return _page((side, side), lines, font_size, cjk=False, top=300)
+
+
+def line_crop(text: str, height: int, cjk: bool = False, margin: float = 0.12) -> Image.Image:
+    """A tight crop of one printed line, ``height`` pixels high: what a caller sends after
+    cutting a field out of a form. Rendered large, cropped to the ink with ``margin`` (a
+    share of the ink's height) on every side, then scaled down to ``height``."""
+    font = _font(64, cjk)
+    canvas = Image.new("RGB", (64 * (len(text) + 4), 192), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((64, 48), text, fill="black", font=font)
+    left, top, right, bottom = draw.textbbox((64, 48), text, font=font)
+    pad = round((bottom - top) * margin)
+    crop = canvas.crop((left - pad, top - pad, right + pad, bottom + pad))
+    width = max(1, round(crop.width * height / crop.height))
+    out = crop.resize((width, height), Image.Resampling.LANCZOS)
+    out.info[TRUTH] = [text]
+    return out

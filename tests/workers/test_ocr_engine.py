@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from tests.support.images import cjk_font_path, render
-from tests.support.ocr_pages import big_page, id_card, receipt_en, receipt_zh
+from tests.support.ocr_pages import big_page, id_card, line_crop, receipt_en, receipt_zh
 from tests.workers.test_ocr import CHINESE, ENGLISH
 from workers.images import decode_image
 from workers.runners.ocr import SELF_CHECK_TEXT, OcrRunner, self_check_image
@@ -72,7 +72,7 @@ def test_the_detector_bound_keeps_a_big_page_readable(onednn: OcrRunner) -> None
 class _BrokenOneDnn:
     """What Paddle 3.3.x does with oneDNN on CPU: the first predict raises."""
 
-    def predict(self, image: Any) -> Any:
+    def predict(self, image: Any, **limits: Any) -> Any:
         raise RuntimeError("(Unimplemented) ConvertPirAttribute2RuntimeAttribute not support [pir::ArrayAttribute]")
 
 
@@ -126,7 +126,7 @@ class _Reads:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def predict(self, image: Any) -> Any:
+    def predict(self, image: Any, **limits: Any) -> Any:
         return [{"rec_texts": [self.text], "rec_scores": [0.99], "rec_polys": [[[0, 0], [9, 0], [9, 9], [0, 9]]]}]
 
 
@@ -134,3 +134,46 @@ def _dirs() -> tuple[Any, Any]:
     from pathlib import Path
 
     return Path("det"), Path("rec")
+
+
+def test_low_confidence_lines_are_flagged_not_dropped(onednn: OcrRunner) -> None:
+    page = receipt_en(7)
+    clean = onednn.run(page, {})["lines"]
+    assert len(clean) >= 10 and not any(line["low_confidence"] for line in clean)  # 0.5 by default
+    onednn.low_confidence = 0.999
+    try:
+        strict = onednn.run(page, {})["lines"]
+    finally:
+        onednn.low_confidence = 0.5
+    assert [line["text"] for line in strict] == [line["text"] for line in clean]  # flagged, never dropped
+    assert [line["low_confidence"] for line in strict] == [line["score"] < 0.999 for line in strict]
+    assert any(line["low_confidence"] for line in strict)
+
+
+def test_a_tight_line_crop_gets_a_margin_and_a_big_page_a_bound() -> None:
+    """Pure unit test of the detector's input for a 10 px crop, a page and a big page."""
+    from workers.runners.det_input import MIN_SIDE, detector_input
+
+    crop = line_crop("Total: $1,234.50", 10)
+    seen = detector_input(crop, 2048)
+    assert seen.offset == (10, 10) and seen.image.size == (crop.width + 20, 30)
+    assert seen.limits == {"text_det_limit_type": "min", "text_det_limit_side_len": MIN_SIDE}
+    assert seen.image.getpixel((0, 0)) == (255, 255, 255)  # the crop's own paper
+    page = receipt_en(1)
+    assert detector_input(page, 2048).image is page and detector_input(page, 2048).offset == (0, 0)
+    assert detector_input(big_page(3000), 2048).limits == {"text_det_limit_type": "max", "text_det_limit_side_len": 2048}
+    strip = detector_input(line_crop("Payment due within 30 days " * 5, 40), 2048)  # long: margin, then bounded
+    assert strip.offset == (40, 40) and strip.limits["text_det_limit_type"] == "max"
+
+
+def test_two_columns_are_read_row_by_row(onednn: OcrRunner) -> None:
+    """The documented reading order: top to bottom, a row's boxes left to right, so a
+    two-column page interleaves its columns."""
+    image = Image.new("RGB", (1000, 300), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=32)
+    for row, (left, right) in enumerate([("Apples 1kg", "Total 12.50"), ("Bread", "Cash 20.00")]):
+        draw.text((40, 60 + row * 90), left, fill="black", font=font)
+        draw.text((560, 64 + row * 90), right, fill="black", font=font)  # 4 px lower: still one row
+    texts = [line["text"].replace(" ", "") for line in onednn.run(image, {})["lines"]]
+    assert texts == ["Apples1kg", "Total12.50", "Bread", "Cash20.00"]

@@ -6,9 +6,16 @@ break it: Paddle issue #77340, which is why the ``cpu`` extra pins 3.2.2). A sta
 self-check reads a rendered line with oneDNN on; if that raises or reads wrong, the runner
 reloads with oneDNN off and logs why (``onednn_active`` says which one it runs).
 
-The detector sees at most ``det_max_side`` pixels on a page's longer side (PaddleOCR's
-``text_det_limit_type="max"``): a 6000x6000 scan costs the detector what a 2048x2048 one
-does, and recognition still reads crops of the full-resolution page.
+The detector's input size is chosen per image (workers/runners/det_input.py): a page
+longer than ``det_max_side`` is scaled down for detection only (a 6000x6000 scan costs the
+detector what a 2048x2048 one does; recognition still reads full-resolution crops), a small
+image (a line crop) gets a margin and PaddleOCR's own 64 px minimum, the rest is untouched.
+
+Every line the recogniser reads is returned with its score; none is dropped for a low one
+(``text_rec_score_thresh=0``). Each line says ``low_confidence: true`` when its score is under ``low_confidence``.
+Lines come in PaddleOCR's reading order: top to bottom by each box's top-left corner, boxes
+whose tops are within 10 px of each other left to right. A multi-column page is therefore
+read row by row across the columns, not column by column.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from workers.fields import extract_key_fields
 from workers.runners.base import ModelRunner
+from workers.runners.det_input import detector_input
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,10 @@ def self_check_image() -> Image.Image:
     image = Image.new("RGB", (640, 96), "white")
     ImageDraw.Draw(image).text((24, 24), SELF_CHECK_TEXT, fill="black", font=ImageFont.load_default(size=36))
     return image
+
+
+def _within(value: int, limit: int) -> int:
+    return min(limit, max(0, value))
 
 
 def _squashed(text: str) -> str:
@@ -53,6 +65,8 @@ class OcrRunner(ModelRunner):
       det_max_side: longest side, in pixels, of the image the text detector sees (larger
         pages are scaled down for detection only); None keeps PaddleOCR's default (up to
         4000 pixels).
+      low_confidence: lines whose recognition score is under this are flagged
+        ``low_confidence: true`` (still returned).
     """
 
     name = "ocr"
@@ -68,12 +82,13 @@ class OcrRunner(ModelRunner):
         max_side: int | None = None,
         onednn: bool = True,
         det_max_side: int | None = 2048,
+        low_confidence: float = 0.5,
     ) -> None:
         super().__init__()
         self.det_dir, self.rec_dir = det_dir, rec_dir
         self.det_name, self.rec_name = det_name, rec_name
         self.device, self.cpu_threads, self.max_side = device, cpu_threads, max_side
-        self.onednn, self.det_max_side = onednn, det_max_side
+        self.onednn, self.det_max_side, self.low_confidence = onednn, det_max_side, low_confidence
         #: Whether oneDNN is what this runner actually runs with (after the self-check).
         self.onednn_active = False
         #: Why oneDNN was turned off at load, if it was.
@@ -85,9 +100,6 @@ class OcrRunner(ModelRunner):
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
         from paddleocr import PaddleOCR  # heavy import, only in processes that run OCR
 
-        det_limits: dict[str, Any] = {}
-        if self.det_max_side is not None:
-            det_limits = {"text_det_limit_type": "max", "text_det_limit_side_len": self.det_max_side}
         return PaddleOCR(
             text_detection_model_name=self.det_name,
             text_detection_model_dir=str(self.det_dir),
@@ -99,7 +111,7 @@ class OcrRunner(ModelRunner):
             device=self.device,
             enable_mkldnn=onednn,
             cpu_threads=self.cpu_threads,
-            **det_limits,
+            text_rec_score_thresh=0.0,  # every line comes back; low ones are flagged, not dropped
         )
 
     def _self_check(self) -> str | None:
@@ -135,12 +147,17 @@ class OcrRunner(ModelRunner):
         if self.max_side and max(image.size) > self.max_side:
             scale = self.max_side / max(image.size)
             image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-        bgr = np.asarray(image)[:, :, ::-1]
-        (page,) = self._ocr.predict(bgr)
+        seen = detector_input(image if image.mode == "RGB" else image.convert("RGB"), self.det_max_side)
+        bgr = np.asarray(seen.image)[:, :, ::-1]
+        (page,) = self._ocr.predict(bgr, **seen.limits)
+        (dx, dy), (width, height) = seen.offset, inputs.size
         lines = []
         for text, score, poly in zip(page["rec_texts"], page["rec_scores"], page["rec_polys"]):
-            box = [[round(float(x) / scale), round(float(y) / scale)] for x, y in np.asarray(poly).tolist()]
-            lines.append({"text": str(text), "score": round(float(score), 4), "box": box})
+            # Back in the caller's pixels: out of the margin, up from the shrink, inside the image.
+            box = [[_within(round((float(x) - dx) / scale), width), _within(round((float(y) - dy) / scale), height)]
+                   for x, y in np.asarray(poly).tolist()]
+            lines.append({"text": str(text), "score": round(float(score), 4), "box": box,
+                          "low_confidence": bool(score < self.low_confidence)})
         full_text = "\n".join(line["text"] for line in lines)
         return {"lines": lines, "text": full_text, "key_fields": extract_key_fields(full_text)}
 
