@@ -22,7 +22,8 @@ import httpx
 import redis
 from pydantic import BaseModel
 
-from api.alerts import DELIVERED, FAILED, KEEP_SECONDS, LEASE, AlertSender, _body, _Hook, _Watch
+from api.alert_format import _body, bounded, escape_markdown
+from api.alerts import DELIVERED, FAILED, KEEP_SECONDS, LEASE, AlertSender, _Hook, _Watch
 from breaker import STORE_ERRORS
 from breaker.keyspace import Keyspace
 
@@ -48,13 +49,14 @@ class DeviceEvent(BaseModel):
 
     @property
     def title(self) -> str:
-        return f"fusebox device {self.device}: {self.action} from {self.model} ({self.reason})"
+        return f"fusebox device {self.device}: {self.action} from {self.model} ({bounded(self.reason, 200)})"
 
 
 def render_device(event: DeviceEvent, fmt: str) -> dict[str, Any]:
     """The webhook body for one device event, in the receiver's format."""
     mark = "🔴" if event.action == "ejected" else "🟢"
-    lines = [f"**{mark} {event.device}: {event.action} from {event.model}**", f"- reason: {event.reason}"]
+    lines = [f"**{mark} {escape_markdown(event.device, 200)}: {event.action} from {event.model}**",
+             f"- reason: {escape_markdown(event.reason)}"]
     if event.action == "ejected" and event.until:
         lines.append(f"- ejection {event.ejections}, probe job after {max(0.0, event.until - event.at):.0f} s")
     return _body(fmt, event.title, "\n".join(lines), {"device_event": event.model_dump(mode="json")})
