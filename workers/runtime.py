@@ -77,7 +77,7 @@ class _ChaosOff(Faults):
     """The switches of a worker without ``FUSEBOX_CHAOS``: every one reads as off, whatever
     Redis holds, so that one Redis write cannot make a production fleet fail, stall or leak."""
 
-    def get(self, model: str) -> FaultSpec:
+    def get(self, model: str, worker: str | None = None) -> FaultSpec:
         return FaultSpec()
 
 
