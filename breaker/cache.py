@@ -123,12 +123,11 @@ class StateCache:
         now = self._clock()
         return now - self._refreshed_at < self.max_age and now - self._alive_at < self.max_silence
 
-    def forget(self) -> None:
-        with self._lock:
-            self._views.clear()
-            self.subscribed = False
-            self._refreshed_at = None
-            self._alive_at = None
+    def distrust(self) -> None:
+        """Keeps the views but trusts none of them until the next full re-read."""
+        self.subscribed = False
+        self._refreshed_at = None
+        self._alive_at = None
 
     def reset_lock(self) -> None:
         """After a fork: the parent's lock may have been held by one of its threads."""

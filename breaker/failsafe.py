@@ -241,6 +241,10 @@ class FailSafe:
         self._lock = threading.RLock()
         self.tally.reset_lock()
 
+    def forget_tally(self) -> None:
+        """After a fork: the tally is the parent's to hand back, not the child's."""
+        self.tally = LocalTally()
+
     def log_once(self, level: int, message: str, *args: object) -> None:
         text = message % args
         if text in self._logged:
