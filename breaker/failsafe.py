@@ -191,6 +191,9 @@ class StoreHealth(BaseModel):
       dropped_outcomes: outcomes dropped because the queue was full; dropped_by: the same
         per breaker.
       tallied_outcomes: outcomes decided locally and not yet handed back to the store.
+      lost_outcomes: outcomes of writes whose answer was lost longer ago than the store
+        remembers write ids (``IDEMPOTENCY_HORIZON_S``): not handed back, so never counted
+        twice; they may be in the store or not.
       eviction_policy: the store's ``maxmemory-policy`` (None when CONFIG is not allowed).
       eviction_safe: False when that policy may evict breaker keys (``allkeys-*``).
       policy_problems: breakers whose stored policy the scripts refused, with why.
@@ -210,6 +213,7 @@ class StoreHealth(BaseModel):
     dropped_outcomes: int
     dropped_by: dict[str, int] = {}
     tallied_outcomes: int = 0
+    lost_outcomes: int = 0
     eviction_policy: str | None = None
     eviction_safe: bool | None = None
     policy_problems: dict[str, str] = {}
@@ -226,6 +230,9 @@ class FailSafe:
     def __init__(self, owner: Breakers) -> None:
         self.owner = owner
         self.tally = LocalTally()
+        #: Per breaker, the shared (incarnation, epoch) last seen when the store was lost:
+        #: the basis of what the local breaker admits (see breaker/tally.py).
+        self.basis: dict[str, tuple[int, int]] = {}
         self.degraded = owner.shared is None
         self.since: float | None = None
         self.fault: StoreFault | None = None
@@ -281,6 +288,7 @@ class FailSafe:
                 view = owner.cache.get(name)
                 if view is None:
                     continue
+                self.basis[name] = (view.incarnation, view.epoch)
                 policy = owner.sync.known_policy(name)
                 # Unknown store clock: keep the whole wait rather than none of it.
                 open_for = policy.wait_in_open
@@ -372,33 +380,40 @@ class FailSafe:
         if shared is None:
             return
         who = process_identity()
-        for name in self.tally.names():
+        for key in self.tally.keys():
             if self.degraded and not while_degraded:
                 return
-            tally = self.tally.take(name)
+            name, basis = key
+            tally = self.tally.take(key)
             if tally is None:
                 continue
             policy = owner.sync.known_policy(name)
             now_ms = int(time.time() * 1000)
             try:
-                # Writes that timed out may have run after all: ask, so as to count each once.
-                tally.settle(shared.applied_batches(name, list(tally.uncertain)))
+                # Writes that timed out may have run after all: ask, so as to count each once
+                # (those older than the store's memory of write ids are reported lost).
+                lost = tally.settle(shared.applied_batches(name, [b for b in tally.uncertain
+                                                                  if b not in tally.overdue(now_ms)]), now_ms)
             except STORE_ERRORS as exc:
-                self.tally.restore(name, tally)
+                self.tally.restore(key, tally)
                 if while_degraded:
                     raise
                 self.lost(exc)
                 return
+            if lost:
+                self.tally.lost += lost
+                log.warning("%d outcome(s) of %s were sent in a write whose answer was lost longer ago than the "
+                            "store remembers write ids: not handed back (they may be counted, or lost)", lost, name)
             if not tally.totals:
                 continue
             window = LocalTally.window(tally, now_ms, policy.window)
             batch = os.urandom(8).hex()
             try:
                 view = shared.merge(name, policy, who, window, bool((local_open or {}).get(name)),
-                                    dict(tally.totals), batch)
+                                    dict(tally.totals), batch, basis)
             except STORE_ERRORS as exc:
                 # It may have run: keep the counts under the hand-back's id, to be asked about.
-                self.tally.restore(name, tally.as_uncertain(batch))
+                self.tally.restore(key, tally.as_uncertain(batch, now_ms))
                 if while_degraded:
                     raise
                 self.lost(exc)
@@ -419,7 +434,8 @@ class FailSafe:
             slow = request.outcome == Outcome.SLOW or (
                 request.outcome != Outcome.IGNORED and request.duration >= policy.slow_call_duration
             )
-            self.tally.add(request.name, int(time.time() * 1000), request.outcome, slow, batch)
+            basis = self.basis.get(request.name) if ticket.local else (ticket.incarnation, ticket.epoch)
+            self.tally.add(request.name, int(time.time() * 1000), request.outcome, slow, batch, basis)
         if not self.degraded:
             return None  # admitted by the local breaker before this process rejoined: tallied
         if not ticket.local:
@@ -470,6 +486,7 @@ class FailSafe:
             dropped_outcomes=owner.recorder.dropped,
             dropped_by=dict(owner.recorder.dropped_by),
             tallied_outcomes=self.tally.count(),
+            lost_outcomes=self.tally.lost,
             eviction_policy=eviction,
             eviction_safe=None if eviction is None else eviction not in UNSAFE_EVICTION,
             policy_problems=dict(owner.shared.policy_problems) if owner.shared is not None else {},

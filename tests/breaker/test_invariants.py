@@ -251,11 +251,10 @@ def test_a_write_older_than_the_horizon_is_reported_lost_not_counted_twice() -> 
     """Beyond the horizon the store cannot answer "did it run?": such outcomes are dropped
     and reported (``health().lost_outcomes``), never handed back a second time."""
     tally = LocalTally()
-    tally.add("m", 1_000, Outcome.FAILURE, False, batch="old", sent_ms=1_000)
-    tally.add("m", 900_000, Outcome.FAILURE, False, batch="new", sent_ms=900_000)
-    taken = tally.take_all()
-    assert len(taken) == 1
-    (_, t), = taken.items()
-    lost = t.settle(applied=set(), now_ms=1_000 + 10_000_000)
-    assert lost == 1
-    assert t.totals["failure"] == 1
+    tally.add("m", 1_000, Outcome.FAILURE, False, batch="old", basis=(1, 0))
+    tally.add("m", 600_000, Outcome.FAILURE, False, batch="new", basis=(1, 0))
+    t = tally.take(("m", (1, 0)))
+    assert t is not None
+    lost = t.settle(applied=set(), now_ms=650_000)
+    assert lost == 1  # "old": 649 s ago, the store may have forgotten it
+    assert t.totals["failure"] == 1  # "new": not applied, handed back
