@@ -20,6 +20,10 @@ if redis.call('ZSCORE', K_APPLIED, ARGV[11]) then
   return reply(s, now, {tripped = false, duplicate = true})
 end
 remember_applied(ARGV[11], now)
+if s.state == 'disabled' then
+  -- DISABLED records nothing, as record.lua: not even the totals of a hand-back.
+  return reply(s, now, {tripped = false})
+end
 for i = 14, #ARGV, 2 do
   redis.call('HINCRBY', K_STATE, 'n_' .. ARGV[i], tonumber(ARGV[i + 1]))
 end

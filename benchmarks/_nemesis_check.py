@@ -1,0 +1,195 @@
+"""The checker of the nemesis run (benchmarks/nemesis.py): the invariants of docs/breaker.md
+("Invariants") verified on what every process logged, what the nemesis did, and samples of
+the store's own state.
+
+Each check returns its violations (a short text each). ``BOUND`` is the documented bound on
+how old a state a process may decide on (a view is trusted while its subscription showed a
+sign of life in the last 2 s and its last full re-read is younger than 1.5 × the re-read
+interval, here 0.5 s); ``REACTION`` the time a model failing above threshold may take to be
+rejected in every process.
+"""
+
+from __future__ import annotations
+
+import bisect
+import glob
+import json
+import os
+from collections import defaultdict
+from typing import Any
+
+from breaker import BreakerPolicy
+
+BOUND = 3.0
+REACTION = 3.0
+LOSSY = ("kill_restart", "restart_empty")
+OUTCOMES = ("success", "failure", "timeout", "slow", "ignored")
+
+
+def load(out: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Calls per process log, and each process's health at its end."""
+    calls: dict[str, list[dict[str, Any]]] = {}
+    ends: dict[str, dict[str, Any]] = {}
+    for path in sorted(glob.glob(os.path.join(out, "calls-*.jsonl"))):
+        tag = os.path.basename(path)[6:-6]
+        rows = [json.loads(line) for line in open(path) if line.strip()]
+        calls[tag] = [r for r in rows if r["k"] != "end"]
+        for r in rows:
+            if r["k"] == "end":
+                ends[tag] = r["health"]
+    return calls, ends
+
+
+def _overlaps(faults: list[dict[str, Any]], kinds: tuple[str, ...], start: float, end: float) -> bool:
+    return any(f["fault"] in kinds and f["t0"] <= end and f["t1"] >= start for f in faults)
+
+
+def counted_once(calls: dict[str, list[dict[str, Any]]], ends: dict[str, dict[str, Any]],
+                 faults: list[dict[str, Any]], store: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    made = sum(1 for rows in calls.values() for r in rows if r["k"] != "rej")
+    counted = sum(int(store["totals"].get(k, 0)) for k in OUTCOMES)
+    lost = sum(h.get("lost_outcomes", 0) + h.get("dropped_outcomes", 0) for h in ends.values())
+    unsettled = sum(h.get("tallied_outcomes", 0) + h.get("pending_outcomes", 0) for h in ends.values())
+    figures = {"outcomes_made": made, "outcomes_counted": counted, "knowingly_lost": lost, "unsettled": unsettled}
+    violations = []
+    if counted > made:
+        violations.append(f"counted twice: the store counted {counted} outcomes, the processes made {made}")
+    exact = not any(f["fault"] in LOSSY + ("disable",) for f in faults)
+    figures["exact_run"] = exact
+    if exact and counted != made - lost - unsettled:
+        violations.append(f"not exactly once: made {made}, knowingly lost {lost}, unsettled {unsettled}, "
+                          f"counted {counted}")
+    if unsettled:
+        violations.append(f"{unsettled} outcomes still tallied or queued after the run settled")
+    return violations, figures
+
+
+def operator_holds(calls: dict[str, list[dict[str, Any]]], faults: list[dict[str, Any]]) -> list[str]:
+    """FORCED_OPEN rejects and DISABLED admits every call, in every process (children too),
+    from ``BOUND`` after the action until the reset; DISABLED records nothing."""
+    violations = []
+    for f in faults:
+        if f["fault"] not in ("force_open", "disable") or "error" in f or "t_reset" not in f:
+            continue
+        start, end = f["t0"] + BOUND, f["t_reset"]
+        if end <= start or _overlaps(faults, LOSSY, f["t0"], end):
+            continue  # the store may have lost the operator's action: it must be repeated
+        for tag, rows in calls.items():
+            if f["fault"] == "force_open":
+                bad = [r for r in rows if r["k"] != "rej" and start <= r["t"] <= end]
+                what = "admitted under FORCED_OPEN"
+            else:
+                bad = [r for r in rows if r["k"] == "rej" and start <= r["t"] <= end]
+                what = "rejected under DISABLED"
+            if bad:
+                violations.append(f"{tag}: {len(bad)} call(s) {what} (first {bad[0]['t'] - f['t0']:.2f}s after it)")
+        if f["fault"] == "disable" and f.get("totals_mid") and f.get("totals_end"):
+            mid = {k: f["totals_mid"].get(k, 0) for k in OUTCOMES}
+            end_totals = {k: f["totals_end"].get(k, 0) for k in OUTCOMES}
+            if mid != end_totals:
+                violations.append(f"DISABLED recorded outcomes: {mid} -> {end_totals}")
+    return violations
+
+
+def probes_in_flight(calls: dict[str, list[dict[str, Any]]], faults: list[dict[str, Any]],
+                     policy: BreakerPolicy) -> tuple[list[str], int]:
+    """HALF_OPEN never has more than N probes in flight (per epoch of one store's life: a
+    store that came back behind may hand out an epoch's permits again)."""
+    permitted = max([policy.permitted_calls_in_half_open] + [f.get("permitted", 0) for f in faults])
+    losses = sorted(f["t1"] for f in faults if f["fault"] in LOSSY)
+    sweeps: dict[tuple[int, int, int], list[tuple[float, int]]] = defaultdict(list)
+    for rows in calls.values():
+        for r in rows:
+            if r["k"] != "rej" and r.get("p") is not None and not r.get("l"):
+                life = bisect.bisect(losses, r["t"])
+                sweeps[(life, r["inc"], r["ep"])] += [(r["t"], 1), (r["e"], -1)]
+    worst, violations = 0, []
+    for key, events in sweeps.items():
+        level = peak = 0
+        for _, step in sorted(events, key=lambda x: (x[0], x[1])):
+            level += step
+            peak = max(peak, level)
+        worst = max(worst, peak)
+        if peak > permitted:
+            violations.append(f"{peak} probes in flight in HALF_OPEN epoch {key[2]} (N = {permitted})")
+    return violations, worst
+
+
+def decided_on_fresh_state(calls: dict[str, list[dict[str, Any]]], samples: list[list[Any]]) -> tuple[list[str], int]:
+    """A shared admission carries the store's (incarnation, epoch) of at most ``BOUND`` ago:
+    no process keeps deciding on a state the store lost (came back behind, or empty)."""
+    times = [s[0] for s in samples]
+    violations, checked = [], 0
+    for tag, rows in calls.items():
+        bad = []
+        for r in rows:
+            if r["k"] == "rej" or r.get("l"):
+                continue
+            lo, hi = bisect.bisect_left(times, r["t"] - BOUND), bisect.bisect_right(times, r["t"] + 0.3)
+            seen = [(s[3], s[2]) for s in samples[lo:hi]]
+            if not seen:
+                continue  # the store answered nobody then (paused, frozen, down)
+            checked += 1
+            epochs = [e for inc, e in seen if inc == r["inc"]]
+            if not epochs or not min(epochs) <= r["ep"] <= max(epochs):
+                bad.append(r)
+        if bad:
+            violations.append(f"{tag}: {len(bad)} admission(s) on a state the store did not hold within "
+                              f"{BOUND}s (first at incarnation {bad[0]['inc']} epoch {bad[0]['ep']})")
+    return violations, checked
+
+
+def rejected_when_failing(calls: dict[str, list[dict[str, Any]]], phases: list[list[float]],
+                          faults: list[dict[str, Any]], policy: BreakerPolicy, t0: float) -> tuple[list[str], int]:
+    """A model failing for longer than ``REACTION`` is rejected in every process: in any
+    ``REACTION``-long stretch after that, a process lets at most 2 × minimum_calls + 10
+    non-probe calls reach it (a store that lost its state must see minimum_calls again)."""
+    limit = 2 * policy.minimum_calls + 10
+    operator = ("disable", "reset", "force_open", "set_policy")
+    violations, worst = [], 0
+    for start, end, rate, _ in phases:
+        if rate < 1.0 or end - start <= REACTION + 1:
+            continue
+        a, b = t0 + start + REACTION, t0 + end
+        for tag, rows in calls.items():
+            times = sorted(r["t"] for r in rows if r["k"] != "rej" and r.get("p") is None and a <= r["t"] <= b)
+            for i, t in enumerate(times):
+                j = bisect.bisect_right(times, t + REACTION)
+                if _overlaps(faults, operator, t - BOUND, t + REACTION):
+                    continue
+                worst = max(worst, j - i)
+                if j - i > limit:
+                    violations.append(f"{tag}: {j - i} calls reached a failing model within {REACTION}s "
+                                      f"({t - t0:.1f}s into the run; limit {limit})")
+                    break
+    return violations, worst
+
+
+def check(out: str, phases: list[list[float]], faults: list[dict[str, Any]], samples: list[list[Any]],
+          store: dict[str, Any], policy: BreakerPolicy, t0: float) -> dict[str, Any]:
+    """Every invariant on one run's logs; ``t0`` is the wall-clock start of the schedule."""
+    calls, ends = load(out)
+    counted, figures = counted_once(calls, ends, faults, store)
+    probes, peak = probes_in_flight(calls, faults, policy)
+    fresh, checked = decided_on_fresh_state(calls, samples)
+    reaction, worst = rejected_when_failing(calls, phases, faults, policy, t0)
+    holds = operator_holds(calls, faults)
+    violations = {name: v for name, v in (("counted_once", counted), ("operator_holds", holds),
+                                          ("probes_in_flight", probes), ("fresh_state", fresh),
+                                          ("rejected_when_failing", reaction)) if v}
+    rows = [r for rs in calls.values() for r in rs]
+    return {
+        "violations": violations,
+        "processes": len(calls),
+        "forked_children": sum(1 for tag in calls if "c" in tag.split("-")[0]),
+        "calls": len(rows),
+        "rejected": sum(1 for r in rows if r["k"] == "rej"),
+        "local_decisions": sum(1 for r in rows if r.get("l")),
+        **figures,
+        "peak_probes_in_flight": peak,
+        "admissions_checked_fresh": checked,
+        "worst_calls_to_failing_model_per_reaction": worst,
+        "store_samples": len(samples),
+        "applied_ids_in_store": store["applied_ids"],
+        "store_losses_per_process": {tag: h.get("losses", 0) for tag, h in ends.items()},
+    }
