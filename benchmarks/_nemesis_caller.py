@@ -65,7 +65,7 @@ def calls(b: Breakers, cfg: dict[str, Any], rng: random.Random, until: float, ta
         try:
             ticket = guarded.__enter__()
         except CallNotPermitted as exc:
-            out.write(json.dumps({"t": now, "k": "rej", "s": exc.state.value}) + "\n")
+            out.write(json.dumps({"t": now, "k": "rej", "s": exc.state.value, "l": b.degraded}) + "\n")
             time.sleep(cfg["pause"])
             continue
         fail = rng.random() < rate

@@ -5,8 +5,10 @@ the store's own state.
 Each check returns its violations (a short text each). ``BOUND`` is the documented bound on
 how old a state a process may decide on (a view is trusted while its subscription showed a
 sign of life in the last 2 s and its last full re-read is younger than 1.5 × the re-read
-interval, here 0.5 s); ``REACTION`` the time a model failing above threshold may take to be
-rejected in every process.
+interval, here 0.5 s); ``reaction(policy)`` the time a model failing above threshold may take to
+be rejected in every process: with a time-based window, a model that turns from healthy to
+failing at a steady call rate reaches the failure-rate threshold after ``threshold ×
+window`` seconds, plus a second for the trip to reach every process.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from typing import Any
 from breaker import BreakerPolicy
 
 BOUND = 3.0
-REACTION = 3.0
 LOSSY = ("kill_restart", "restart_empty")
 OUTCOMES = ("success", "failure", "timeout", "slow", "ignored")
 
@@ -75,11 +76,14 @@ def operator_holds(calls: dict[str, list[dict[str, Any]]], faults: list[dict[str
         if end <= start or _overlaps(faults, LOSSY, f["t0"], end):
             continue  # the store may have lost the operator's action: it must be repeated
         for tag, rows in calls.items():
+            # A process deciding locally (degraded) cannot hear the action: it learns it at
+            # rejoin, after its backoff (an action taken before it lost the store holds:
+            # its local breaker is seeded with it, which the shared decisions show).
             if f["fault"] == "force_open":
-                bad = [r for r in rows if r["k"] != "rej" and start <= r["t"] <= end]
+                bad = [r for r in rows if r["k"] != "rej" and not r.get("l") and start <= r["t"] <= end]
                 what = "admitted under FORCED_OPEN"
             else:
-                bad = [r for r in rows if r["k"] == "rej" and start <= r["t"] <= end]
+                bad = [r for r in rows if r["k"] == "rej" and not r.get("l") and start <= r["t"] <= end]
                 what = "rejected under DISABLED"
             if bad:
                 violations.append(f"{tag}: {len(bad)} call(s) {what} (first {bad[0]['t'] - f['t0']:.2f}s after it)")
@@ -126,26 +130,38 @@ def decided_on_fresh_state(calls: dict[str, list[dict[str, Any]]], samples: list
             if r["k"] == "rej" or r.get("l"):
                 continue
             lo, hi = bisect.bisect_left(times, r["t"] - BOUND), bisect.bisect_right(times, r["t"] + 0.3)
-            seen = [(s[3], s[2]) for s in samples[lo:hi]]
+            seen = samples[lo:hi]
             if not seen:
                 continue  # the store answered nobody then (paused, frozen, down)
             checked += 1
-            epochs = [e for inc, e in seen if inc == r["inc"]]
-            if not epochs or not min(epochs) <= r["ep"] <= max(epochs):
-                bad.append(r)
+            mine = [s for s in seen if s[3] == r["inc"]]
+            later = [s for s in seen if s[0] > r["t"] + 0.15]
+            if not mine:
+                if later:  # the store held another incarnation throughout
+                    bad.append(r)
+            elif r["ep"] < min(s[2] for s in mine):
+                bad.append(r)  # every reading of the last BOUND seconds was newer
+            elif r["ep"] > max(s[2] for s in mine) and any(s[3] == r["inc"] for s in later):
+                bad.append(r)  # an epoch the store never showed (it came back behind)
         if bad:
             violations.append(f"{tag}: {len(bad)} admission(s) on a state the store did not hold within "
                               f"{BOUND}s (first at incarnation {bad[0]['inc']} epoch {bad[0]['ep']})")
     return violations, checked
 
 
+def reaction(policy: BreakerPolicy) -> float:
+    return policy.failure_rate_threshold * policy.window + 1.0
+
+
 def rejected_when_failing(calls: dict[str, list[dict[str, Any]]], phases: list[list[float]],
                           faults: list[dict[str, Any]], policy: BreakerPolicy, t0: float) -> tuple[list[str], int]:
-    """A model failing for longer than ``REACTION`` is rejected in every process: in any
-    ``REACTION``-long stretch after that, a process lets at most 2 × minimum_calls + 10
-    non-probe calls reach it (a store that lost its state must see minimum_calls again)."""
+    """A model failing for longer than the reaction time is rejected in every process: in
+    any stretch of that length after it, a process lets at most 2 × minimum_calls + 10
+    non-probe calls reach it (a store that lost its state must see minimum_calls again, a
+    process cut off from it must see them on its own)."""
+    REACTION = reaction(policy)
     limit = 2 * policy.minimum_calls + 10
-    operator = ("disable", "reset", "force_open", "set_policy")
+    operator = ("disable", "reset", "force_open", "set_policy")  # the operator lets calls in
     violations, worst = [], 0
     for start, end, rate, _ in phases:
         if rate < 1.0 or end - start <= REACTION + 1:
@@ -193,3 +209,18 @@ def check(out: str, phases: list[list[float]], faults: list[dict[str, Any]], sam
         "applied_ids_in_store": store["applied_ids"],
         "store_losses_per_process": {tag: h.get("losses", 0) for tag, h in ends.items()},
     }
+
+
+def recheck(out: str, policy: BreakerPolicy) -> dict[str, Any]:
+    """Checks a kept run again (``nemesis --keep``): ``python -m benchmarks._nemesis_check DIR``."""
+    with open(os.path.join(out, "nemesis.json")) as f:
+        run = json.load(f)
+    return check(out, run["phases"], run["faults"], run["samples"], run["store"], policy, run["t0"])
+
+
+if __name__ == "__main__":
+    import sys
+
+    from benchmarks.nemesis import POLICY
+
+    print(json.dumps(recheck(sys.argv[1], POLICY), indent=2))

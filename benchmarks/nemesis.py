@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,8 +63,9 @@ def schedule(rng: random.Random, seconds: float) -> list[list[float]]:
     """Phases of the model: [start, end, failure rate, hang seconds] from the run's start."""
     phases, t = [], 0.0
     while t < seconds:
-        length = rng.uniform(4.0, 10.0)
         kind = rng.choices(["healthy", "flaky", "failing", "hanging"], [4, 2, 3, 1])[0]
+        # A failing phase outlasts the reaction time (checked in its second half).
+        length = rng.uniform(10.0, 16.0) if kind == "failing" else rng.uniform(4.0, 10.0)
         rate, hang = {"healthy": (0.0, 0.0), "flaky": (0.2, 0.0), "failing": (1.0, 0.0),
                       "hanging": (0.0, 2.5)}[kind]
         phases.append([t, min(t + length, seconds), rate, hang])
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.runs):
         if args.keep:
             out = os.path.join(args.keep, f"seed-{seed + i}")
-            os.makedirs(out, exist_ok=True)
+            shutil.rmtree(out, ignore_errors=True)
+            os.makedirs(out)
             result = run(seed + i, args.minutes * 60, args.callers, out)
         else:
             with tempfile.TemporaryDirectory(prefix="fusebox-nemesis-") as out:
