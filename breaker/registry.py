@@ -159,10 +159,7 @@ class Breakers:
         self._pid = os.getpid()
         self.recorder = Recorder(self._send_outcomes, linger=self.settings.record_linger)
         self._subscriber = Subscriber(self)
-        # Views are kept, untrusted: nothing is admitted or routed on them (a store read
-        # comes first), but a forked child whose store is down seeds its local breaker
-        # with them (an operator's FORCED_OPEN holds in the child too).
-        self.cache.distrust()
+        self.cache.distrust()  # kept, untrusted: they only seed a forked child's local breaker
         # What a parent knew of stored policies may be stale by the time a child runs.
         self.sync.forget_policies()
         if self._closed:
@@ -172,13 +169,8 @@ class Breakers:
             self._subscriber.start()
 
     def _after_fork(self) -> None:
-        """Runs in a forked child before anything else: every lock the parent's threads may
-        have held at the fork is replaced (they are gone in the child and would never
-        release it); the threads themselves are restarted on first use.
-
-        What must count once stays the parent's: its write-behind queue and its local tally
-        (the parent sends and hands them back; a child that did too counted them twice).
-        The child starts both empty and keeps the parent's views for its local breaker."""
+        """In a forked child, first: the locks the parent's threads may have held are replaced,
+        the threads restart on first use; the queue and tally stay the parent's (sent once)."""
         self._lock = threading.RLock()
         self._forked = True
         self.recorder = Recorder(self._send_outcomes, linger=self.settings.record_linger)

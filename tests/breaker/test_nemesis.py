@@ -18,10 +18,9 @@ from benchmarks.nemesis import run
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(300)]
 
-#: Seeds kept because they once found something: 3 (a failing phase shorter than the
-#: window's reaction time was taken for a breaker that never reacts; the checker now
-#: derives the reaction time from the policy), 1 (a DISABLED breaker's hand-back counted
-#: its totals; merge.lua now records nothing while DISABLED).
+#: Seeds kept because they once failed: 3 (a failing phase shorter than the window's
+#: reaction time was taken for a breaker that never reacts; the checker now derives the
+#: reaction time from the policy, docs/breaker.md "Invariants" 7).
 SEEDS = [3]
 
 
