@@ -154,31 +154,33 @@ def reaction(policy: BreakerPolicy) -> float:
 
 
 def rejected_when_failing(calls: dict[str, list[dict[str, Any]]], phases: list[list[float]],
-                          faults: list[dict[str, Any]], policy: BreakerPolicy, t0: float) -> tuple[list[str], int]:
+                          faults: list[dict[str, Any]], policy: BreakerPolicy, t0: float
+                          ) -> tuple[list[str], int, int]:
     """A model failing for longer than the reaction time is rejected in every process: in
     any stretch of that length after it, a process lets at most 2 × minimum_calls + 10
     non-probe calls reach it (a store that lost its state must see minimum_calls again, a
     process cut off from it must see them on its own)."""
-    REACTION = reaction(policy)
+    react = reaction(policy)
     limit = 2 * policy.minimum_calls + 10
     operator = ("disable", "reset", "force_open", "set_policy")  # the operator lets calls in
-    violations, worst = [], 0
+    violations, worst, checked = [], 0, 0
     for start, end, rate, _ in phases:
-        if rate < 1.0 or end - start <= REACTION + 1:
+        if rate < 1.0 or end - start <= react + 1:
             continue
-        a, b = t0 + start + REACTION, t0 + end
+        checked += 1
+        a, b = t0 + start + react, t0 + end
         for tag, rows in calls.items():
             times = sorted(r["t"] for r in rows if r["k"] != "rej" and r.get("p") is None and a <= r["t"] <= b)
             for i, t in enumerate(times):
-                j = bisect.bisect_right(times, t + REACTION)
-                if _overlaps(faults, operator, t - BOUND, t + REACTION):
+                j = bisect.bisect_right(times, t + react)
+                if _overlaps(faults, operator, t - BOUND, t + react):
                     continue
                 worst = max(worst, j - i)
                 if j - i > limit:
-                    violations.append(f"{tag}: {j - i} calls reached a failing model within {REACTION}s "
+                    violations.append(f"{tag}: {j - i} calls reached a failing model within {react}s "
                                       f"({t - t0:.1f}s into the run; limit {limit})")
                     break
-    return violations, worst
+    return violations, worst, checked
 
 
 def check(out: str, phases: list[list[float]], faults: list[dict[str, Any]], samples: list[list[Any]],
@@ -188,7 +190,7 @@ def check(out: str, phases: list[list[float]], faults: list[dict[str, Any]], sam
     counted, figures = counted_once(calls, ends, faults, store)
     probes, peak = probes_in_flight(calls, faults, policy)
     fresh, checked = decided_on_fresh_state(calls, samples)
-    reaction, worst = rejected_when_failing(calls, phases, faults, policy, t0)
+    reaction, worst, failing_phases = rejected_when_failing(calls, phases, faults, policy, t0)
     holds = operator_holds(calls, faults)
     violations = {name: v for name, v in (("counted_once", counted), ("operator_holds", holds),
                                           ("probes_in_flight", probes), ("fresh_state", fresh),
@@ -204,6 +206,7 @@ def check(out: str, phases: list[list[float]], faults: list[dict[str, Any]], sam
         **figures,
         "peak_probes_in_flight": peak,
         "admissions_checked_fresh": checked,
+        "failing_phases_checked": failing_phases,
         "worst_calls_to_failing_model_per_reaction": worst,
         "store_samples": len(samples),
         "applied_ids_in_store": store["applied_ids"],

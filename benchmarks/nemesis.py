@@ -57,6 +57,7 @@ POLICY = BreakerPolicy(minimum_calls=5, failure_rate_threshold=0.5, slow_call_du
 LOSSY = ("kill_restart", "restart_empty")
 FAULTS = ("kill_restart", "restart_empty", "freeze", "pause", "oom", "script_flush", "silence",
           "force_open", "disable", "trip", "reset", "set_policy")
+LOSSLESS = tuple(f for f in FAULTS if f not in LOSSY + ("disable",))
 
 
 def schedule(rng: random.Random, seconds: float) -> list[list[float]]:
@@ -158,7 +159,9 @@ def sample_store(port: int, stop: threading.Event, samples: list[list[Any]]) -> 
         stop.wait(0.1)
 
 
-def run(seed: int, seconds: float, callers: int, out: str) -> dict[str, Any]:
+def run(seed: int, seconds: float, callers: int, out: str, faults: tuple[str, ...] = FAULTS) -> dict[str, Any]:
+    """One run; ``faults`` limits the nemesis (without the lossy ones and ``disable``, the
+    checker also demands exact counts: every outcome made is counted or knowingly lost)."""
     rng = random.Random(seed)
     phases = schedule(rng, seconds)
     started = time.time()
@@ -186,7 +189,7 @@ def run(seed: int, seconds: float, callers: int, out: str) -> dict[str, Any]:
                     nemesis.client().save()  # the older snapshot a later kill_restart comes back from
                 except (redis.RedisError, OSError):
                     pass
-            nemesis.apply(nemesis.rng.choice(FAULTS))
+            nemesis.apply(nemesis.rng.choice(faults))
             time.sleep(nemesis.rng.uniform(0.5, 3.0))
         for p in procs:
             p.wait(timeout=seconds + 120)
@@ -214,21 +217,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="replays a run (default: a random one)")
     parser.add_argument("--minutes", type=float, default=1.0)
     parser.add_argument("--callers", type=int, default=3)
+    parser.add_argument("--lossless", action="store_true",
+                        help="no fault that loses data or disables: the counts must then be exact")
     parser.add_argument("--runs", type=int, default=1, help="runs of --minutes each, seeds seed, seed+1...")
     parser.add_argument("--json", action="store_true", help="one JSON line per run")
     parser.add_argument("--keep", default=None, help="a folder to keep each run's logs in (for a failing seed)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    faults = LOSSLESS if args.lossless else FAULTS
     failed = False
     for i in range(args.runs):
         if args.keep:
             out = os.path.join(args.keep, f"seed-{seed + i}")
             shutil.rmtree(out, ignore_errors=True)
             os.makedirs(out)
-            result = run(seed + i, args.minutes * 60, args.callers, out)
+            result = run(seed + i, args.minutes * 60, args.callers, out, faults)
         else:
             with tempfile.TemporaryDirectory(prefix="fusebox-nemesis-") as out:
-                result = run(seed + i, args.minutes * 60, args.callers, out)
+                result = run(seed + i, args.minutes * 60, args.callers, out, faults)
         failed = failed or bool(result["violations"])
         if args.json:
             print(json.dumps(result), flush=True)
