@@ -174,7 +174,7 @@ def run(seed: int, seconds: float, callers: int, out: str, faults: tuple[str, ..
             cfg = {"url": proxy.url, "prefix": PREFIX, "policy": POLICY.model_dump(mode="json"), "out": out,
                    "caller": i, "seed": rng.random(), "schedule": phases, "t0": t0, "seconds": seconds,
                    "pause": 0.004, "refresh_interval": 0.5, "child_seconds": rng.uniform(3, 10),
-                   "settle_seconds": 20.0,
+                   "settle_seconds": 45.0,  # > the longest rejoin wait after flaps (30 s, +20 % jitter)
                    "fork_at": rng.uniform(0.2, 0.8) * seconds if i % 2 == 0 else None}
             procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks._nemesis_caller", json.dumps(cfg)]))
         nemesis = Nemesis(server, proxy, random.Random(rng.random()))
