@@ -50,18 +50,22 @@ def counted_once(calls: dict[str, list[dict[str, Any]]], ends: dict[str, dict[st
     made = sum(1 for rows in calls.values() for r in rows if r["k"] != "rej")
     counted = sum(int(store["totals"].get(k, 0)) for k in OUTCOMES)
     lost = sum(h.get("lost_outcomes", 0) + h.get("dropped_outcomes", 0) for h in ends.values())
-    unsettled = sum(h.get("tallied_outcomes", 0) + h.get("pending_outcomes", 0) for h in ends.values())
-    figures = {"outcomes_made": made, "outcomes_counted": counted, "knowingly_lost": lost, "unsettled": unsettled}
+    unsettled = sum(h.get("tallied_outcomes", 0) + h.get("pending_outcomes", 0) for h in ends.values()
+                    if not h.get("degraded"))
+    # A process still cut off at the end keeps its tally to hand back later, by design.
+    held = sum(h.get("tallied_outcomes", 0) for h in ends.values() if h.get("degraded"))
+    figures = {"outcomes_made": made, "outcomes_counted": counted, "knowingly_lost": lost, "unsettled": unsettled,
+               "held_by_degraded_processes": held, "degraded_at_end": sum(1 for h in ends.values() if h.get("degraded"))}
     violations = []
     if counted > made:
         violations.append(f"counted twice: the store counted {counted} outcomes, the processes made {made}")
-    exact = not any(f["fault"] in LOSSY + ("disable",) for f in faults)
+    exact = not any(f["fault"] in LOSSY + ("disable",) for f in faults) and not held
     figures["exact_run"] = exact
     if exact and counted != made - lost - unsettled:
         violations.append(f"not exactly once: made {made}, knowingly lost {lost}, unsettled {unsettled}, "
                           f"counted {counted}")
     if unsettled:
-        violations.append(f"{unsettled} outcomes still tallied or queued after the run settled")
+        violations.append(f"{unsettled} outcomes still tallied or queued after the run settled (store shared)")
     return violations, figures
 
 
@@ -119,34 +123,61 @@ def probes_in_flight(calls: dict[str, list[dict[str, Any]]], faults: list[dict[s
     return violations, worst
 
 
-def decided_on_fresh_state(calls: dict[str, list[dict[str, Any]]], samples: list[list[Any]]) -> tuple[list[str], int]:
-    """A shared admission carries the store's (incarnation, epoch) of at most ``BOUND`` ago:
-    no process keeps deciding on a state the store lost (came back behind, or empty)."""
+def decided_on_fresh_state(calls: dict[str, list[dict[str, Any]]], samples: list[list[Any]],
+                           faults: list[dict[str, Any]]) -> tuple[list[str], int]:
+    """A shared admission carries a state the store held at most ``BOUND`` ago: no process
+    keeps deciding on an epoch the store moved past more than ``BOUND`` before, nor on an
+    (incarnation, epoch) the store lost (came back behind, or empty). Only readings of the
+    store's current life count (since the last kill or empty restart)."""
     times = [s[0] for s in samples]
+    lives = sorted(f["t1"] for f in faults if f["fault"] in LOSSY)
     violations, checked = [], 0
     for tag, rows in calls.items():
         bad = []
         for r in rows:
             if r["k"] == "rej" or r.get("l"):
                 continue
-            lo, hi = bisect.bisect_left(times, r["t"] - BOUND), bisect.bisect_right(times, r["t"] + 0.3)
-            seen = samples[lo:hi]
+            born = max((t for t in lives if t <= r["t"]), default=0.0)
+            lo = bisect.bisect_left(times, max(born, r["t"] - BOUND - 1.0))
+            hi = bisect.bisect_right(times, r["t"] + 0.3)
+            seen = [s for s in samples[lo:hi]]
             if not seen:
                 continue  # the store answered nobody then (paused, frozen, down)
             checked += 1
             mine = [s for s in seen if s[3] == r["inc"]]
             later = [s for s in seen if s[0] > r["t"] + 0.15]
             if not mine:
-                if later:  # the store held another incarnation throughout
-                    bad.append(r)
-            elif r["ep"] < min(s[2] for s in mine):
-                bad.append(r)  # every reading of the last BOUND seconds was newer
+                if later and min(s[0] for s in seen) <= r["t"] - BOUND:
+                    bad.append(r)  # the store held another incarnation throughout
+            elif any(s[2] > r["ep"] for s in mine if s[0] <= r["t"] - BOUND):
+                bad.append(r)  # the store was past this epoch more than BOUND before
             elif r["ep"] > max(s[2] for s in mine) and any(s[3] == r["inc"] for s in later):
-                bad.append(r)  # an epoch the store never showed (it came back behind)
+                bad.append(r)  # an epoch the store never showed in this life (it came back behind)
         if bad:
             violations.append(f"{tag}: {len(bad)} admission(s) on a state the store did not hold within "
                               f"{BOUND}s (first at incarnation {bad[0]['inc']} epoch {bad[0]['ep']})")
     return violations, checked
+
+
+def _seeded_by_operator(rows: list[dict[str, Any]], faults: list[dict[str, Any]]) -> set[int]:
+    """Indexes of the local decisions of a process that lost the store while an operator
+    had the breaker DISABLED: its local breaker keeps admitting everything until it
+    rejoins (invariant 4), whatever the model does."""
+    held = [(f["t0"], f.get("t_reset", f["t1"]) + BOUND) for f in faults if f["fault"] == "disable"]
+    seeded, inside, started, epoch = set(), False, 0.0, None
+    for i, r in enumerate(rows):
+        if not r.get("l"):
+            inside = False
+            continue
+        if r.get("ep") is not None and r["ep"] != epoch:
+            # A new local epoch: a local transition, or a re-seed after a rejoin too short
+            # to show in the log.
+            inside, epoch = False, r["ep"]
+        if not inside:
+            inside, started = True, r["t"]
+        if any(a <= started <= b for a, b in held):
+            seeded.add(i)
+    return seeded
 
 
 def reaction(policy: BreakerPolicy) -> float:
@@ -170,7 +201,9 @@ def rejected_when_failing(calls: dict[str, list[dict[str, Any]]], phases: list[l
         checked += 1
         a, b = t0 + start + react, t0 + end
         for tag, rows in calls.items():
-            times = sorted(r["t"] for r in rows if r["k"] != "rej" and r.get("p") is None and a <= r["t"] <= b)
+            operated = _seeded_by_operator(rows, faults)
+            times = sorted(r["t"] for i, r in enumerate(rows) if r["k"] != "rej" and r.get("p") is None
+                           and a <= r["t"] <= b and i not in operated)
             for i, t in enumerate(times):
                 j = bisect.bisect_right(times, t + react)
                 if _overlaps(faults, operator, t - BOUND, t + react):
@@ -189,7 +222,7 @@ def check(out: str, phases: list[list[float]], faults: list[dict[str, Any]], sam
     calls, ends = load(out)
     counted, figures = counted_once(calls, ends, faults, store)
     probes, peak = probes_in_flight(calls, faults, policy)
-    fresh, checked = decided_on_fresh_state(calls, samples)
+    fresh, checked = decided_on_fresh_state(calls, samples, faults)
     reaction, worst, failing_phases = rejected_when_failing(calls, phases, faults, policy, t0)
     holds = operator_holds(calls, faults)
     violations = {name: v for name, v in (("counted_once", counted), ("operator_holds", holds),
