@@ -67,17 +67,23 @@ class StateCache:
     def update(self, name: str, view: StateView, *, authoritative: bool = True) -> bool:
         """Takes a newer view; returns whether it replaced the known one.
 
-        Epochs only move forward within one incarnation of a breaker. A reply read from the
-        store (``authoritative``) also wins across incarnations: the store was emptied (a
-        Redis restart without persistence) and the breaker began again at epoch 0.
+        Newer means *read later from the store*, not a higher epoch: a store that came back
+        behind (restarted from an older snapshot or AOF, a lagging replica promoted) has the
+        same incarnation and a lower epoch, and it is the truth from then on. Every view
+        carries the store's clock when it was read (``now_ms``; a pushed transition its
+        ``at_ms``), so a view read after the known one replaces it whatever its epoch, and
+        a reply that raced a newer push (read earlier) is dropped. At the same instant the
+        higher epoch wins. A view that is not ``authoritative`` (a push) of an older
+        incarnation never wins: a delayed event of a store that was emptied since.
         """
         with self._lock:
             known = self._views.get(name)
             if known is not None:
-                same = known.incarnation == view.incarnation
-                if same and view.epoch < known.epoch:
+                if view.now_ms < known.now_ms:
                     return False
-                if not same and not authoritative and view.incarnation < known.incarnation:
+                if view.now_ms == known.now_ms and (view.incarnation, view.epoch) < (known.incarnation, known.epoch):
+                    return False
+                if not authoritative and view.incarnation < known.incarnation:
                     return False
             self._views[name] = view
             return True
@@ -117,12 +123,11 @@ class StateCache:
         now = self._clock()
         return now - self._refreshed_at < self.max_age and now - self._alive_at < self.max_silence
 
-    def forget(self) -> None:
-        with self._lock:
-            self._views.clear()
-            self.subscribed = False
-            self._refreshed_at = None
-            self._alive_at = None
+    def distrust(self) -> None:
+        """Keeps the views but trusts none of them until the next full re-read."""
+        self.subscribed = False
+        self._refreshed_at = None
+        self._alive_at = None
 
     def reset_lock(self) -> None:
         """After a fork: the parent's lock may have been held by one of its threads."""

@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
-
-from pydantic import BaseModel
 
 from redis.exceptions import (
     BusyLoadingError,
@@ -42,9 +38,13 @@ from redis.exceptions import (
 from breaker.backend import RecordRequest
 from breaker.errors import STORE_ERRORS, OutcomeUncertain, ScriptFailed
 from breaker.events import BreakerEvent
+from breaker.health import UNSAFE_EVICTION, StoreFault, StoreHealth
 from breaker.identity import process_identity
+from breaker.rejoin import RejoinSchedule
 from breaker.state import Outcome, RecordResult, State
 from breaker.tally import LocalTally
+
+__all__ = ["FailSafe", "RejoinSchedule", "StoreFault", "StoreHealth", "UNSAFE_EVICTION", "classify", "is_script_bug"]
 
 if TYPE_CHECKING:
     from breaker.backends.redis import RedisBackend
@@ -64,14 +64,6 @@ REFUSAL_CODES = frozenset({
     "READONLY", "OOM", "NOSCRIPT", "LOADING", "BUSY", "MASTERDOWN", "NOREPLICAS", "MISCONF",
     "CLUSTERDOWN", "TRYAGAIN", "NOPERM", "NOAUTH", "WRONGPASS", "EXECABORT",
 })
-
-
-class StoreFault(StrEnum):
-    """Why a process decides with its local breaker."""
-
-    UNREACHABLE = "unreachable"
-    REFUSING = "refusing"
-    SCRIPT_ERROR = "script_error"
 
 
 def is_script_bug(exc: ResponseError) -> bool:
@@ -98,123 +90,6 @@ def classify(exc: BaseException) -> StoreFault:
     return StoreFault.UNREACHABLE
 
 
-class RejoinSchedule:
-    """When to try the shared store again.
-
-    While degraded, attempts come every ``base`` seconds, growing by half after each failed
-    attempt up to ``max_attempt_interval`` (a store that is down for minutes is not asked
-    twenty times a second by every process). A store lost again within ``stable_after``
-    seconds of a rejoin is a flap: the next wait starts twice as long as the last one did,
-    up to ``max_flap_interval``; staying shared for ``stable_after`` forgives past flaps.
-    Every wait gets ±20 % of jitter so that a fleet does not come back in lockstep.
-
-    Parameters:
-      base: the first wait, in seconds (``reconnect_interval``).
-      max_attempt_interval: cap on the wait grown by failed attempts.
-      max_flap_interval: cap on the wait grown by flaps.
-      stable_after: seconds shared after which a loss is not a flap.
-      rng: random numbers in [0, 1) for the jitter (tests pass a fixed one).
-    """
-
-    def __init__(
-        self,
-        base: float,
-        max_attempt_interval: float = 5.0,
-        max_flap_interval: float = 30.0,
-        stable_after: float = 10.0,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self.base = base
-        self.max_attempt_interval = max(max_attempt_interval, base)
-        self.max_flap_interval = max(max_flap_interval, base)
-        self.stable_after = stable_after
-        self._rng = rng
-        self.flaps = 0
-        self.attempts = 0
-        self._start = base
-        self._interval = base
-        self._rejoined_at: float | None = None
-        self.next_at = 0.0
-
-    def _jittered(self, seconds: float) -> float:
-        return seconds * (0.8 + 0.4 * self._rng())
-
-    def lost(self, now: float) -> None:
-        """The store failed while shared."""
-        if self._rejoined_at is not None and now - self._rejoined_at < self.stable_after:
-            self.flaps += 1
-            self._start = min(self._start * 2, self.max_flap_interval)
-        else:
-            self.flaps = 0
-            self._start = self.base
-        self._interval = self._start
-        self.attempts = 0
-        self.next_at = now + self._jittered(self._interval)
-
-    def failed(self, now: float) -> None:
-        """An attempt to rejoin failed."""
-        self.attempts += 1
-        grown = min(self._interval * 1.5, self.max_attempt_interval)
-        self._interval = max(grown, self._start)
-        self.next_at = now + self._jittered(self._interval)
-
-    def due(self, now: float) -> bool:
-        return now >= self.next_at
-
-    def rejoined(self, now: float) -> None:
-        self._rejoined_at = now
-        self.attempts = 0
-
-
-#: Eviction policies that may drop a breaker's keys (which carry no TTL): an OPEN breaker
-#: evicted under memory pressure would silently start again CLOSED.
-UNSAFE_EVICTION = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
-
-
-class StoreHealth(BaseModel):
-    """What health checks and metrics report about the breaker store.
-
-    Parameters:
-      shared: True when decisions are the fleet's (Redis answers and runs the scripts).
-      degraded: True when this process decides with its local breaker.
-      degraded_since: wall-clock seconds when it lost the store, if degraded.
-      fault: why it is degraded: ``unreachable``, ``refusing`` (answers but refuses the
-        scripts: OOM, READONLY...) or ``script_error``.
-      last_error: the error that made it degraded (or the last failed rejoin).
-      rejoin_in: seconds until the next attempt to rejoin, while degraded.
-      losses: times this process lost the store; flaps: of those, losses soon after a
-        rejoin (each makes the next wait longer).
-      subscribed: whether pushes from the store are flowing.
-      subscription_silence: seconds since the subscription last showed a sign of life
-        (a message or the answer to its ping); a silently dead one is noticed within 2 s.
-      pending_outcomes: outcomes waiting to be written.
-      dropped_outcomes: outcomes dropped because the queue was full; dropped_by: the same
-        per breaker.
-      tallied_outcomes: outcomes decided locally and not yet handed back to the store.
-      eviction_policy: the store's ``maxmemory-policy`` (None when CONFIG is not allowed).
-      eviction_safe: False when that policy may evict breaker keys (``allkeys-*``).
-      policy_problems: breakers whose stored policy the scripts refused, with why.
-    """
-
-    shared: bool
-    degraded: bool
-    degraded_since: float | None = None
-    fault: StoreFault | None = None
-    last_error: str | None = None
-    rejoin_in: float | None = None
-    losses: int = 0
-    flaps: int = 0
-    subscribed: bool
-    subscription_silence: float | None = None
-    pending_outcomes: int
-    dropped_outcomes: int
-    dropped_by: dict[str, int] = {}
-    tallied_outcomes: int = 0
-    eviction_policy: str | None = None
-    eviction_safe: bool | None = None
-    policy_problems: dict[str, str] = {}
-
-
 class FailSafe:
     """Whether a process decides with the fleet's store or with its local breaker, why,
     and the way back.
@@ -226,6 +101,9 @@ class FailSafe:
     def __init__(self, owner: Breakers) -> None:
         self.owner = owner
         self.tally = LocalTally()
+        #: Per breaker, the shared (incarnation, epoch) last seen when the store was lost:
+        #: the basis of what the local breaker admits (see breaker/tally.py).
+        self.basis: dict[str, tuple[int, int]] = {}
         self.degraded = owner.shared is None
         self.since: float | None = None
         self.fault: StoreFault | None = None
@@ -240,6 +118,10 @@ class FailSafe:
         """After a fork: the parent's lock may have been held by one of its threads."""
         self._lock = threading.RLock()
         self.tally.reset_lock()
+
+    def forget_tally(self) -> None:
+        """After a fork: the tally is the parent's to hand back, not the child's."""
+        self.tally = LocalTally()
 
     def log_once(self, level: int, message: str, *args: object) -> None:
         text = message % args
@@ -277,6 +159,7 @@ class FailSafe:
                 view = owner.cache.get(name)
                 if view is None:
                     continue
+                self.basis[name] = (view.incarnation, view.epoch)
                 policy = owner.sync.known_policy(name)
                 # Unknown store clock: keep the whole wait rather than none of it.
                 open_for = policy.wait_in_open
@@ -368,33 +251,40 @@ class FailSafe:
         if shared is None:
             return
         who = process_identity()
-        for name in self.tally.names():
+        for key in self.tally.keys():
             if self.degraded and not while_degraded:
                 return
-            tally = self.tally.take(name)
+            name, basis = key
+            tally = self.tally.take(key)
             if tally is None:
                 continue
             policy = owner.sync.known_policy(name)
             now_ms = int(time.time() * 1000)
             try:
-                # Writes that timed out may have run after all: ask, so as to count each once.
-                tally.settle(shared.applied_batches(name, list(tally.uncertain)))
+                # Writes that timed out may have run after all: ask, so as to count each once
+                # (those older than the store's memory of write ids are reported lost).
+                lost = tally.settle(shared.applied_batches(name, [b for b in tally.uncertain
+                                                                  if b not in tally.overdue(now_ms)]), now_ms)
             except STORE_ERRORS as exc:
-                self.tally.restore(name, tally)
+                self.tally.restore(key, tally)
                 if while_degraded:
                     raise
                 self.lost(exc)
                 return
+            if lost:
+                self.tally.lost += lost
+                log.warning("%d outcome(s) of %s were sent in a write whose answer was lost longer ago than the "
+                            "store remembers write ids: not handed back (they may be counted, or lost)", lost, name)
             if not tally.totals:
                 continue
             window = LocalTally.window(tally, now_ms, policy.window)
             batch = os.urandom(8).hex()
             try:
                 view = shared.merge(name, policy, who, window, bool((local_open or {}).get(name)),
-                                    dict(tally.totals), batch)
+                                    dict(tally.totals), batch, basis)
             except STORE_ERRORS as exc:
                 # It may have run: keep the counts under the hand-back's id, to be asked about.
-                self.tally.restore(name, tally.as_uncertain(batch))
+                self.tally.restore(key, tally.as_uncertain(batch, now_ms))
                 if while_degraded:
                     raise
                 self.lost(exc)
@@ -415,7 +305,8 @@ class FailSafe:
             slow = request.outcome == Outcome.SLOW or (
                 request.outcome != Outcome.IGNORED and request.duration >= policy.slow_call_duration
             )
-            self.tally.add(request.name, int(time.time() * 1000), request.outcome, slow, batch)
+            basis = self.basis.get(request.name) if ticket.local else (ticket.incarnation, ticket.epoch)
+            self.tally.add(request.name, int(time.time() * 1000), request.outcome, slow, batch, basis)
         if not self.degraded:
             return None  # admitted by the local breaker before this process rejoined: tallied
         if not ticket.local:
@@ -466,6 +357,7 @@ class FailSafe:
             dropped_outcomes=owner.recorder.dropped,
             dropped_by=dict(owner.recorder.dropped_by),
             tallied_outcomes=self.tally.count(),
+            lost_outcomes=self.tally.lost,
             eviction_policy=eviction,
             eviction_safe=None if eviction is None else eviction not in UNSAFE_EVICTION,
             policy_problems=dict(owner.shared.policy_problems) if owner.shared is not None else {},

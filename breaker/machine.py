@@ -14,8 +14,9 @@ Rules, in short:
 * OPEN rejects until ``open_until``; the first admission after it moves to HALF_OPEN.
 * HALF_OPEN hands out ``permitted_calls_in_half_open`` probe permits. When that many probes
   have reported, the probes' rates decide: CLOSED, or OPEN again with a longer wait. An
-  IGNORED probe gives its permit back; a permit not reported within
-  ``max_wait_in_half_open`` is reclaimed.
+  IGNORED probe gives its permit back; a probe not reported within
+  ``max_wait_in_half_open`` sends the breaker back to OPEN (never a new probe while it
+  may still run: at most N probes in flight).
 * Every transition starts a new epoch and empties the window; an outcome carrying an old
   epoch is stale: counted, never judged.
 """
@@ -132,7 +133,7 @@ class Machine:
         return self.behaviour.admit(self, now_ms, who)
 
     def advance(self, now_ms: int, who: str) -> StateView:
-        """Moves a due OPEN breaker to HALF_OPEN and reclaims lapsed probe permits, without
+        """Moves a due OPEN breaker to HALF_OPEN and a HALF_OPEN one with an overdue probe back to OPEN, without
         asking for a permit: what a paused fleet's timer calls."""
         self.behaviour.advance(self, now_ms, who)
         return self.view(now_ms)
@@ -329,10 +330,14 @@ class HalfOpen(StateBehaviour):
     def advance(self, m: Machine, now_ms: int, who: str) -> None:
         r = m.record
         lapse_ms = m.policy.max_wait_in_half_open * 1000
-        for permit, granted_at in list(r.permits.items()):
-            if now_ms - granted_at >= lapse_ms:
-                del r.permits[permit]
-                r.totals["reclaimed"] += 1
+        lapsed = sum(1 for granted_at in r.permits.values() if now_ms - granted_at >= lapse_ms)
+        if lapsed:
+            # A probe that outlived its wait: the model hangs (or its worker died). Back to
+            # OPEN, never a replacement probe while the first may still run.
+            r.totals["reclaimed"] += lapsed
+            m.transition(State.OPEN, f"{lapsed} probe(s) not reported within max_wait_in_half_open "
+                         f"({m.policy.max_wait_in_half_open:g}s)", now_ms, who)
+            return
         # An operator may have lowered permitted_calls_in_half_open to or below the probes
         # already reported: no outcome would come to decide, so decide now.
         self.decide(m, now_ms, who)

@@ -36,8 +36,9 @@ class BreakerPolicy(BaseModel):
       max_wait_in_open: cap on the grown wait, in seconds.
       permitted_calls_in_half_open: probe calls let through cluster-wide in HALF_OPEN;
         their outcomes decide CLOSED or OPEN again.
-      max_wait_in_half_open: seconds after which a probe that never reported (its worker
-        died) is reclaimed, so that another caller can take its permit.
+      max_wait_in_half_open: seconds after which a probe that never reported (the model
+        hangs, or its worker died) sends the breaker back to OPEN; its permit is never
+        handed to another caller while it may still run.
       call_timeout: seconds a guarded call may take; past it the call is a timeout (a
         failure). Enforcing the limit is the caller's job (Celery's time limits do it in
         workers); the breaker classifies what it is told.
@@ -88,8 +89,8 @@ class BreakerPolicy(BaseModel):
             raise ValueError(
                 f"max_wait_in_open ({self.max_wait_in_open}) must be >= wait_in_open ({self.wait_in_open})"
             )
-        # A probe still running when its permit is reclaimed would let one more probe in
-        # than the policy allows.
+        # A probe within its call_timeout must never be taken for a hung one (which
+        # re-opens the breaker).
         if self.max_wait_in_half_open <= self.call_timeout:
             raise ValueError(
                 f"max_wait_in_half_open ({self.max_wait_in_half_open}) must be longer than "

@@ -161,7 +161,7 @@ class Breakers:
         self.recorder = Recorder(self._send_outcomes, lambda counts: send_refusals(self, counts),
                                  linger=self.settings.record_linger)
         self._subscriber = Subscriber(self)
-        self.cache.forget()
+        self.cache.distrust()  # kept, untrusted: they only seed a forked child's local breaker
         # What a parent knew of stored policies may be stale by the time a child runs.
         self.sync.forget_policies()
         if self._closed:
@@ -171,11 +171,12 @@ class Breakers:
             self._subscriber.start()
 
     def _after_fork(self) -> None:
-        """Runs in a forked child before anything else: every lock the parent's threads may
-        have held at the fork is replaced (they are gone in the child and would never
-        release it); the threads themselves are restarted on first use."""
+        """In a forked child, first: the locks the parent's threads may have held are replaced,
+        the threads restart on first use; the queue and tally stay the parent's (sent once)."""
         self._lock = threading.RLock()
         self._forked = True
+        self.recorder = Recorder(self._send_outcomes, linger=self.settings.record_linger)
+        self.failsafe.forget_tally()
         self.cache.reset_lock()
         self.local.reset_lock()
         self.listeners.reset_lock()

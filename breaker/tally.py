@@ -5,6 +5,17 @@ every one of them can be handed back to the shared window at rejoin (``lua/merge
 shared counts after a rejoin equal the calls made. Outcomes whose write timed out are kept
 under the id of that write, since the store may have run it after all; the store is asked
 before they are handed back, so none is counted twice.
+
+Two rules make a hand-back count each outcome exactly once, and judge only what may judge:
+
+- **the store remembers write ids for a time, not for a count** (:data:`IDEMPOTENCY_HORIZON_S`,
+  the same figure as ``APPLIED_HORIZON_MS`` in ``lua/common.lua``): a write that timed out
+  is asked about within it; one older than it cannot be asked about, and its outcomes are
+  reported lost (``lost``, ``health().lost_outcomes``), never handed back a second time;
+- **a tally is kept per basis**, the shared breaker's (incarnation, epoch) its outcomes were
+  admitted under (the ticket's, or for the local breaker's tickets the shared view the
+  process last saw): ``lua/merge.lua`` judges them only while the shared breaker is still in
+  that epoch; once it moved on they reach the totals only, as a stale outcome does.
 """
 
 from __future__ import annotations
@@ -14,6 +25,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from breaker.state import Outcome, WindowStats
+
+#: Seconds the store remembers the id of a write (``APPLIED_HORIZON_MS`` in lua/common.lua).
+IDEMPOTENCY_HORIZON_S = 600
+#: An uncertain write older than this (local clock) is not asked about: the store may have
+#: forgotten it (a margin for the hosts' clocks being apart).
+ASK_WITHIN_MS = int(IDEMPOTENCY_HORIZON_S * 0.9 * 1000)
+
+#: The shared breaker's (incarnation, epoch) a tally's outcomes were admitted under; None
+#: when the process never saw the shared breaker.
+Basis = tuple[int, int] | None
 
 
 @dataclass
@@ -48,26 +69,40 @@ class Tally(_Counts):
       buckets, totals: outcomes known not to be in the store.
       uncertain: outcomes whose write timed out, by batch id: in the store or not, to be
         asked (:meth:`RedisBackend.applied_batches`) before they are handed back.
+      sent_ms: when each uncertain batch was sent (local wall clock, ms).
     """
 
     uncertain: dict[str, _Counts] = field(default_factory=dict)
+    sent_ms: dict[str, int] = field(default_factory=dict)
 
-    def settle(self, applied: set[str]) -> None:
-        """Drops the uncertain batches the store ran; keeps the others for hand-back."""
+    def overdue(self, now_ms: int) -> list[str]:
+        """The uncertain batches too old to be asked about."""
+        return [b for b in self.uncertain if now_ms - self.sent_ms.get(b, now_ms) > ASK_WITHIN_MS]
+
+    def settle(self, applied: set[str], now_ms: int) -> int:
+        """Drops the uncertain batches the store ran and those past the horizon (returns how
+        many outcomes those were: knowingly lost); keeps the others for hand-back."""
+        overdue = set(self.overdue(now_ms))
+        lost = 0
         for batch, counts in self.uncertain.items():
-            if batch not in applied:
+            if batch in overdue:
+                lost += counts.size
+            elif batch not in applied:
                 self.fold(counts)
         self.uncertain.clear()
+        self.sent_ms.clear()
+        return lost
 
-    def as_uncertain(self, batch: str) -> Tally:
+    def as_uncertain(self, batch: str, sent_ms: int) -> Tally:
         """These (settled) counts as one uncertain batch: sent in a write that may have run."""
         counts = _Counts(buckets={k: list(v) for k, v in self.buckets.items()}, totals=Counter(self.totals))
-        return Tally(uncertain={batch: counts})
+        return Tally(uncertain={batch: counts}, sent_ms={batch: sent_ms})
 
     def restore(self, other: Tally) -> None:
         self.fold(other)
         for batch, counts in other.uncertain.items():
             self.uncertain.setdefault(batch, _Counts()).fold(counts)
+            self.sent_ms.setdefault(batch, other.sent_ms.get(batch, 0))
 
     @property
     def size(self) -> int:
@@ -81,17 +116,26 @@ class LocalTally:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tallies: dict[str, Tally] = {}
+        self._tallies: dict[tuple[str, Basis], Tally] = {}
+        #: Outcomes of writes that timed out longer ago than the store remembers write ids:
+        #: neither handed back nor known to be in the store (reported, never double-counted).
+        self.lost = 0
 
-    def add(self, name: str, now_ms: int, outcome: Outcome, slow: bool, batch: str | None = None) -> None:
+    def add(self, name: str, now_ms: int, outcome: Outcome, slow: bool, batch: str | None = None,
+            basis: Basis = None, sent_ms: int | None = None) -> None:
         """Parameters:
           batch: the id of a write that timed out carrying this outcome (it may have been
-            recorded after all), None when the store certainly does not have it."""
+            recorded after all), None when the store certainly does not have it.
+          basis: the shared (incarnation, epoch) the call was admitted under.
+          sent_ms: when that write was sent (default ``now_ms``)."""
         counter = Outcome.SLOW.value if outcome == Outcome.SUCCESS and slow else outcome.value
         window = None if outcome == Outcome.IGNORED else (1, int(outcome.is_failure), int(slow))
         with self._lock:
-            tally = self._tallies.setdefault(name, Tally())
-            target: _Counts = tally if batch is None else tally.uncertain.setdefault(batch, _Counts())
+            tally = self._tallies.setdefault((name, basis), Tally())
+            target: _Counts = tally
+            if batch is not None:
+                target = tally.uncertain.setdefault(batch, _Counts())
+                tally.sent_ms.setdefault(batch, now_ms if sent_ms is None else sent_ms)
             target.add(now_ms // 1000, counter, window)
 
     def add_count(self, name: str, counter: str, n: int, batch: str | None = None) -> None:
@@ -104,6 +148,11 @@ class LocalTally:
 
     def names(self) -> list[str]:
         with self._lock:
+            return sorted({name for name, _ in self._tallies})
+
+    def keys(self) -> list[tuple[str, Basis]]:
+        """Every (breaker, basis) holding a tally."""
+        with self._lock:
             return list(self._tallies)
 
     def count(self) -> int:
@@ -111,15 +160,15 @@ class LocalTally:
         with self._lock:
             return sum(t.size for t in self._tallies.values())
 
-    def take(self, name: str) -> Tally | None:
-        """Removes and returns one breaker's tally (give it back with :meth:`restore` if it
-        could not be handed over)."""
+    def take(self, key: tuple[str, Basis]) -> Tally | None:
+        """Removes and returns one tally (give it back with :meth:`restore` if it could not
+        be handed over)."""
         with self._lock:
-            return self._tallies.pop(name, None)
+            return self._tallies.pop(key, None)
 
-    def restore(self, name: str, tally: Tally) -> None:
+    def restore(self, key: tuple[str, Basis], tally: Tally) -> None:
         with self._lock:
-            self._tallies.setdefault(name, Tally()).restore(tally)
+            self._tallies.setdefault(key, Tally()).restore(tally)
 
     @staticmethod
     def window(tally: _Counts, now_ms: int, window: int) -> WindowStats:

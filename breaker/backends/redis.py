@@ -326,13 +326,16 @@ class RedisBackend(RedisCounters, BreakerBackend):
         self._run("policy", name, default or BreakerPolicy(), who, "clear")
 
     def merge(self, name: str, policy: BreakerPolicy, who: str, window: WindowStats, local_open: bool,
-              totals: dict[str, int], batch: str) -> StateView:
+              totals: dict[str, int], batch: str, basis: tuple[int, int] | None = None) -> StateView:
         """Hands back what this process decided on its own while the store was unreachable
         (see ``lua/merge.lua``); returns the breaker's state after it. ``batch`` makes it
-        idempotent: a hand-back the store already ran is not counted again."""
+        idempotent: a hand-back the store already ran is not counted again. ``basis`` is the
+        shared (incarnation, epoch) the outcomes were admitted under: the window judges them
+        only while the breaker is still there (None: unknown, judged)."""
         pairs = [x for item in totals.items() for x in item]
+        incarnation, epoch = basis if basis is not None else ("", "")
         reply = self._run("merge", name, policy, who, window.calls, window.failures, window.slow,
-                          "1" if local_open else "0", batch, *pairs)
+                          "1" if local_open else "0", batch, incarnation, epoch, *pairs)
         return StateView(**self._view_fields(reply))
 
     def probe(self, who: str) -> None:

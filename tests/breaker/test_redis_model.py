@@ -66,8 +66,9 @@ class Reference:
         if self.state == "open" and now >= self.open_until:
             self.go("half_open", now)
         if self.state == "half_open":
-            self.permits = {k: t for k, t in self.permits.items()
-                            if now - t < self.policy.max_wait_in_half_open * 1000}
+            if any(now - t >= self.policy.max_wait_in_half_open * 1000 for t in self.permits.values()):
+                self.go("open", now)  # a probe outlived its wait: the model hangs
+                return False, None
             if len(self.permits) + len(self.probes) < self.policy.permitted_calls_in_half_open:
                 self.permit_seq += 1
                 self.permits[self.permit_seq] = now
@@ -210,6 +211,11 @@ class RedisAgainstReference(RuleBasedStateMachine):
         self.policy_stored = self.policy.model_copy(update={"failure_rate_threshold": threshold, "minimum_calls": minimum})
         self.backend.set_policy("m", self.policy_stored, "operator")
         self.model.policy = self.policy_stored
+        model = self.model
+        if model.state == "half_open" and any(
+            self.now() - t >= model.policy.max_wait_in_half_open * 1000 for t in model.permits.values()
+        ):
+            model.go("open", self.now())  # policy.lua looks at overdue probes too
 
     @invariant()
     def same_state_and_window(self) -> None:

@@ -4,10 +4,12 @@ Every test runs twice through the ``driver`` fixture: on the in-memory machine
 (breaker/machine.py) and on the Redis Lua scripts (breaker/backends/lua/), with time stepped
 by hand. Policy (tests/breaker/conftest.py): minimum 10 calls, trips at 50 % failures or 50 %
 slow calls (slow = 1 s), 10 s window, OPEN for 10 s growing x2 up to 35 s, 3 probes,
-lapsed probes reclaimed after 20 s.
+a probe unreported after 20 s re-opens the breaker.
 """
 
 from __future__ import annotations
+
+import pytest
 
 from breaker.state import Control, Outcome, State
 from tests.support.driver import Driver
@@ -160,22 +162,38 @@ def test_an_ignored_probe_gives_its_permit_back(driver: Driver) -> None:
     assert driver.state == State.CLOSED
 
 
-def test_lapsed_probe_permits_are_reclaimed(driver: Driver) -> None:
+def test_a_probe_that_outlives_its_wait_reopens_the_breaker(driver: Driver) -> None:
+    """Issue 22 item 6: a permit was reclaimed and handed to a new caller while its probe
+    still ran (4 probes in flight with N = 2 against a hanging model). A probe that outlives
+    max_wait_in_half_open is evidence that the model hangs: back to OPEN, no new probe."""
     driver.trip()
     driver.advance(10)
-    tickets = [driver.ticket() for _ in range(3)]  # their worker dies: never reported
+    tickets = [driver.ticket() for _ in range(3)]  # the model hangs: never reported
     driver.advance(19.999)
     assert not driver.admit().admitted
     driver.advance(0.001)
-    fresh = [driver.ticket() for _ in range(3)]
-    late = driver.record(tickets[0], F)  # the dead worker's report arrives after all
+    refused = driver.admit()
+    assert not refused.admitted  # never a fourth probe while three may still run
+    assert refused.state == State.OPEN
+    assert refused.retry_after == pytest.approx(20.0)  # the wait grows, as after any failed probe
+    late = driver.record(tickets[0], F)  # the hung probe returns after all
     assert not late.applied
-    for t in fresh:
-        driver.record(t, S)
     snap = driver.snapshot()
-    assert snap.state == State.CLOSED
+    assert snap.state == State.OPEN
     assert snap.totals["reclaimed"] == 3
     assert snap.totals["stale"] == 1
+    assert snap.totals["probes_granted"] == 3
+    event = driver.backend.history(driver.name, 1)[0]
+    assert event.reason == "3 probe(s) not reported within max_wait_in_half_open (20s)"
+
+
+def test_a_lapsed_probe_is_noticed_by_the_timer_too(driver: Driver) -> None:
+    """advance() (a paused fleet's timer) re-opens the breaker as an admission would."""
+    driver.trip()
+    driver.advance(10)
+    driver.ticket()
+    driver.advance(20)
+    assert driver.backend.advance(driver.name, driver.policy, driver.who).state == State.OPEN
 
 
 def test_outcomes_from_an_earlier_epoch_are_stale(driver: Driver) -> None:

@@ -10,8 +10,9 @@ if s.state == 'open' and now >= s.open_until then
   transition(s, 'half_open', 'wait in open state elapsed', now, policy)
 end
 if s.state == 'half_open' then
-  reclaim_permits(now, policy)
-  decide_half_open(s, now, policy)
+  if not lapse_probes(s, now, policy) then
+    decide_half_open(s, now, policy)
+  end
 end
 if mode == 'advance' then
   return reply(s, now, {})

@@ -206,6 +206,16 @@ local function load_state(now, create)
   return s
 end
 
+-- Ids of applied writes (record batches, hand-backs) are remembered for a time, not for a
+-- count: a process whose write timed out asks about it within the horizon however busy the
+-- fleet was meanwhile (breaker/tally.py IDEMPOTENCY_HORIZON_S holds the same figure).
+local APPLIED_HORIZON_MS = 600000
+
+local function remember_applied(id, now)
+  redis.call('ZADD', K_APPLIED, now, id)
+  redis.call('ZREMRANGEBYSCORE', K_APPLIED, '-inf', now - APPLIED_HORIZON_MS)
+end
+
 local function count(counter)
   redis.call('HINCRBY', K_STATE, 'n_' .. counter, 1)
 end
@@ -286,16 +296,27 @@ local function transition(s, to, reason, now, policy)
   return event
 end
 
--- Probe permits not reported within max_wait_in_half_open go back to the pool.
-local function reclaim_permits(now, policy)
+-- A probe not reported within max_wait_in_half_open is evidence that the model hangs (or
+-- that its worker died): the breaker goes back to OPEN, as resilience4j's
+-- maxWaitDurationInHalfOpenState does. Its permit is never handed to another caller while
+-- the first probe may still run, so HALF_OPEN never has more than N probes in flight.
+-- Returns whether it re-opened the breaker.
+local function lapse_probes(s, now, policy)
   local flat = redis.call('HGETALL', K_PERMITS)
   local lapse = policy.max_wait_in_half_open * 1000
+  local lapsed = 0
   for i = 1, #flat, 2 do
     if now - tonumber(flat[i + 1]) >= lapse then
-      redis.call('HDEL', K_PERMITS, flat[i])
-      count('reclaimed')
+      lapsed = lapsed + 1
     end
   end
+  if lapsed == 0 then
+    return false
+  end
+  redis.call('HINCRBY', K_STATE, 'n_reclaimed', lapsed)
+  transition(s, 'open', string.format('%d probe(s) not reported within max_wait_in_half_open (%gs)',
+    lapsed, policy.max_wait_in_half_open), now, policy)
+  return true
 end
 
 -- HALF_OPEN decides once as many probes have reported as the policy permits: after an

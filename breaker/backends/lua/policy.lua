@@ -24,7 +24,8 @@ local event = {kind = 'policy', breaker = NAME, who = WHO, at_ms = now}
 event.stream_id = redis.call('XADD', K_STREAM, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'event', cjson.encode(event))
 redis.call('PUBLISH', CHANNEL, cjson.encode(event))
 if s.state == 'half_open' then
-  reclaim_permits(now, policy)
-  decide_half_open(s, now, policy)
+  if not lapse_probes(s, now, policy) then
+    decide_half_open(s, now, policy)
+  end
 end
 return reply(s, now, {})

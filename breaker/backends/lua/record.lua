@@ -1,7 +1,7 @@
 -- Calls ended. ARGV[7] epoch, ARGV[8] incarnation, ARGV[9] permit ('' for none), ARGV[10]
 -- the batch id ('' for none), then one or more pairs from ARGV[11]: outcome
 -- (success|failure|timeout|slow|ignored), duration in ms.
--- The batch id is remembered (the last 20 000, at most 10 minutes): a client whose call
+-- The batch id is remembered for 10 minutes (APPLIED_HORIZON_MS): a client whose call
 -- timed out cannot know whether it ran, and asks before handing its outcomes back again.
 -- All the outcomes share the ticket's epoch (the client groups them so); each is judged as
 -- if recorded alone and in order: one that trips the breaker makes the rest stale. State,
@@ -13,9 +13,7 @@ local epoch, incarnation, permit = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
 local applied, slows, states, epochs, open_untils = {}, {}, {}, {}, {}
 
 if ARGV[10] ~= '' then
-  redis.call('ZADD', K_APPLIED, now, ARGV[10])
-  redis.call('ZREMRANGEBYSCORE', K_APPLIED, '-inf', now - 600000)
-  redis.call('ZREMRANGEBYRANK', K_APPLIED, 0, -20001)
+  remember_applied(ARGV[10], now)
 end
 for i = 11, #ARGV, 2 do
   local outcome, duration = ARGV[i], tonumber(ARGV[i + 1])
