@@ -23,6 +23,7 @@ small setups, inside ``fusebox serve``; any number of either share the work safe
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import logging

@@ -196,7 +196,7 @@ KEYS: tuple[KeyDoc, ...] = (
            "HALF_OPEN probe permits handed out, by ticket"),
     KeyDoc("<prefix>:breaker:<name>:policy", "hash", "none (until cleared)", "breaker/backends/lua/policy.lua",
            "the operator's stored policy, one field per setting"),
-    KeyDoc("<prefix>:breaker:<name>:applied", "zset", "10 min, at most 20 000 entries", "breaker/backends/lua",
+    KeyDoc("<prefix>:breaker:<name>:applied", "zset", "10 min, whatever the count", "breaker/backends/lua",
            "ids of record batches and hand-backs already applied (exactly once)"),
     KeyDoc("<prefix>:breaker:<name>:history:<hour>", "hash", "25 h after its last write",
            "breaker/backends/lua/shadow.lua", "calls, failures, slow calls per second of that hour (what-if replays)"),

@@ -142,7 +142,8 @@ class LocalTally:
         """Adds to a lifetime counter only (refusals the store did not take; ``batch``: as
         for :meth:`add`)."""
         with self._lock:
-            tally = self._tallies.setdefault(name, Tally())
+            # Counters only (no window): the basis they were decided on does not matter.
+            tally = self._tallies.setdefault((name, None), Tally())
             target: _Counts = tally if batch is None else tally.uncertain.setdefault(batch, _Counts())
             target.totals[counter] += n
 

@@ -282,8 +282,6 @@ def test_probes_below_the_failure_rate_close(r4j: Driver) -> None:
     assert r4j.snapshot().window.calls == 0
 
 
-@pytest.mark.xfail(strict=False, reason="issue 27 item 5 / issue 22 item 6: HALF_OPEN max wait -> OPEN is "
-                   "implemented on branch invariants")
 def test_half_open_max_wait_goes_back_to_open(r4j: Driver) -> None:
     """CircuitBreakerStateMachineTest.circuitBreakerTransitionsToOpenAfterWaitDurationInHalfOpenState:
     a HALF_OPEN breaker whose probe outlives max_wait_in_half_open (1 s) goes back to OPEN;
