@@ -110,8 +110,14 @@ class Recorder:
 
     @property
     def pending(self) -> int:
-        """Outcomes and refusals queued or being sent."""
-        return len(self._queue) + self._in_flight + len(self._rejections) + self._rejecting
+        """Outcomes queued or being sent (refusals, counters and not outcomes, are in
+        :attr:`pending_refusals`)."""
+        return len(self._queue) + self._in_flight
+
+    @property
+    def pending_refusals(self) -> int:
+        """Refusals queued or being sent."""
+        return len(self._rejections) + self._rejecting
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Waits until the queue is empty and nothing is being sent; False on timeout."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from breaker.errors import STORE_ERRORS, OutcomeUncertain
 from breaker.state import Admission
+from breaker.tally import REJECTED
 
 if TYPE_CHECKING:
     from breaker.registry import Breakers
@@ -32,12 +33,12 @@ def send_refusals(owner: Breakers, counts: Counter[str]) -> None:
         except STORE_ERRORS as exc:
             owner.failsafe.lost(exc)
     for (name, n), batch in zip(counts.items(), batches):
-        owner.failsafe.tally.add_count(name, "rejected", n, batch)
+        owner.failsafe.tally.add_count(name, REJECTED, n, batch)
 
 
 def counted_locally(owner: Breakers, name: str, answer: Admission) -> Admission:
     """The local breaker's answer while the store is unusable; a refusal is tallied too, so
     that the fleet's count has it after the rejoin (the local breaker's totals stay local)."""
     if not answer.admitted and owner.shared is not None:
-        owner.failsafe.tally.add_count(name, "rejected", 1)
+        owner.failsafe.tally.add_count(name, REJECTED, 1)
     return answer

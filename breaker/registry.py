@@ -158,8 +158,7 @@ class Breakers:
         """(Re)creates the threads; after a fork the child gets its own (Celery's prefork
         pool forks workers from a parent that may have used these breakers)."""
         self._pid = os.getpid()
-        self.recorder = Recorder(self._send_outcomes, lambda counts: send_refusals(self, counts),
-                                 linger=self.settings.record_linger)
+        self.recorder = self._new_recorder()
         self._subscriber = Subscriber(self)
         self.cache.distrust()  # kept, untrusted: they only seed a forked child's local breaker
         # What a parent knew of stored policies may be stale by the time a child runs.
@@ -170,12 +169,18 @@ class Breakers:
         if self._subscribe:
             self._subscriber.start()
 
+    def _new_recorder(self) -> Recorder:
+        """The write-behind queue of outcomes and refusals (one construction for the start
+        and a forked child)."""
+        return Recorder(self._send_outcomes, lambda counts: send_refusals(self, counts),
+                        linger=self.settings.record_linger)
+
     def _after_fork(self) -> None:
         """In a forked child, first: the locks the parent's threads may have held are replaced,
         the threads restart on first use; the queue and tally stay the parent's (sent once)."""
         self._lock = threading.RLock()
         self._forked = True
-        self.recorder = Recorder(self._send_outcomes, linger=self.settings.record_linger)
+        self.recorder = self._new_recorder()
         self.failsafe.forget_tally()
         self.cache.reset_lock()
         self.local.reset_lock()

@@ -21,10 +21,14 @@ Two rules make a hand-back count each outcome exactly once, and judge only what 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from breaker.state import Outcome, WindowStats
+
+#: The counter of refusals, which a tally carries beside the outcomes.
+REJECTED = "rejected"
 
 #: Seconds the store remembers the id of a write (``APPLIED_HORIZON_MS`` in lua/common.lua).
 IDEMPOTENCY_HORIZON_S = 600
@@ -58,7 +62,8 @@ class _Counts:
 
     @property
     def size(self) -> int:
-        return sum(self.totals.values())
+        """Outcomes held (refusals, which are counters and not outcomes, left out)."""
+        return sum(n for counter, n in self.totals.items() if counter != REJECTED)
 
 
 @dataclass
@@ -106,7 +111,7 @@ class Tally(_Counts):
 
     @property
     def size(self) -> int:
-        return sum(self.totals.values()) + sum(c.size for c in self.uncertain.values())
+        return super().size + sum(c.size for c in self.uncertain.values())
 
 
 class LocalTally:
@@ -138,13 +143,17 @@ class LocalTally:
                 tally.sent_ms.setdefault(batch, now_ms if sent_ms is None else sent_ms)
             target.add(now_ms // 1000, counter, window)
 
-    def add_count(self, name: str, counter: str, n: int, batch: str | None = None) -> None:
-        """Adds to a lifetime counter only (refusals the store did not take; ``batch``: as
-        for :meth:`add`)."""
+    def add_count(self, name: str, counter: str, n: int, batch: str | None = None,
+                  sent_ms: int | None = None) -> None:
+        """Adds to a lifetime counter only (refusals the store did not take; ``batch`` and
+        ``sent_ms``: as for :meth:`add`)."""
         with self._lock:
             # Counters only (no window): the basis they were decided on does not matter.
             tally = self._tallies.setdefault((name, None), Tally())
-            target: _Counts = tally if batch is None else tally.uncertain.setdefault(batch, _Counts())
+            target: _Counts = tally
+            if batch is not None:
+                target = tally.uncertain.setdefault(batch, _Counts())
+                tally.sent_ms.setdefault(batch, int(time.time() * 1000) if sent_ms is None else sent_ms)
             target.totals[counter] += n
 
     def names(self) -> list[str]:

@@ -27,16 +27,18 @@ class RedisCounters:
         breaker's ``rejected`` total, exactly once (``lua/refusals.lua``).
 
         Raises:
-          OutcomeUncertain: the connection failed; ``batches`` holds, per breaker in the
-            order of ``counts``, the id of its call (ask :meth:`applied_batches`).
+          OutcomeUncertain: a call failed (the connection, or the store refused one partway:
+            OOM, READONLY); ``batches`` holds, per breaker in the order of ``counts``, the id
+            of its call, since the earlier calls did run (ask :meth:`applied_batches`).
         """
         script = self._scripts["refusals"]
         batches = [os.urandom(8).hex() for _ in counts]
+        clock = "" if self._clock is None else int(self._clock() * 1000)
         try:
             for (name, n), batch in zip(counts.items(), batches):
                 keys = self.keys.breaker(name)
-                script(keys=[keys[0], keys[6]], args=[batch, n])
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                script(keys=[keys[0], keys[6]], args=[batch, n, clock])
+        except (redis.RedisError, OSError) as exc:
             raise OutcomeUncertain(exc, batches) from exc
 
     def history_buckets(self, name: str, hours: int = 24) -> dict[int, tuple[int, int, int]]:
