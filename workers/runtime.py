@@ -64,7 +64,7 @@ def device_store() -> DeviceStore:
 @lru_cache(maxsize=1)
 def device_tracker() -> DeviceTracker:
     """This process's judge of its device's calls."""
-    return DeviceTracker(device_store(), device_store().rules)
+    return DeviceTracker(device_store(), device_store().rules, store_usable=lambda: not breakers().degraded)
 
 
 @lru_cache(maxsize=1)

@@ -210,7 +210,8 @@ class Settings(BaseSettings):
         {}, "more bearer tokens, `name=token,...`, each with the rights of `FUSEBOX_API_TOKEN` and audited "
         "under `http:name`", shown="(none)")
     api_chaos_token: str | None = setting(
-        None, "the operator's bearer token for `POST`/`DELETE /chaos/...` (fault injection); the API token "
+        None, "the operator's bearer token for `POST`/`DELETE /chaos/...` (fault injection) and `POST /workers/...` "
+        "(ejecting devices); the API token "
         "does not open it (unset: those answer 403)", shown="(none)", min_length=MIN_TOKEN_LENGTH)
     api_open_reads: bool = setting(
         False, "`GET /jobs/{id}` (job answers) without a token; off: it needs a token like the writes")

@@ -132,7 +132,7 @@ def set_policy(
     wait_in_open_multiplier: Annotated[Optional[float], _opt("Growth of the wait on repeated trips.")] = None,
     max_wait_in_open: Annotated[Optional[float], _opt("Cap of the growing wait.")] = None,
     permitted_calls_in_half_open: Annotated[Optional[int], _opt("Probe permits, cluster-wide.")] = None,
-    max_wait_in_half_open: Annotated[Optional[float], _opt("Seconds before an unreported probe is reclaimed.")] = None,
+    max_wait_in_half_open: Annotated[Optional[float], _opt("Seconds a probe may stay unreported before the breaker re-opens.")] = None,
     call_timeout: Annotated[Optional[float], _opt("Seconds a model call may take.")] = None,
     slow_start: Annotated[Optional[float], _opt("Seconds over which calls ramp up after a recovery (0: off).")] = None,
     bypass_callers: Annotated[Optional[str], _opt("Comma-separated callers that may bypass it ('' for none).")] = None,

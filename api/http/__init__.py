@@ -14,7 +14,7 @@
     POST /chaos/{model}               turn a fault on, for ``for_seconds`` (default 600)   [operator]
     DELETE /chaos/{model}             turn it off                                          [operator]
     GET  /workers                     every model worker's devices: healthy, ejected, probing
-    POST /workers/{name}/{action}     eject, restore a worker's devices (``?model=``)      [token]
+    POST /workers/{name}/{action}     eject, restore a worker's devices (``?model=``)      [operator]
     POST /jobs                        submit a job (text, texts or image_base64)        [token]
     GET  /jobs/{id}                   its status and answer (404 for an unknown job)   [token]*
     DELETE /jobs/{id}                 cancel a queued or parked job                      [token]

@@ -7,7 +7,8 @@ Three kinds of route (decided by :func:`required`, the one place that says it):
 - ``api``: everything that changes something, and the jobs' answers (``GET /jobs/{id}``:
   OCR results of ID cards are nobody's business) unless ``FUSEBOX_API_OPEN_READS``;
   any token of ``FUSEBOX_API_TOKEN`` / ``FUSEBOX_API_TOKENS``;
-- ``operator``: fault injection (``POST``/``DELETE /chaos/...``), only with
+- ``operator``: fault injection (``POST``/``DELETE /chaos/...``) and ejecting or restoring
+  devices (``POST /workers/...``), only with
   ``FUSEBOX_API_CHAOS_TOKEN``: the token that submits jobs cannot take the fleet down.
 
 The check runs twice: in :class:`api.http.guard.RequestGuard`, before any byte of the
@@ -29,7 +30,9 @@ _READS = ("GET", "HEAD", "OPTIONS")
 
 def required(method: str, path: str, settings: Settings) -> Need:
     """What a request needs, from its method and path alone."""
-    if path.startswith("/chaos/"):
+    if path.startswith(("/chaos/", "/workers/")):
+        # Fault injection, and ejecting devices (uncapped: an operator's), can take a
+        # model's whole fleet out: not with the token that submits jobs.
         return "public" if method in _READS else "operator"
     if method not in _READS:
         return "api"

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException
 
 from api.devices import device_json, device_store, operate, workers_json
-from api.http.auth import api_caller
+from api.http.auth import operator
 from api.http.state import ServerState, check_model, server_state
 
 router = APIRouter()
@@ -19,7 +19,7 @@ def workers(state: ServerState = Depends(server_state)) -> dict[str, Any]:
     return workers_json(device_store(state.store, state.settings))
 
 
-@router.post("/workers/{name}/{action}", dependencies=[Depends(api_caller)])
+@router.post("/workers/{name}/{action}", dependencies=[Depends(operator)])
 def operate_worker(name: str, action: Literal["eject", "restore"], model: str | None = None,
                    state: ServerState = Depends(server_state)) -> dict[str, Any]:
     if model is not None:

@@ -22,7 +22,8 @@ from workers.faults import Faults
 from workers.settings import Settings
 
 pytestmark = pytest.mark.redis
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-the-tests"
+OPERATOR = "operator-t0ken-for-the-tests"
 
 
 @pytest.fixture
@@ -68,8 +69,8 @@ def test_operator_eject_and_restore(store: DeviceStore, redis_url: str, key_pref
 
 
 def test_http_workers_and_targeted_chaos(store: DeviceStore, redis_url: str, key_prefix: str) -> None:
-    settings = Settings(redis_url=redis_url, key_prefix=key_prefix, api_token=TOKEN)
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    settings = Settings(redis_url=redis_url, key_prefix=key_prefix, api_token=TOKEN, api_chaos_token=OPERATOR)
+    auth = {"Authorization": f"Bearer {OPERATOR}"}  # ejecting and fault injection take the operator's token
     with TestClient(create_app(settings)) as http:
         view = http.get("/workers").json()
         assert view["ejected"] == {"ner": ["w1@h/cpu0"]}
@@ -77,6 +78,8 @@ def test_http_workers_and_targeted_chaos(store: DeviceStore, redis_url: str, key
         assert 'fusebox_device_ejected{model="ner",worker="w1@h/cpu0"} 1.0' in metrics
         assert 'fusebox_device_ejections_total{model="ner",reason="device_fault"} 1.0' in metrics
         assert http.post("/workers/w1@h/restore").status_code in (401, 403)
+        job_token = {"Authorization": f"Bearer {TOKEN}"}  # the token that submits jobs cannot eject
+        assert http.post("/workers/w1@h/restore", headers=job_token).status_code == 401
         restored = http.post("/workers/w1@h/restore", headers=auth)
         assert restored.status_code == 200 and restored.json()["devices"][0]["state"] == "healthy"
         assert http.post("/workers/nobody/eject", headers=auth).status_code == 404

@@ -10,6 +10,7 @@ its most recent outcomes.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Literal
 
@@ -88,6 +89,16 @@ def reason_label(reason: str) -> str:
     return label if label in REASON_LABELS else "operator"
 
 
+#: A URL's userinfo and token-like query values in an error's text: ``GET /workers`` is
+#: public and shows the last error, which may quote a connection URL.
+_SECRETS = re.compile(r"(?P<scheme>\w[\w+.-]*://)[^\s/@]*@|(?P<param>(?:password|passwd|token|secret|key|sign)=)[^&\s'\"]+",
+                      re.IGNORECASE)
+
+
+def _without_secrets(text: str) -> str:
+    return _SECRETS.sub(lambda m: f"{m['scheme']}***@" if m["scheme"] else f"{m['param']}***", text)
+
+
 class DeviceRecord(BaseModel):
     """One device as ``fusebox workers`` shows it."""
 
@@ -150,7 +161,7 @@ class DeviceStore:
             pipe.hincrby(key, "streak", 1)
         fields = {"worker": worker, "last_seen": repr(now)}
         if error:
-            fields["last_error"] = error[:300]
+            fields["last_error"] = _without_secrets(error)[:300]
         pipe.hset(key, mapping=fields)
         pipe.zadd(self.keys.devices(model), {device: now})
         pipe.expire(key, RECORD_TTL)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -52,10 +52,15 @@ class DeviceTracker:
     """Parameters:
       store: the fleet's device records.
       rules: the ejection rules.
+      store_usable: whether the shared store answers (the breakers' fail-safe says): while it
+        does not, a call's device is neither recorded nor judged, so that a guarded call
+        never waits on Redis timeouts here; the model's local breaker judges the failure.
     """
 
-    def __init__(self, store: DeviceStore, rules: EjectionRules) -> None:
+    def __init__(self, store: DeviceStore, rules: EjectionRules,
+                 store_usable: Callable[[], bool] = lambda: True) -> None:
         self.store, self.rules = store, rules
+        self.store_usable = store_usable
         self._healthy: dict[tuple[str, str], float] = {}  # (model, device) -> when last read healthy
 
     def gate(self, model: str, device: str, task_id: str, lease: float) -> Gate:
@@ -93,6 +98,8 @@ class DeviceTracker:
 
     def succeeded(self, ctx: CallContext) -> None:
         """A call that returned: into the record; a probe's success brings the device back."""
+        if not self.store_usable():
+            return
         best_effort("recording a device's call", lambda: self.store.record(ctx.model, ctx.device, True, ctx.worker),
                     0)
         if ctx.probe:
@@ -102,7 +109,7 @@ class DeviceTracker:
     def judge(self, exc: BaseException, outcome: Outcome) -> Outcome:
         """The outcome the model's breaker records for a failed call (see the module)."""
         ctx = _current.get()
-        if ctx is None or outcome not in (Outcome.FAILURE, Outcome.TIMEOUT):
+        if ctx is None or outcome not in (Outcome.FAILURE, Outcome.TIMEOUT) or not self.store_usable():
             return outcome
         fault = is_device_fault(exc)
         error = f"{type(exc).__name__}: {exc}"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from breaker import BreakerPolicy
 
 #: Share of the hard limits a scaled timeout may reach: the call must time out (and be
-#: recorded) before the pool kills the process or a probe's permit is reclaimed.
+#: recorded) before the pool kills the process or an overdue probe re-opens the breaker.
 HEADROOM = 0.9
 
 
@@ -56,7 +56,7 @@ def allowance(policy: BreakerPolicy, model_input: Any, hard_time_limit: float) -
       model_input: the validated input (a PIL image for OCR).
       hard_time_limit: seconds after which the pool kills a stuck process; a scaled
         timeout stays below it, and below ``max_wait_in_half_open`` (a probe must report
-        before its permit is reclaimed), but never below ``call_timeout`` itself.
+        before an overdue probe re-opens the breaker), but never below ``call_timeout`` itself.
     """
     factor = policy.size_factor(megapixels(model_input))
     ceiling = max(policy.call_timeout, HEADROOM * min(hard_time_limit, policy.max_wait_in_half_open))
