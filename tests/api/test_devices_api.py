@@ -123,7 +123,8 @@ def test_an_alert_per_ejection_and_per_return_once_with_two_senders(redis_client
         texts = [b["text"] for b in receiver.bodies["/generic"]]
         assert texts == ["fusebox device w1@h/gpu0: ejected from ner (device fault)",
                          "fusebox device w1@h/gpu0: returned from ner (probe succeeded)"]
-        assert "🔴 w1@h/gpu0: ejected from ner" in receiver.bodies["/ding"][0]["markdown"]["text"]
+        # markdown-escaped like every alert's text (api/alert_format.py): no '@' that could mention
+        assert "🔴 w1@\u200dh/gpu0: ejected from ner" in receiver.bodies["/ding"][0]["markdown"]["text"]
     finally:
         for feed in feeds:
             feed.stop()
