@@ -126,6 +126,24 @@ def test_the_classifier_blames_the_device_only_while_the_cap_allows(store: Devic
     assert {r.device: r.failures for r in store.records("ner")} == {"a@h/cpu0": 1, "b@h/cpu0": 3}
 
 
+def test_a_models_only_device_is_not_blamed_its_failures_count_for_the_model(store: DeviceStore) -> None:
+    """A model served by one device (one GPU, or the last healthy one): a model fault's
+    failures in a row count for the model's breaker and eject nothing, else the breaker of a
+    model failing on its only device would never trip."""
+    tracker = DeviceTracker(store, store.rules)
+    classify = device_aware(tracker.judge).classify
+    store.seen("ner", ["only@h/cpu0"])
+    outcomes = []
+    for _ in range(store.rules.consecutive_failures + 3):
+        with tracker.calling("ner", "only@h/cpu0", "only@h") as call:
+            outcomes.append(classify(InjectedFault("the model is broken")))
+        assert call.blamed is None
+    assert outcomes == [Outcome.FAILURE] * len(outcomes)
+    with tracker.calling("ner", "only@h/cpu0", "only@h") as call:
+        assert classify(InjectedDeviceFault(DEVICE_FAULT_MESSAGE)) is Outcome.FAILURE  # even a device fault
+    assert store.ejected("ner") == {}
+
+
 def test_readiness_fails_while_every_device_of_the_worker_is_ejected(tmp_path) -> None:
     from workers.probe import WorkerHealth, check, write_probe_file
 

@@ -233,10 +233,10 @@ class DeviceStore:
         return {d.decode(): float(s) for d, s in self.client.zrange(self.keys.devices_ejected(model), 0, -1,
                                                                     withscores=True)}
 
-    def healthy(self, model: str) -> int:
-        """Live devices of the model not ejected."""
+    def healthy(self, model: str, besides: str | None = None) -> int:
+        """Live devices of the model not ejected (other than ``besides``)."""
         ejected = self.ejected(model)
-        return sum(1 for d in self.live(model) if d.decode() not in ejected)
+        return sum(1 for d in self.live(model) if d.decode() not in ejected and d.decode() != besides)
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -128,6 +128,13 @@ class DeviceTracker:
             reason = self.rules.reason(fault, streak, own, peers)
             if reason is None:
                 return outcome
+            if not best_effort("counting healthy peers", lambda: self.store.healthy(ctx.model, ctx.device), 1):
+                # No healthy device besides this one (a one-device model, or the last one
+                # standing): the evidence is the model's, and its breaker must count it, or a
+                # model failing on its only device would never trip.
+                log.warning("device %s not ejected from %s (%s): no healthy device besides it; the failure "
+                            "counts for the model", ctx.device, ctx.model, reason)
+                return outcome
             ejection = best_effort("ejecting a device", lambda: self.store.eject(ctx.model, ctx.device, reason), None)
         ctx.fault = fault
         if ejection is None or not ejection.ejected:
