@@ -7,7 +7,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from api.demo.plan import DEMO_MODELS
+from api.demo.plan import DEMO_MODELS, DEVICE_ENV, SICK_MODEL
 from api.services import RedisServer, WorkerProcess, redis_answers
 from breaker.connection import redis_client
 from workers.settings import Settings
@@ -47,12 +47,14 @@ def demo_env(redis_url: str, prefix: str) -> dict[str, str]:
         "FUSEBOX_BROKER_URL": "",
         "FUSEBOX_RESULT_URL": "",
         "FUSEBOX_CHAOS": "1",  # the demo's story injects faults; workers ignore them by default
+        **DEVICE_ENV,
     }
 
 
-def start_workers(stack: ExitStack, env: dict[str, str], prefix: str, app: Any) -> None:
-    """A model worker (the demo's models loaded) and a fallback worker, as in production;
-    each stopped with ``stack``. Returns once both answer.
+def start_workers(stack: ExitStack, env: dict[str, str], prefix: str, app: Any) -> str:
+    """A model worker (the demo's models loaded), a second, cheap worker for
+    :data:`SICK_MODEL` only (its device is the one that falls sick) and a fallback worker;
+    each stopped with ``stack``. Returns the second worker's node name once all answer.
 
     Parameters:
       stack: what the demo stops on its way out.
@@ -60,10 +62,12 @@ def start_workers(stack: ExitStack, env: dict[str, str], prefix: str, app: Any) 
       prefix: makes their node names the demo's own.
       app: the Celery app that pings them.
     """
-    for queues, name in ((list(DEMO_MODELS), "models"), (["fallback"], "fallback")):
+    started = {}
+    for queues, name in ((list(DEMO_MODELS), "models"), ([SICK_MODEL], SICK_MODEL), (["fallback"], "fallback")):
         worker = WorkerProcess(queues, f"{name}-{prefix}", 1, env)
         stack.callback(worker.stop)
-        worker.start(app)
+        started[name] = worker.start(app)
+    return started[SICK_MODEL].nodename
 
 
 def remove_keys(url: str, prefix: str) -> None:

@@ -12,6 +12,12 @@ from api import samples
 #: The model whose every call fails during the fault.
 FAULTY = "sentiment"
 DEMO_MODELS = ("ocr", "sentiment", "ner")
+#: The model served by two workers, one of which gets a sick device (a CUDA-style error on
+#: every call) before the fault above: it is ejected alone while the model keeps serving.
+SICK_MODEL = "ner"
+#: Short ejections (docs/devices.md), so that the sick device's return fits in the story:
+#: the first lasts 3 s, a second (a probe that failed) 6 s.
+DEVICE_ENV = {"FUSEBOX_DEVICE_EJECTION_TIME": "3", "FUSEBOX_DEVICE_MAX_EJECTION_TIME": "6"}
 #: Small windows and short waits, so that the story fits in a minute; set live, like an
 #: operator's ``fusebox breaker set``.
 DEMO_POLICY = {"minimum_calls": 6, "window": 10, "wait_in_open": 3.0, "wait_in_open_multiplier": 1.5,
@@ -40,6 +46,16 @@ def traffic(total: int, phase: Callable[[], str]) -> Iterator[Job]:
             yield "sentiment", text
         else:
             yield "ner", news[i]
+
+
+def sick_device_traffic(seed: int = 23) -> Iterator[Job]:
+    """The jobs of the sick-device act: news sentences for :data:`SICK_MODEL` only, apart
+    from the plan's (the act lasts as long as the device takes to leave and come back).
+
+    Parameters:
+      seed: picks the sentences.
+    """
+    return (("ner", text) for text in itertools.cycle(samples.news_sentences(60, seed=seed)))
 
 
 def extra_probe(seed: int) -> Job:

@@ -1,4 +1,5 @@
-"""The demo's run: services up, healthy traffic, the fault, the recovery, the summary."""
+"""The demo's run: services up, healthy traffic, a sick device ejected and back, the
+fault, the recovery, the summary."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from rich.live import Live
 
 from api.client import FuseboxClient
 from api.demo import orchestration
-from api.demo.plan import DEMO_MODELS, DEMO_POLICY, FAULTY, extra_probe, traffic
+from api.demo.plan import DEMO_MODELS, DEMO_POLICY, FAULTY, SICK_MODEL, extra_probe, traffic
+from api.demo.sick_device import SickDeviceAct
 from api.demo.summary import DemoSummary, summarize, summary_table
 from api.demo.tracking import JobTracker
 from api.demo.ui import Transitions, keep_refreshing, render
 from breaker import BreakerPolicy, State
 from breaker.connection import redis_client
+from workers.devices.rules import EjectionRules
+from workers.devices.store import DeviceStore
 from workers.faults import SWITCH_TTL, Faults, FaultSpec
 from workers.models import MODELS
 from workers.settings import Settings
@@ -38,6 +42,9 @@ class Demo:
         self.phase = "starting"
         self.client: FuseboxClient | None = None
         self.jobs: JobTracker | None = None
+        self.sick: SickDeviceAct | None = None
+        #: Jobs of the sick-device act: outside the plan's budget (``total``).
+        self.unplanned = 0
         self._stop = threading.Event()
 
     def run(self) -> DemoSummary:
@@ -56,10 +63,15 @@ class Demo:
                 policy = BreakerPolicy.model_validate({**MODELS[model].policy.model_dump(), **DEMO_POLICY})
                 client.breakers.set_policy(model, policy, who="demo")
             client.breakers.add_listener(self.transitions)
-            faults = Faults(redis_client(redis_url, 5, fail_fast=False), self.prefix)
+            store = redis_client(redis_url, 5, fail_fast=False)
+            faults = Faults(store, self.prefix)
 
-            self._note("starting the model worker (PP-OCRv5 mobile, sentiment, NER) and the fallback worker")
-            orchestration.start_workers(stack, env, self.prefix, client.app)
+            self._note(f"starting the model worker (PP-OCRv5 mobile, sentiment, NER), a second {SICK_MODEL} "
+                       "worker and the fallback worker")
+            sick_worker = orchestration.start_workers(stack, env, self.prefix, client.app)
+            stack.callback(faults.clear, SICK_MODEL, sick_worker)
+            self.sick = SickDeviceAct(DeviceStore(store, self.prefix, EjectionRules.from_settings(client.settings)),
+                                      sick_worker)
 
             self.jobs = jobs = JobTracker(client)
             poller = threading.Thread(target=jobs.poll, args=(self._stop,), name="demo-collector", daemon=True)
@@ -78,7 +90,7 @@ class Demo:
             self._stop.set()
             if live is not None:
                 live.update(self._frame())
-            summary = summarize(client, jobs, self.prefix, how, times, started)
+            summary = summarize(client, jobs, self.prefix, how, times, started, self.sick.outcome)
             # Celery's result objects unsubscribe when collected: let them while Redis is up.
             jobs.handles.clear()
             gc.collect()
@@ -96,6 +108,11 @@ class Demo:
             time.sleep(0.05)
         jobs.wait_answers(timeout=120)  # healthy answers fill the cache the fallback uses
 
+        assert self.sick is not None
+        before = jobs.submitted
+        self.sick.run(jobs, faults, self._set_phase)
+        self.unplanned = jobs.submitted - before
+
         self.phase = f"fault: every {FAULTY} model call fails"
         faults.set(FAULTY, FaultSpec(error_rate=1.0))
         times["fault_on"] = time.time()
@@ -107,7 +124,7 @@ class Demo:
                 self.phase = f"{FAULTY} breaker OPEN: its queue paused, its jobs answered by the fallback"
             if times["trip"] is not None and time.time() - times["trip"] > 2.0:
                 break  # two seconds of OPEN: submissions routed to the fallback, then recovery
-            if jobs.submitted < int(self.total * 0.85):
+            if self._planned() < int(self.total * 0.85):
                 jobs.submit(next(plan))
             time.sleep(0.08)
 
@@ -120,14 +137,21 @@ class Demo:
                 times["closed"] = time.time()
                 break
             # Probe traffic: without new jobs nobody would find out that the model is back.
-            jobs.submit(next(plan) if jobs.submitted < self.total else extra_probe(jobs.submitted))
+            jobs.submit(next(plan) if self._planned() < self.total else extra_probe(jobs.submitted))
             time.sleep(0.25)
 
         self.phase = "recovered: every job answered by its model again"
-        while jobs.submitted < self.total:
+        while self._planned() < self.total:
             jobs.submit(next(plan))
             time.sleep(0.05)
         return times
+
+    def _planned(self) -> int:
+        assert self.jobs is not None
+        return self.jobs.submitted - self.unplanned
+
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
 
     def _state(self, model: str) -> State:
         assert self.client is not None
@@ -139,4 +163,5 @@ class Demo:
             self.console.print(f"[bold]fusebox demo[/]: {message}")
 
     def _frame(self) -> Group:
-        return render(self.phase, self.client, self.jobs, self.transitions)
+        return render(self.phase, self.client, self.jobs, self.transitions,
+                      self.sick.records() if self.sick is not None else None)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 
 from pydantic import BaseModel
+from rich.markup import escape
 from rich.table import Table
 
 from api.client import FuseboxClient
-from api.demo.plan import DEMO_MODELS, FAULTY
+from api.demo.plan import DEMO_MODELS, FAULTY, SICK_MODEL
+from api.demo.sick_device import SickDeviceOutcome
 from api.demo.tracking import JobTracker
 from breaker import State
 from breaker.connection import redis_client
@@ -30,6 +32,16 @@ class DemoSummary(BaseModel):
       by_model: answers per model and server.
       time_to_pause_ms: from the trip to the worker no longer consuming the faulty queue.
       time_to_recover_s: from the fault's end to the breaker CLOSED again.
+      sick_device: the device (of :data:`SICK_MODEL`'s two workers) that fell sick.
+      device_ejected: it was ejected during its device fault.
+      device_ejection_reason: why.
+      device_returned: it served again, through one probe job, once the fault was removed.
+      device_fault_jobs: :data:`SICK_MODEL` jobs submitted from the device fault on until
+        the device was back.
+      degraded_during_device_fault: how many of those were answered degraded (the healthy
+        device should have answered them all: 0).
+      time_to_eject_ms: from the device fault on to the ejection.
+      time_to_return_s: from the device fault removed to the device healthy again.
       redis: ``existing`` (the one at FUSEBOX_REDIS_URL) or ``started``.
       duration_s: the whole demo, worker start included.
     """
@@ -46,12 +58,21 @@ class DemoSummary(BaseModel):
     time_to_pause_ms: float | None
     time_to_recover_s: float | None
     faulty_model: str = FAULTY
+    sick_device_model: str = SICK_MODEL
+    sick_device: str | None
+    device_ejected: bool
+    device_ejection_reason: str
+    device_returned: bool
+    device_fault_jobs: int
+    degraded_during_device_fault: int
+    time_to_eject_ms: float | None
+    time_to_return_s: float | None
     redis: str
     duration_s: float
 
 
 def summarize(client: FuseboxClient, jobs: JobTracker, prefix: str, how: str, times: dict[str, float | None],
-              started: float) -> DemoSummary:
+              started: float, sick: SickDeviceOutcome) -> DemoSummary:
     """The summary of a finished demo.
 
     Parameters:
@@ -61,6 +82,7 @@ def summarize(client: FuseboxClient, jobs: JobTracker, prefix: str, how: str, ti
       how: ``existing`` or ``started`` (the Redis).
       times: when the fault went on and off, the breaker tripped and closed (epoch s).
       started: ``time.monotonic()`` at the demo's start.
+      sick: what the sick-device act showed.
     """
     trips = sum(client.breakers.get(m).snapshot().totals.get("to_open", 0) for m in DEMO_MODELS)
     states = {m: client.breakers.get(m).snapshot().state for m in DEMO_MODELS}
@@ -80,6 +102,14 @@ def summarize(client: FuseboxClient, jobs: JobTracker, prefix: str, how: str, ti
             time_to_pause_ms=time_to_pause(client, prefix, times.get("trip")),
             time_to_recover_s=(round(times["closed"] - times["fault_off"], 2)
                                if times.get("closed") and times.get("fault_off") else None),
+            sick_device=sick.device,
+            device_ejected=sick.ejected,
+            device_ejection_reason=sick.reason,
+            device_returned=sick.returned,
+            device_fault_jobs=len(sick.job_ids),
+            degraded_during_device_fault=sum(i in jobs.degraded_ids for i in sick.job_ids),
+            time_to_eject_ms=sick.time_to_eject_ms,
+            time_to_return_s=sick.time_to_return_s,
             redis=how,
             duration_s=round(time.monotonic() - started, 1),
         )
@@ -120,6 +150,11 @@ def summary_table(summary: DemoSummary) -> Table:
         ("lost", f"[{'green' if summary.lost == 0 else 'red'}]{summary.lost}[/]"),
         ("degraded", summary.degraded), ("errors", summary.errors), ("trips", summary.trips),
         ("recovered", "yes" if summary.recovered else "[red]no[/]"),
+        ("sick device", summary.sick_device or "-"),
+        ("ejected", f"yes ({escape(summary.device_ejection_reason)})" if summary.device_ejected else "[red]no[/]"),
+        ("returned", "yes" if summary.device_returned else "[red]no[/]"),
+        (f"{summary.sick_device_model} degraded during it",
+         f"{summary.degraded_during_device_fault} of {summary.device_fault_jobs}"),
         ("time to pause", f"{summary.time_to_pause_ms:.1f} ms" if summary.time_to_pause_ms is not None else "-"),
         ("time to recover", f"{summary.time_to_recover_s:.1f} s" if summary.time_to_recover_s is not None else "-"),
         ("served by", ", ".join(f"{k} {v}" for k, v in sorted(summary.served_by.items()))),

@@ -30,11 +30,12 @@ class JobTracker:
         self.served_by: Counter[str] = Counter()
         self.by_model: dict[str, Counter[str]] = {}
         self.degraded = 0
+        self.degraded_ids: set[str] = set()
         self.errors = 0
         self.latest: deque[str] = deque(maxlen=6)
 
-    def submit(self, job: Job) -> None:
-        """Submits one job (routed by its breaker, as any producer's).
+    def submit(self, job: Job) -> str:
+        """Submits one job (routed by its breaker, as any producer's); returns its id.
 
         Parameters:
           job: its model and input.
@@ -45,6 +46,7 @@ class JobTracker:
             self.handles[handle.id] = handle
             self.pending.add(handle.id)
         self.submitted += 1
+        return handle.id
 
     def poll(self, stop: threading.Event) -> None:
         """Reads finished jobs' results in batches (one MGET per round) until ``stop``.
@@ -83,6 +85,8 @@ class JobTracker:
             self.served_by[result.served_by] += 1
             counts[result.served_by] += 1
             self.degraded += int(result.degraded)
+            if result.degraded:
+                self.degraded_ids.add(job_id)
             self.latest.append(describe(result))
 
     def wait_answers(self, timeout: float) -> None:

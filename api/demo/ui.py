@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -18,8 +19,10 @@ from api.client import FuseboxClient
 from api.demo.plan import DEMO_MODELS
 from api.demo.tracking import JobTracker
 from breaker import BreakerEvent, State
+from workers.devices.store import DeviceRecord
 
 STATE_STYLE = {State.CLOSED: "green", State.OPEN: "bold red", State.HALF_OPEN: "yellow"}
+DEVICE_STYLE = {"healthy": "green", "ejected": "bold red", "probing": "yellow"}
 
 
 class Transitions:
@@ -39,7 +42,8 @@ class Transitions:
                               f"({event.reason})")
 
 
-def render(phase: str, client: FuseboxClient | None, jobs: JobTracker | None, transitions: Transitions) -> Group:
+def render(phase: str, client: FuseboxClient | None, jobs: JobTracker | None, transitions: Transitions,
+           devices: list[DeviceRecord] | None = None) -> Group:
     """One frame of the display.
 
     Parameters:
@@ -47,6 +51,7 @@ def render(phase: str, client: FuseboxClient | None, jobs: JobTracker | None, tr
       client: reads the breakers (None before it exists: no rows).
       jobs: the jobs and answers so far (None before any: zeros).
       transitions: the recent transitions.
+      devices: the sick-device act's model's devices (its table; None: none).
     """
     breakers = Table(title="breakers", expand=False)
     for column in ("model", "state", "calls in window", "failure rate", "trips"):
@@ -80,10 +85,23 @@ def render(phase: str, client: FuseboxClient | None, jobs: JobTracker | None, tr
     return Group(
         Panel(head, title="fusebox demo"),
         breakers,
+        device_table(devices or []),
         served,
         Panel("\n".join(transitions.lines) or "-", title="transitions"),
         Panel("\n".join(latest) or "-", title="latest answers"),
     )
+
+
+def device_table(devices: list[DeviceRecord]) -> Table:
+    """The devices of the model one of whose devices falls sick: which worker, its state
+    and why."""
+    table = Table(title="devices", expand=False)
+    for column in ("model", "device", "state", "reason", "calls", "failures"):
+        table.add_column(column)
+    for r in devices:
+        style = DEVICE_STYLE.get(r.state, "")
+        table.add_row(r.model, r.device, f"[{style}]{r.state}[/]", escape(r.reason[:60]) or "-", str(r.calls), str(r.failures))
+    return table
 
 
 def keep_refreshing(live: Live, frame: Callable[[], Group], stop: threading.Event) -> None:

@@ -157,6 +157,12 @@ def test_demo_prints_a_summary_with_no_job_lost(fleet: Fleet) -> None:
     assert sentiment.get("model", 0) >= 1 and sentiment.get("fallback:neutral", 0) + sentiment.get("cache", 0) >= 1
     assert summary["degraded"] == sum(v for s in summary["by_model"].values() for k, v in s.items() if k != "model")
     assert 0 < summary["time_to_pause_ms"] < 1000 and summary["time_to_recover_s"] > 0
+    # One of the two NER workers' device falls sick: ejected alone, NER answered by the
+    # model throughout, the device back through a probe once the fault is gone (issue 21).
+    assert summary["sick_device_model"] == "ner" and summary["sick_device"].startswith("ner-fusebox-demo-")
+    assert summary["device_ejected"] is True and summary["device_ejection_reason"].startswith("device fault")
+    assert summary["device_returned"] is True and summary["time_to_return_s"] > 0
+    assert summary["device_fault_jobs"] >= 5 and summary["degraded_during_device_fault"] == 0
     assert summary["redis"] == "existing"
     leftovers = list(fleet.db.scan_iter("fusebox-demo-*", count=1000))
     assert leftovers == []  # it removed its keys from a Redis it did not start
