@@ -100,7 +100,9 @@ def device_table(devices: list[DeviceRecord]) -> Table:
         table.add_column(column)
     for r in devices:
         style = DEVICE_STYLE.get(r.state, "")
-        table.add_row(r.model, r.device, f"[{style}]{r.state}[/]", escape(r.reason[:60]) or "-", str(r.calls), str(r.failures))
+        why = f"{r.reason}: {r.last_error}" if r.state != "healthy" and r.last_error else r.reason
+        table.add_row(r.model, r.device, f"[{style}]{r.state}[/]", escape(why[:70]) or "-", str(r.calls),
+                      str(r.failures))
     return table
 
 
