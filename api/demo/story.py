@@ -90,7 +90,8 @@ class Demo:
             self._stop.set()
             if live is not None:
                 live.update(self._frame())
-            summary = summarize(client, jobs, self.prefix, how, times, started, self.sick.outcome)
+            summary = summarize(client, jobs, self.prefix, how, times, started, self.sick.outcome,
+                                self.transitions.opened_at_ms.get(FAULTY))
             # Celery's result objects unsubscribe when collected: let them while Redis is up.
             jobs.handles.clear()
             gc.collect()

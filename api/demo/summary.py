@@ -72,7 +72,7 @@ class DemoSummary(BaseModel):
 
 
 def summarize(client: FuseboxClient, jobs: JobTracker, prefix: str, how: str, times: dict[str, float | None],
-              started: float, sick: SickDeviceOutcome) -> DemoSummary:
+              started: float, sick: SickDeviceOutcome, opened_at_ms: int | None = None) -> DemoSummary:
     """The summary of a finished demo.
 
     Parameters:
@@ -83,6 +83,7 @@ def summarize(client: FuseboxClient, jobs: JobTracker, prefix: str, how: str, ti
       times: when the fault went on and off, the breaker tripped and closed (epoch s).
       started: ``time.monotonic()`` at the demo's start.
       sick: what the sick-device act showed.
+      opened_at_ms: when the faulty model's breaker opened (its transition's store time).
     """
     trips = sum(client.breakers.get(m).snapshot().totals.get("to_open", 0) for m in DEMO_MODELS)
     states = {m: client.breakers.get(m).snapshot().state for m in DEMO_MODELS}
@@ -99,7 +100,7 @@ def summarize(client: FuseboxClient, jobs: JobTracker, prefix: str, how: str, ti
             recovered=faulty_tripped and all(s == State.CLOSED for s in states.values()),
             served_by=dict(jobs.served_by),
             by_model={m: dict(c) for m, c in jobs.by_model.items()},
-            time_to_pause_ms=time_to_pause(client, prefix, times.get("trip")),
+            time_to_pause_ms=time_to_pause(client, prefix, times.get("trip"), opened_at_ms),
             time_to_recover_s=(round(times["closed"] - times["fault_off"], 2)
                                if times.get("closed") and times.get("fault_off") else None),
             sick_device=sick.device,
@@ -115,7 +116,8 @@ def summarize(client: FuseboxClient, jobs: JobTracker, prefix: str, how: str, ti
         )
 
 
-def time_to_pause(client: FuseboxClient, prefix: str, trip: float | None) -> float | None:
+def time_to_pause(client: FuseboxClient, prefix: str, trip: float | None,
+                  opened_at_ms: int | None = None) -> float | None:
     """From the worker's own record (``<prefix>:control``): when it stopped consuming the
     faulty queue, against the transition that told it to.
 
@@ -123,14 +125,20 @@ def time_to_pause(client: FuseboxClient, prefix: str, trip: float | None) -> flo
       client: where Redis is.
       prefix: the demo's key prefix.
       trip: when the breaker tripped (None: it did not, and there is nothing to time).
+      opened_at_ms: the transition into OPEN as the demo's listener saw it: the pause is
+        timed against it when the worker's timer saw the OPEN state before the transition's
+        message reached it (its record then names no trigger).
     """
     if trip is None:
         return None
     store = redis_client(client.settings.redis_url, 5, fail_fast=False, decode_responses=True)
     try:
         for _, record in store.xrange(f"{prefix}:control"):
-            if record.get("model") == FAULTY and record.get("action") == "pause" and "trigger_at_ms" in record:
-                return round(float(record["at"]) * 1000 - int(record["trigger_at_ms"]), 1)
+            if record.get("model") != FAULTY or record.get("action") != "pause":
+                continue
+            trigger = int(record["trigger_at_ms"]) if "trigger_at_ms" in record else opened_at_ms
+            if trigger is not None:
+                return round(float(record["at"]) * 1000 - trigger, 1)
     finally:
         store.close()
     return None

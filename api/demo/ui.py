@@ -34,9 +34,13 @@ class Transitions:
 
     def __init__(self, keep: int = 6) -> None:
         self.lines: deque[str] = deque(maxlen=keep)
+        #: Per breaker, its first transition into OPEN (store time, ms).
+        self.opened_at_ms: dict[str, int] = {}
 
     def __call__(self, event: BreakerEvent) -> None:
         if event.kind == "transition" and event.to_state is not None:
+            if event.to_state == State.OPEN:
+                self.opened_at_ms.setdefault(event.breaker, event.at_ms)
             before = event.from_state.value if event.from_state else "?"
             self.lines.append(f"{time.strftime('%H:%M:%S')} {event.breaker}: {before} → {event.to_state.value}  "
                               f"({event.reason})")
