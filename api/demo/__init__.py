@@ -21,7 +21,8 @@
    the demo started is stopped.
 
 One module each: ``orchestration`` (Redis, the environment, the workers, the clean-up),
-``plan`` (the models and the traffic), ``sick_device`` (the sick-device act), ``tracking`` (submitting and polling the answers),
-``ui`` (the live display), ``summary`` (the JSON summary and its table), and ``story``
-(the run that ties them together: :class:`api.demo.story.Demo`).
+``plan`` (the models and the traffic), ``sick_device`` (the sick-device act), ``tracking``
+(submitting and polling the answers), ``ui`` (the live display), ``summary`` (the JSON
+summary and its table), and ``story`` (the run that ties them together:
+:class:`api.demo.story.Demo`).
 """
