@@ -182,7 +182,15 @@ class AlertSender:
             except queue.Full:
                 with self._lock:
                     self.dropped += 1
-                log.warning("alert queue of %s full; dropped %s", h.label, summary(event))
+                log.warning("alert queue of %s full; dropped %s", h.label, self._describe(event))
+
+    def _render(self, event: BreakerEvent, fmt: str) -> dict[str, Any]:
+        """The webhook body of one event (a subclass with other events renders its own)."""
+        return render(event, fmt)
+
+    def _describe(self, event: BreakerEvent) -> str:
+        """One line naming the event, for logs."""
+        return summary(event)
 
     @staticmethod
     def wanted(event: BreakerEvent) -> bool:
@@ -233,7 +241,7 @@ class AlertSender:
             raw_state, pttl = self._claim(keys=[key], args=[mine, self.lease_ms])
             state = raw_state.decode() if isinstance(raw_state, bytes) else str(raw_state)
         except STORE_ERRORS as exc:
-            log.warning("alert claims unavailable (%s); sending %s to %s unclaimed", exc, summary(event), h.label)
+            log.warning("alert claims unavailable (%s); sending %s to %s unclaimed", exc, self._describe(event), h.label)
             state, pttl, key = "claimed", 0, ""
         if state.startswith(LEASE):
             # Another sender has it; if it dies, its lease runs out and we take over.
@@ -244,16 +252,16 @@ class AlertSender:
         if takeover:
             with self._lock:
                 self.taken_over += 1
-            log.warning("took over the alert %s to %s after its sender's lease ran out", summary(event), h.label)
-        result = self._send(http, h, render(event, h.hook.format), key, mine)
+            log.warning("took over the alert %s to %s after its sender's lease ran out", self._describe(event), h.label)
+        result = self._send(http, h, self._render(event, h.hook.format), key, mine)
         if result.abandoned:
-            log.warning("alert %s to %s left to another sender: %s", summary(event), h.label, result.problem)
+            log.warning("alert %s to %s left to another sender: %s", self._describe(event), h.label, result.problem)
             return
         if key:
             try:
                 self._finish(keys=[key], args=[mine, DELIVERED if result.ok else FAILED, KEEP_SECONDS])
             except STORE_ERRORS:
-                log.warning("could not mark the alert %s to %s %s", summary(event), h.label,
+                log.warning("could not mark the alert %s to %s %s", self._describe(event), h.label,
                             "delivered" if result.ok else "failed")
         with self._lock:
             if result.ok:
@@ -263,7 +271,7 @@ class AlertSender:
                 self.last_problem[h.label] = result.problem
         if not result.ok:
             log.error("alert to %s given up after %d attempt(s) (%s): %s", h.label, result.attempts, result.problem,
-                      summary(event))
+                      self._describe(event))
 
     def _send(self, http: httpx.Client, h: _Hook, body: dict[str, Any], key: str = "", mine: str = "") -> HookResult:
         delay = self.backoff

@@ -12,18 +12,16 @@ starts, re-checks the last ``replay`` seconds of it) and hands each entry to a
 
 from __future__ import annotations
 
-import heapq
 import logging
 import threading
 import time
 from typing import Any
 
-import httpx
 import redis
 from pydantic import BaseModel
 
 from api.alert_format import _body, bounded, escape_markdown
-from api.alerts import DELIVERED, FAILED, KEEP_SECONDS, LEASE, AlertSender, _Hook, _Watch
+from api.alerts import AlertSender, _Hook
 from breaker import STORE_ERRORS
 from breaker.keyspace import Keyspace
 
@@ -65,43 +63,18 @@ def render_device(event: DeviceEvent, fmt: str) -> dict[str, Any]:
 class DeviceAlertSender(AlertSender):
     """An :class:`~api.alerts.AlertSender` whose events are device events (same parameters)."""
 
-    def __call__(self, event: Any) -> None:
-        for h in self._hooks:
-            try:
-                h.queue.put_nowait(event)
-            except Exception:  # noqa: BLE001 - queue.Full: dropped and counted, never blocking
-                with self._lock:
-                    self.dropped += 1
+    @staticmethod
+    def wanted(event: Any) -> bool:
+        return True  # every ejection and return
 
     def _key(self, h: _Hook, event: Any) -> str:
         return self.keys.alert_claim(f"device-{event.model}", event.id, 0, h.id)
 
-    def _deliver(self, http: httpx.Client, h: _Hook, event: Any, takeover: bool = False) -> None:
-        key, mine = self._key(h, event), f"{LEASE}{self.owner}"
-        try:
-            raw_state, pttl = self._claim(keys=[key], args=[mine, self.lease_ms])
-            state = raw_state.decode() if isinstance(raw_state, bytes) else str(raw_state)
-        except STORE_ERRORS:
-            state, pttl, key = "claimed", 0, ""
-        if state.startswith(LEASE):  # another sender has it; taken over if its lease runs out
-            heapq.heappush(h.watch, _Watch(time.monotonic() + max(int(pttl), 1) / 1000 + 0.05, next(self._seq), event))
-            return
-        if state != "claimed":
-            return
-        result = self._send(http, h, render_device(event, h.hook.format), key, mine)
-        if result.abandoned:
-            return
-        if key:
-            try:
-                self._finish(keys=[key], args=[mine, DELIVERED if result.ok else FAILED, KEEP_SECONDS])
-            except STORE_ERRORS:
-                log.warning("could not mark the alert %s to %s", event.title, h.label)
-        with self._lock:
-            if result.ok:
-                self.sent += 1
-            else:
-                self.failed += 1
-                self.last_problem[h.label] = result.problem
+    def _render(self, event: Any, fmt: str) -> dict[str, Any]:
+        return render_device(event, fmt)
+
+    def _describe(self, event: Any) -> str:
+        return event.title
 
 
 class DeviceEventFeed:
