@@ -27,8 +27,8 @@ from breaker import STORE_ERRORS, Breakers, State
 from breaker.keyspace import Keyspace
 from workers import probe, stats
 from workers.broker import queue_depths
-from workers.devices.rules import EjectionRules
-from workers.devices.store import REASON_LABELS, DeviceStore
+from api.devices import device_store
+from workers.devices.store import REASON_LABELS
 from workers.models import FALLBACK_QUEUE, MODELS
 from workers.settings import Settings
 
@@ -200,7 +200,7 @@ class FuseboxCollector(Collector):
                                     "(worker: the device, NAME@HOST/cpuN or HOST/gpuN)", labels=["model", "worker"])
         ejections = CounterMetricFamily("fusebox_device_ejections", "Devices ejected from a model's fleet, by reason",
                                         labels=["model", "reason"])
-        store = DeviceStore(self.client, self.settings.key_prefix, EjectionRules.from_settings(self.settings))
+        store = device_store(self.client, self.settings)
         for model in MODELS:
             for device in store.ejected(model):
                 ejected.add_metric([model, device], 1.0)

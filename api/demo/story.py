@@ -16,13 +16,12 @@ from api.client import FuseboxClient
 from api.demo import orchestration
 from api.demo.plan import DEMO_MODELS, DEMO_POLICY, FAULTY, SICK_MODEL, extra_probe, traffic
 from api.demo.sick_device import SickDeviceAct
+from api.devices import device_store
 from api.demo.summary import DemoSummary, summarize, summary_table
 from api.demo.tracking import JobTracker
 from api.demo.ui import Transitions, keep_refreshing, render
 from breaker import BreakerPolicy, State
 from breaker.connection import redis_client
-from workers.devices.rules import EjectionRules
-from workers.devices.store import DeviceStore
 from workers.faults import SWITCH_TTL, Faults, FaultSpec
 from workers.models import MODELS
 from workers.settings import Settings
@@ -70,7 +69,7 @@ class Demo:
                        "worker and the fallback worker")
             sick_worker = orchestration.start_workers(stack, env, self.prefix, client.app)
             stack.callback(faults.clear, SICK_MODEL, sick_worker)
-            self.sick = SickDeviceAct(DeviceStore(store, self.prefix, EjectionRules.from_settings(client.settings)),
+            self.sick = SickDeviceAct(device_store(store, client.settings),
                                       sick_worker)
 
             self.jobs = jobs = JobTracker(client)
